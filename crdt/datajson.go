@@ -1,0 +1,297 @@
+package crdt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// DataFormat names the version of the data.json format. A reader refuses
+// any other value rather than misreading it.
+const DataFormat = "data-mesher/v1"
+
+// DataFile is a decoded data.json: records grouped by network. Decoding
+// checks form and canonical encoding, not signatures (ingestion does).
+type DataFile struct {
+	Networks []DataNetwork
+}
+
+// DataNetwork is one network's part of a data.json.
+type DataNetwork struct {
+	Network PublicKey
+	Records []*Record
+	// Errors lists the records that could not be decoded; the others are
+	// still usable, so a damaged copy yields every undamaged record.
+	Errors []error
+}
+
+type dataJSON struct {
+	Format   string        `json:"format"`
+	Networks []networkJSON `json:"networks"`
+}
+
+type networkJSON struct {
+	Network      PublicKey         `json:"network"`
+	Settings     *settingsJSON     `json:"settings,omitempty"`
+	Hosts        []hostJSON        `json:"hosts"`
+	Claims       []claimJSON       `json:"claims"`
+	Attestations []attestationJSON `json:"attestations"`
+}
+
+type settingsJSON struct {
+	Updated      time.Time      `json:"updated"`
+	Domain       string         `json:"domain"`
+	HostTTL      int64          `json:"host_ttl"`
+	DNSTTL       int64          `json:"dns_ttl"`
+	Restricted   bool           `json:"restricted,omitempty"`
+	AllowedNodes []PublicKey    `json:"allowed_nodes,omitempty"`
+	Banned       []PublicKey    `json:"banned,omitempty"`
+	Overrides    []overrideJSON `json:"overrides,omitempty"`
+	Witnesses    []PublicKey    `json:"witnesses,omitempty"`
+	TSARoots     [][]byte       `json:"tsa_roots,omitempty"`
+	TSAURLs      []string       `json:"tsa_urls,omitempty"`
+	Extra        []extraJSON    `json:"extra,omitempty"`
+	Signature    []byte         `json:"signature"`
+}
+
+type overrideJSON struct {
+	Name string    `json:"name"`
+	Node PublicKey `json:"node"`
+}
+
+type extraJSON struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	TTL  int64  `json:"ttl,omitempty"`
+	Data string `json:"data"`
+}
+
+type hostJSON struct {
+	Node       PublicKey    `json:"node"`
+	Heartbeat  time.Time    `json:"heartbeat"`
+	Addresses  []netip.Addr `json:"addresses"`
+	GossipPort uint16       `json:"gossip_port"`
+	HTTPPort   uint16       `json:"http_port"`
+	DNSPort    uint16       `json:"dns_port"`
+	Signature  []byte       `json:"signature"`
+}
+
+type claimJSON struct {
+	Node      PublicKey `json:"node"`
+	Name      string    `json:"name"`
+	Created   time.Time `json:"created"`
+	Signature []byte    `json:"signature"`
+}
+
+type attestationJSON struct {
+	Claim   Hash         `json:"claim"`
+	RFC3161 []byte       `json:"rfc3161,omitempty"`
+	Witness *witnessJSON `json:"witness,omitempty"`
+}
+
+type witnessJSON struct {
+	Key       PublicKey `json:"key"`
+	Time      time.Time `json:"time"`
+	Signature []byte    `json:"signature"`
+}
+
+// EncodeDataJSON writes the given networks of s as data.json, records in a
+// fixed order, so equal states give equal files.
+func EncodeDataJSON(s *State, networks ...PublicKey) ([]byte, error) {
+	f := dataJSON{Format: DataFormat, Networks: []networkJSON{}}
+	for _, id := range networks {
+		if s.nets[id] == nil {
+			return nil, fmt.Errorf("encoding data.json: network %s is not joined", id.Short())
+		}
+		f.Networks = append(f.Networks, networkToJSON(id, s.Records(id)))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("encoding data.json: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func networkToJSON(id PublicKey, recs []*Record) networkJSON {
+	n := networkJSON{Network: id, Hosts: []hostJSON{}, Claims: []claimJSON{}, Attestations: []attestationJSON{}}
+	for _, r := range recs {
+		sig := func() []byte { return r.signature() }
+		switch r.kind {
+		case KindSettings:
+			s := r.settings
+			sj := &settingsJSON{
+				Updated: s.Updated, Domain: s.Domain,
+				HostTTL: int64(s.HostTTL / time.Second), DNSTTL: int64(s.DNSTTL / time.Second),
+				Restricted: s.Restricted, AllowedNodes: s.AllowedNodes, Banned: s.Banned,
+				Witnesses: s.Witnesses, TSARoots: s.TSARoots, TSAURLs: s.TSAURLs, Signature: sig(),
+			}
+			for _, o := range s.Overrides {
+				sj.Overrides = append(sj.Overrides, overrideJSON(o))
+			}
+			for _, x := range s.Extra {
+				sj.Extra = append(sj.Extra, extraJSON{Name: x.Name, Type: x.Type.String(), TTL: int64(x.TTL / time.Second), Data: x.Data})
+			}
+			n.Settings = sj
+		case KindHost:
+			h := r.host
+			n.Hosts = append(n.Hosts, hostJSON{Node: h.Node, Heartbeat: h.Heartbeat, Addresses: h.Addresses,
+				GossipPort: h.GossipPort, HTTPPort: h.HTTPPort, DNSPort: h.DNSPort, Signature: sig()})
+		case KindClaim:
+			c := r.claim
+			n.Claims = append(n.Claims, claimJSON{Node: c.Node, Name: c.Name, Created: c.Created, Signature: sig()})
+		case KindAttestation:
+			a := r.attestation
+			aj := attestationJSON{Claim: a.Claim, RFC3161: a.RFC3161}
+			if w := a.Witness; w != nil {
+				aj.Witness = &witnessJSON{Key: w.Key, Time: w.Time, Signature: w.Signature}
+			}
+			n.Attestations = append(n.Attestations, aj)
+		}
+	}
+	return n
+}
+
+// dataJSONIn is dataJSON with each record left raw, so that one damaged
+// record does not stop the others from decoding.
+type dataJSONIn struct {
+	Format   string `json:"format"`
+	Networks []struct {
+		Network      PublicKey         `json:"network"`
+		Settings     json.RawMessage   `json:"settings"`
+		Hosts        []json.RawMessage `json:"hosts"`
+		Claims       []json.RawMessage `json:"claims"`
+		Attestations []json.RawMessage `json:"attestations"`
+	} `json:"networks"`
+}
+
+// DecodeDataJSON reads a data.json. A syntax error, a bad network key or an
+// unknown format version fails the whole file; a record that does not decode
+// is reported in its network's Errors and skipped. Callers bound the
+// input's size.
+func DecodeDataJSON(b []byte) (*DataFile, error) {
+	var f dataJSONIn
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%w: data.json: %v", ErrMalformed, err)
+	}
+	if f.Format != DataFormat {
+		return nil, fmt.Errorf("%w: data.json format %q, this node reads %q", ErrMalformed, f.Format, DataFormat)
+	}
+	out := &DataFile{}
+	for _, raw := range f.Networks {
+		dn := DataNetwork{Network: raw.Network}
+		add := func(what string, r *Record, err error) {
+			if err != nil {
+				dn.Errors = append(dn.Errors, fmt.Errorf("%s: %w", what, err))
+				return
+			}
+			dn.Records = append(dn.Records, r)
+		}
+		nj, errs := decodeNetworkRecords(raw.Settings, raw.Hosts, raw.Claims, raw.Attestations)
+		nj.Network = raw.Network
+		dn.Errors = append(dn.Errors, errs...)
+		if sj := nj.Settings; sj != nil {
+			s := &Settings{
+				Network: nj.Network, Updated: sj.Updated, Domain: sj.Domain,
+				HostTTL: seconds(sj.HostTTL), DNSTTL: seconds(sj.DNSTTL),
+				Restricted: sj.Restricted, AllowedNodes: sj.AllowedNodes, Banned: sj.Banned,
+				Witnesses: sj.Witnesses, TSARoots: sj.TSARoots, TSAURLs: sj.TSAURLs,
+			}
+			var err error
+			for _, o := range sj.Overrides {
+				s.Overrides = append(s.Overrides, Override(o))
+			}
+			for _, xj := range sj.Extra {
+				t, terr := ParseRRType(xj.Type)
+				err = errors.Join(err, terr)
+				s.Extra = append(s.Extra, ExtraRecord{Name: xj.Name, Type: t, TTL: seconds(xj.TTL), Data: xj.Data})
+			}
+			if err != nil {
+				add("settings", nil, fmt.Errorf("%w: %v", ErrMalformed, err))
+			} else {
+				r, err := assemble(&Record{kind: KindSettings, settings: s}, sj.Signature)
+				add("settings", r, err)
+			}
+		}
+		for i, hj := range nj.Hosts {
+			h := &Host{Network: nj.Network, Node: hj.Node, Heartbeat: hj.Heartbeat, Addresses: hj.Addresses,
+				GossipPort: hj.GossipPort, HTTPPort: hj.HTTPPort, DNSPort: hj.DNSPort}
+			r, err := assemble(&Record{kind: KindHost, host: h}, hj.Signature)
+			add(fmt.Sprintf("host %d", i), r, err)
+		}
+		for i, cj := range nj.Claims {
+			c := &Claim{Network: nj.Network, Node: cj.Node, Name: cj.Name, Created: cj.Created}
+			r, err := assemble(&Record{kind: KindClaim, claim: c}, cj.Signature)
+			add(fmt.Sprintf("claim %d", i), r, err)
+		}
+		for i, aj := range nj.Attestations {
+			a := &Attestation{Network: nj.Network, Claim: aj.Claim, RFC3161: aj.RFC3161}
+			if w := aj.Witness; w != nil {
+				a.Witness = &Witness{Key: w.Key, Time: w.Time, Signature: w.Signature}
+			}
+			r, err := assemble(&Record{kind: KindAttestation, attestation: a}, nil)
+			add(fmt.Sprintf("attestation %d", i), r, err)
+		}
+		out.Networks = append(out.Networks, dn)
+	}
+	return out, nil
+}
+
+// decodeNetworkRecords unmarshals each record on its own; the ones that fail
+// become errors and are left out.
+func decodeNetworkRecords(settings json.RawMessage, hosts, claims, atts []json.RawMessage) (networkJSON, []error) {
+	var nj networkJSON
+	var errs []error
+	bad := func(what string, i int, err error) {
+		errs = append(errs, fmt.Errorf("%s %d: %w: %v", what, i, ErrMalformed, err))
+	}
+	if len(settings) > 0 && string(settings) != "null" {
+		var sj settingsJSON
+		if err := json.Unmarshal(settings, &sj); err != nil {
+			bad("settings", 0, err)
+		} else {
+			nj.Settings = &sj
+		}
+	}
+	for i, r := range hosts {
+		var hj hostJSON
+		if err := json.Unmarshal(r, &hj); err != nil {
+			bad("host", i, err)
+			continue
+		}
+		nj.Hosts = append(nj.Hosts, hj)
+	}
+	for i, r := range claims {
+		var cj claimJSON
+		if err := json.Unmarshal(r, &cj); err != nil {
+			bad("claim", i, err)
+			continue
+		}
+		nj.Claims = append(nj.Claims, cj)
+	}
+	for i, r := range atts {
+		var aj attestationJSON
+		if err := json.Unmarshal(r, &aj); err != nil {
+			bad("attestation", i, err)
+			continue
+		}
+		nj.Attestations = append(nj.Attestations, aj)
+	}
+	return nj, errs
+}
+
+// assemble encodes a body decoded from JSON with its signature, then decodes
+// the bytes again: one validation path for both formats.
+func assemble(r *Record, sig []byte) (*Record, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	if r.kind != KindAttestation && len(sig) != signatureSize {
+		return nil, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, len(sig))
+	}
+	return DecodeRecord(append(r.encodeUnsigned(), sig...))
+}

@@ -1,0 +1,99 @@
+package crdt
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// Fuzz targets for every decoder and for ingestion: hostile input must get
+// an error, never a panic, and never a record that is not canonical.
+
+func fuzzSeeds(f *testing.F) []*Record {
+	recs := goldenRecords(f)
+	for _, r := range recs {
+		f.Add(r.Bytes())
+	}
+	return recs
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r, err := DecodeRecord(raw)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(r.Bytes(), raw) {
+			t.Fatal("decoded record does not keep its bytes")
+		}
+		again, err := DecodeRecord(r.Bytes())
+		if err != nil || again.Hash() != r.Hash() {
+			t.Fatalf("a decoded record does not decode again: %v", err)
+		}
+		if err := again.validate(); err != nil {
+			t.Fatalf("decoded record is not valid: %v", err)
+		}
+		_ = r.String()
+		_ = r.VerifySignature()
+	})
+}
+
+func FuzzDecodeDataJSON(f *testing.F) {
+	admin := testKey("admin")
+	s := NewState(DefaultOptions(), admin.Public())
+	for _, r := range goldenRecords(f) {
+		_, _ = s.Ingest(r, epoch)
+	}
+	f.Add(must(EncodeDataJSON(s, admin.Public())))
+	f.Add([]byte(`{"format":"data-mesher/v1","networks":[{"network":"AAAA","hosts":[{}]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		df, err := DecodeDataJSON(b)
+		if err != nil {
+			return
+		}
+		for _, n := range df.Networks {
+			for _, r := range n.Records {
+				if r.Network() != n.Network {
+					t.Fatalf("%s filed under network %s", r, n.Network.Short())
+				}
+				if _, err := DecodeRecord(r.Bytes()); err != nil {
+					t.Fatalf("record from data.json is not canonical: %v", err)
+				}
+			}
+		}
+	})
+}
+
+// FuzzIngest feeds arbitrary bytes to a populated state. Whatever happens,
+// the state must still hold only records that verify.
+func FuzzIngest(f *testing.F) {
+	recs := fuzzSeeds(f)
+	admin := testKey("admin")
+	now := epoch.Add(time.Minute)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s := NewState(DefaultOptions(), admin.Public())
+		// The golden settings restrict publishing to alice and w.
+		s.IngestAll(recs, now)
+		before := s.Len(admin.Public())
+		rec, out, err := s.IngestBytes(raw, now)
+		if err != nil {
+			if ReasonOf(err) == "" {
+				t.Fatalf("refusal without a reason: %v", err)
+			}
+			if s.Len(admin.Public()) != before {
+				t.Fatal("a refused record changed the state")
+			}
+			return
+		}
+		if out == Added {
+			if rec == nil || s.Lookup(admin.Public(), rec.Hash()) == nil {
+				t.Fatalf("added record %v is not held", rec)
+			}
+			if err := rec.VerifySignature(); err != nil {
+				t.Fatalf("state took %s: %v", rec, err)
+			}
+		}
+		_ = s.View(ViewConfig{Networks: []JoinedNetwork{{ID: admin.Public()}}}, now)
+	})
+}

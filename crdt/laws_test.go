@@ -1,0 +1,329 @@
+package crdt
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// The laws of the state, checked on random universes of records: valid and
+// invalid, several settings versions that tighten and loosen policy,
+// hosts old and new, conflicting claims, attestations by trusted and
+// untrusted witnesses, a node over its claim limit, and two networks.
+
+var (
+	lawNow      = epoch.Add(1000 * time.Hour)
+	lawAdmins   = []PrivateKey{testKey("admin"), testKey("admin2")}
+	lawNodes    = []PrivateKey{testKey("n0"), testKey("n1"), testKey("n2"), testKey("n3"), testKey("n4")}
+	lawWitness  = []PrivateKey{testKey("w0"), testKey("w1"), testKey("w2"), testKey("mallory")}
+	lawGreedy   = testKey("greedy")
+	lawNames    = []string{"a", "b", "c", "mors"}
+	lawAddrPool = []string{"fd00::1", "fd00::2", "fd00::3", "10.0.0.1"}
+)
+
+func lawView() ViewConfig {
+	return ViewConfig{Networks: []JoinedNetwork{{ID: lawAdmins[0].Public(), Priority: 1}, {ID: lawAdmins[1].Public(), Priority: 2}}}
+}
+
+func newLawState() *State {
+	return NewState(DefaultOptions(), lawAdmins[0].Public(), lawAdmins[1].Public())
+}
+
+func minutesAgo(t *rapid.T, label string, max int) time.Time {
+	return lawNow.Add(-time.Duration(rapid.IntRange(0, max).Draw(t, label)) * time.Minute)
+}
+
+func subset[T any](t *rapid.T, label string, from []T) []T {
+	var out []T
+	for i, x := range from {
+		if rapid.Bool().Draw(t, fmt.Sprintf("%s%d", label, i)) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func keysOf(ks []PrivateKey) []PublicKey {
+	var out []PublicKey
+	for _, k := range ks {
+		out = append(out, k.Public())
+	}
+	return out
+}
+
+// genUniverse draws every record that may be delivered, good and bad.
+func genUniverse(t *rapid.T) []*Record {
+	var recs []*Record
+	for ni, admin := range lawAdmins {
+		net := admin.Public()
+		for i := range rapid.IntRange(0, 3).Draw(t, "settings") {
+			s := Settings{Network: net, Updated: minutesAgo(t, "updated", 200), Domain: "nether",
+				HostTTL: []time.Duration{30 * time.Minute, time.Hour}[rapid.IntRange(0, 1).Draw(t, "ttl")], DNSTTL: time.Minute,
+				Witnesses: keysOf(subset(t, "witness", lawWitness[:3])),
+				Banned:    keysOf(subset(t, "ban", lawNodes[3:])),
+			}
+			if rapid.IntRange(0, 4).Draw(t, "restricted") == 0 {
+				s.Restricted, s.AllowedNodes = true, keysOf(subset(t, "allow", lawNodes))
+			}
+			if rapid.IntRange(0, 3).Draw(t, "override") == 0 {
+				s.Overrides = []Override{{Name: rapid.SampledFrom(lawNames).Draw(t, "oname"), Node: rapid.SampledFrom(lawNodes).Draw(t, "onode").Public()}}
+			}
+			_ = i
+			recs = append(recs, must(SignSettings(s, admin)))
+		}
+		nodes := lawNodes
+		if ni == 0 && rapid.Bool().Draw(t, "greedy") {
+			nodes = append(slices.Clone(lawNodes), lawGreedy)
+		}
+		for _, node := range nodes {
+			for range rapid.IntRange(0, 2).Draw(t, "hosts") {
+				addrs := subset(t, "addr", lawAddrPool)
+				recs = append(recs, hostRec(net, node, minutesAgo(t, "heartbeat", 90), addrs...))
+			}
+			nclaims := rapid.IntRange(0, 3).Draw(t, "claims")
+			if node.Public() == lawGreedy.Public() {
+				nclaims = MaxClaimsPerNode + 4
+			}
+			for c := range nclaims {
+				name := rapid.SampledFrom(lawNames).Draw(t, "name")
+				if node.Public() == lawGreedy.Public() {
+					name = fmt.Sprintf("g%d", c)
+				}
+				claim := claimRec(net, node, name, minutesAgo(t, "created", 90))
+				recs = append(recs, claim)
+				for range rapid.IntRange(0, 3).Draw(t, "attestations") {
+					w := rapid.SampledFrom(lawWitness).Draw(t, "witness")
+					recs = append(recs, witnessRec(claim, w, minutesAgo(t, "attested", 90)))
+				}
+				if node.Public() == lawGreedy.Public() && c == 0 {
+					for i := range 6 {
+						recs = append(recs, witnessRec(claim, lawWitness[i%3], lawNow.Add(-time.Duration(i)*time.Minute)))
+					}
+				}
+			}
+		}
+		// Bad records: forged, tampered, from the future.
+		victim := lawNodes[0]
+		forged := Host{Network: net, Node: victim.Public(), Heartbeat: lawNow}
+		recs = append(recs, must(sign(&Record{kind: KindHost, host: &forged}, lawNodes[1])))
+		recs = append(recs, hostRec(net, lawNodes[2], lawNow.Add(time.Hour), "fd00::9"))
+		c := claimRec(net, victim, "mors", lawNow.Add(-time.Minute))
+		tampered := slices.Clone(c.Bytes())
+		tampered[len(tampered)-1] ^= 1
+		recs = append(recs, must(DecodeRecord(tampered)))
+	}
+	return recs
+}
+
+// deliver ingests recs in the given order, then offers them all again until
+// nothing more is accepted: what anti-entropy does over time, where the
+// peers holding a record keep offering it to the nodes that do not. (An
+// attestation that arrives before its claim is refused, and accepted on a
+// later round; a record pruned under older settings comes back once newer
+// settings admit it again.)
+func deliver(s *State, recs []*Record) {
+	for {
+		progress := false
+		for _, r := range recs {
+			if o, err := s.Ingest(r, lawNow); err == nil && o == Added {
+				progress = true
+			}
+		}
+		if !progress {
+			return
+		}
+	}
+}
+
+func shuffled(t *rapid.T, label string, recs []*Record) []*Record {
+	out := rapid.Permutation(recs).Draw(t, label)
+	// With duplicates.
+	for _, i := range rapid.SliceOfN(rapid.IntRange(0, len(recs)-1), 0, 10).Draw(t, label+"-dups") {
+		out = append(out, recs[i])
+	}
+	return out
+}
+
+func randomState(t *rapid.T, label string, universe []*Record) *State {
+	s := newLawState()
+	deliver(s, shuffled(t, label, subset(t, label+"-pick", universe)))
+	return s
+}
+
+// contents is a state's observable meaning: its records and its view.
+func contents(s *State) string {
+	out := ""
+	for _, id := range s.Joined() {
+		for _, r := range s.Records(id) {
+			out += r.Kind().String()[:1] + ":" + r.Hash().Short() + " "
+		}
+		out += "| "
+	}
+	return out + describe(s.View(lawView(), lawNow), nil)
+}
+
+func clone(s *State) *State {
+	c := newLawState()
+	c.Merge(s)
+	return c
+}
+
+func merged(a, b *State) *State {
+	m := clone(a)
+	m.Merge(b)
+	return m
+}
+
+func pruned(s *State) *State {
+	p := clone(s)
+	p.Prune(lawNow)
+	return p
+}
+
+// meaning is what a state says at lawNow: its view, and (for NameStatus)
+// who holds every name.
+func meaning(s *State) string {
+	out := describe(s.View(lawView(), lawNow), nil)
+	for _, id := range s.Joined() {
+		for _, name := range lawNames {
+			st := s.NameStatus(id, name, lawNow)
+			out += fmt.Sprintf(" %s=%s", name, st.Holder.Short())
+		}
+	}
+	return out
+}
+
+func TestLawDeliveryOrderDoesNotMatter(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		u := genUniverse(t)
+		a, b := newLawState(), newLawState()
+		deliver(a, shuffled(t, "order-a", u))
+		deliver(b, shuffled(t, "order-b", u))
+		if ca, cb := contents(a), contents(b); ca != cb {
+			t.Fatalf("two delivery orders disagree:\n%s\n%s", ca, cb)
+		}
+		checkInvariants(t, a)
+	})
+}
+
+func TestLawMergeIsASemilattice(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		u := genUniverse(t)
+		a, b, c := randomState(t, "a", u), randomState(t, "b", u), randomState(t, "c", u)
+		if x, y := contents(merged(a, b)), contents(merged(b, a)); x != y {
+			t.Fatalf("not commutative:\n%s\n%s", x, y)
+		}
+		if x, y := contents(merged(merged(a, b), c)), contents(merged(a, merged(b, c))); x != y {
+			t.Fatalf("not associative:\n%s\n%s", x, y)
+		}
+		if x, y := contents(merged(a, a)), contents(a); x != y {
+			t.Fatalf("not idempotent:\n%s\n%s", x, y)
+		}
+		// Policy and time are not part of the join, and collecting garbage
+		// does not change what the state means: merging, then pruning, is
+		// the same as delivering both states' records to a fresh node.
+		ab := merged(a, b)
+		union := newLawState()
+		var recs []*Record
+		for _, s := range []*State{a, b} {
+			for _, id := range s.Joined() {
+				recs = append(recs, s.Records(id)...)
+			}
+		}
+		deliver(union, recs)
+		if x, y := meaning(ab), meaning(pruned(ab)); x != y {
+			t.Fatalf("pruning changed the view:\n%s\n%s", x, y)
+		}
+		if x, y := contents(pruned(ab)), contents(union); x != y {
+			t.Fatalf("merge+prune differs from delivering the union:\n%s\n%s", x, y)
+		}
+		checkInvariants(t, pruned(ab))
+	})
+}
+
+// checkInvariants re-verifies everything a state holds from scratch: no
+// invalid record ever enters.
+func checkInvariants(t *rapid.T, s *State) {
+	for _, id := range s.Joined() {
+		n := s.nets[id]
+		fp := Fingerprint{}
+		for _, r := range s.Records(id) {
+			fp.add(r.Hash(), 1)
+			if r.Network() != id {
+				t.Fatalf("%s filed under network %s", r, id.Short())
+			}
+			if err := r.VerifySignature(); err != nil {
+				t.Fatalf("state holds %s: %v", r, err)
+			}
+			if r.Time().After(lawNow.Add(DefaultMaxSkew)) {
+				t.Fatalf("state holds %s from the future", r)
+			}
+			switch r.Kind() {
+			case KindHost, KindClaim:
+				if reason := n.policy(r.Signer()); reason != "" {
+					t.Fatalf("state holds %s though %s", r, reason)
+				}
+			case KindAttestation:
+				if _, err := (Verifier{}).VerifyAttestation(r.Attestation(), n.trust); err != nil {
+					t.Fatalf("state holds %s: %v", r, err)
+				}
+				if n.claims[r.Attestation().Claim] == nil {
+					t.Fatalf("state holds %s without its claim", r)
+				}
+			}
+			if r.Kind() == KindHost && n.expired(r.Host(), lawNow) {
+				t.Fatalf("state holds expired %s", r)
+			}
+		}
+		if fp != s.Fingerprint(id) {
+			t.Fatalf("incremental fingerprint %v, recomputed %v", s.Fingerprint(id), fp)
+		}
+		for node, list := range n.byNode {
+			if len(list) > MaxClaimsPerNode {
+				t.Fatalf("%s holds %d claims", node.Short(), len(list))
+			}
+		}
+		for c, list := range n.byClaim {
+			seen := map[Attestor]bool{}
+			for _, e := range list {
+				if seen[e.at.By] {
+					t.Fatalf("claim %s has two attestations by %s", c.Short(), e.at.By)
+				}
+				seen[e.at.By] = true
+			}
+		}
+	}
+}
+
+// The view only ever names addresses of the name's holder, and every
+// reverse entry points back to a name that resolves to it.
+func TestLawViewIsConsistent(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := randomState(t, "s", genUniverse(t))
+		v := s.View(lawView(), lawNow)
+		for fqdn, e := range v.Names {
+			if e.Node.IsZero() {
+				continue
+			}
+			h := s.Host(e.Network, e.Node)
+			if h == nil || !slices.Equal(h.Host().Addresses, e.Addrs) {
+				t.Fatalf("%s: addresses %v are not its holder's", fqdn, e.Addrs)
+			}
+			for _, a := range e.Addrs {
+				if !slices.Contains(v.Reverse[a], fqdn) {
+					t.Fatalf("%s: no reverse entry for %v", fqdn, a)
+				}
+			}
+		}
+		for a, names := range v.Reverse {
+			for _, n := range names {
+				if !slices.Contains(v.Names[n].Addrs, a) {
+					t.Fatalf("reverse %v -> %s, which does not resolve to it", a, n)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,731 @@
+package crdt
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Protocol constants. They decide what a state contains, so every node must
+// use the same values: they are not options.
+//
+// The retention orders are chosen so that limits and removals commute (which
+// the semilattice laws need): a record that leaves the state never frees a
+// place that a record dropped earlier for the limit could have taken.
+const (
+	// MaxClaimsPerNode bounds the claims one node may hold in one network.
+	// Beyond it the node's oldest (Created, hash) claims are dropped: claims
+	// die oldest first (host TTL) or all together (ban), never making room
+	// for a dropped one.
+	MaxClaimsPerNode = 32
+)
+
+// Attestations are kept one per (claim, attestor): the earliest by (time,
+// hash). Later ones can never displace the evidence that decides a conflict,
+// and an attestor's attestations leave together when the settings stop
+// trusting it.
+
+// DefaultMaxSkew is how far in the future a record's time may lie before it
+// is refused.
+const DefaultMaxSkew = 5 * time.Minute
+
+// Options tune a State's ingestion. They only change when a record is
+// accepted, never what a state containing it means.
+type Options struct {
+	// MaxSkew: records dated further than this after now are refused.
+	MaxSkew time.Duration
+	// Verifier checks attestations (default: Verifier{} with no RFC 3161
+	// support; the agent plugs in the RFC 3161 verifier).
+	Verifier AttestationVerifier
+}
+
+// DefaultOptions returns the options nodes run with, except the RFC 3161
+// verifier.
+func DefaultOptions() Options {
+	return Options{MaxSkew: DefaultMaxSkew, Verifier: Verifier{}}
+}
+
+// Reason classifies why a record was refused, for logs, metrics and doctor.
+type Reason string
+
+// The reasons a record is refused.
+const (
+	ReasonMalformed         Reason = "malformed"
+	ReasonNotJoined         Reason = "network-not-joined"
+	ReasonBadSignature      Reason = "bad-signature"
+	ReasonBanned            Reason = "banned"
+	ReasonNotAllowed        Reason = "not-allowed"
+	ReasonFuture            Reason = "from-future"
+	ReasonExpired           Reason = "expired"
+	ReasonOverLimit         Reason = "over-limit"
+	ReasonUnknownClaim      Reason = "unknown-claim"
+	ReasonBadAttestation    Reason = "bad-attestation"
+	ReasonUntrustedAttestor Reason = "untrusted-attestor"
+)
+
+// Rejection is the error Ingest returns for a refused record.
+type Rejection struct {
+	Reason Reason
+	Record string // a short description of the record, or "" if undecodable
+	Err    error
+}
+
+func (r *Rejection) Error() string {
+	if r.Record == "" {
+		return fmt.Sprintf("record refused (%s): %v", r.Reason, r.Err)
+	}
+	return fmt.Sprintf("%s refused (%s): %v", r.Record, r.Reason, r.Err)
+}
+
+func (r *Rejection) Unwrap() error { return r.Err }
+
+func reject(rec *Record, reason Reason, format string, args ...any) *Rejection {
+	return &Rejection{Reason: reason, Record: rec.String(), Err: fmt.Errorf(format, args...)}
+}
+
+// ReasonOf returns the reason of a Rejection anywhere in err's chain, or "".
+func ReasonOf(err error) Reason {
+	var r *Rejection
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ""
+}
+
+// Outcome says what an accepted record did to the state.
+type Outcome int
+
+// The outcomes of ingesting a record that was not refused.
+const (
+	Added      Outcome = iota // new: the state changed, the record should be spread
+	Known                     // already held: nothing changed
+	Superseded                // valid but older than what the state holds (a host or settings)
+)
+
+func (o Outcome) String() string {
+	return [...]string{"added", "known", "superseded"}[o]
+}
+
+// State is a node's replicated database: for each joined network its
+// settings, hosts, claims and attestations. Every record in a State has been
+// verified, so states merge without checking signatures again. A State is
+// not safe for concurrent use; the agent serializes access.
+type State struct {
+	opts    Options
+	nets    map[PublicKey]*netState
+	version uint64
+	stats   Stats
+}
+
+// Stats counts the expensive work ingestion did. A record the state already
+// holds costs neither, so each distinct record is verified at most once.
+type Stats struct {
+	SignaturesChecked    uint64
+	AttestationsVerified uint64
+}
+
+// Stats returns the counters since the state was made.
+func (s *State) Stats() Stats { return s.stats }
+
+type netState struct {
+	id       PublicKey
+	settings *Record
+	trust    *Trust
+
+	hosts  map[PublicKey]*Record
+	claims map[Hash]*Record
+	// byNode lists each node's claims sorted by (Created, hash).
+	byNode map[PublicKey][]*Record
+	atts   map[Hash]*attEntry
+	// byClaim lists each claim's attestations sorted by (time, hash).
+	byClaim map[Hash][]*attEntry
+
+	index digestIndex
+}
+
+type attEntry struct {
+	rec *Record
+	at  Attested
+}
+
+// NewState makes an empty state that accepts the joined networks' records.
+func NewState(opts Options, joined ...PublicKey) *State {
+	if opts.MaxSkew <= 0 {
+		opts.MaxSkew = DefaultMaxSkew
+	}
+	if opts.Verifier == nil {
+		opts.Verifier = Verifier{}
+	}
+	s := &State{opts: opts, nets: map[PublicKey]*netState{}}
+	for _, n := range joined {
+		s.Join(n)
+	}
+	return s
+}
+
+// Join makes the state accept records of network n.
+func (s *State) Join(n PublicKey) {
+	if _, ok := s.nets[n]; ok {
+		return
+	}
+	s.nets[n] = &netState{
+		id:      n,
+		trust:   newTrust(nil),
+		hosts:   map[PublicKey]*Record{},
+		claims:  map[Hash]*Record{},
+		byNode:  map[PublicKey][]*Record{},
+		atts:    map[Hash]*attEntry{},
+		byClaim: map[Hash][]*attEntry{},
+	}
+	s.version++
+}
+
+// Leave drops network n and all its records.
+func (s *State) Leave(n PublicKey) {
+	if _, ok := s.nets[n]; ok {
+		delete(s.nets, n)
+		s.version++
+	}
+}
+
+// Joined lists the joined networks in key order.
+func (s *State) Joined() []PublicKey {
+	ids := make([]PublicKey, 0, len(s.nets))
+	for id := range s.nets {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, PublicKey.Compare)
+	return ids
+}
+
+// Version increases whenever the state changes; callers compare versions to
+// know when to recompute the view or persist.
+func (s *State) Version() uint64 { return s.version }
+
+// IngestBytes decodes and ingests one encoded record. A record the state
+// already holds costs a hash and a map lookup: no decoding, no signature
+// check. The returned record is nil when the bytes were known or refused.
+func (s *State) IngestBytes(raw []byte, now time.Time) (*Record, Outcome, error) {
+	if len(raw) >= envelopeHeaderSize+len(PublicKey{}) && len(raw) <= MaxRecordSize {
+		// Every kind's body starts with its network key.
+		if n := s.nets[PublicKey(raw[envelopeHeaderSize:envelopeHeaderSize+len(PublicKey{})])]; n != nil {
+			if n.index.has(sha256.Sum256(raw)) {
+				return nil, Known, nil
+			}
+		}
+	}
+	rec, err := DecodeRecord(raw)
+	if err != nil {
+		return nil, 0, &Rejection{Reason: ReasonMalformed, Err: err}
+	}
+	o, err := s.Ingest(rec, now)
+	if err != nil || o != Added {
+		return nil, o, err
+	}
+	return rec, o, nil
+}
+
+// Ingest verifies rec and adds it to the state if it is new and admissible:
+// its network is joined, its signature verifies, its signer is allowed, it
+// is not from the future beyond MaxSkew, not expired, and its attestation
+// (if it is one) verifies against a trusted attestor. Cheap checks run
+// first, so a known or superseded record costs no signature check.
+// Refusals are *Rejection errors.
+func (s *State) Ingest(rec *Record, now time.Time) (Outcome, error) {
+	return s.insert(rec, now)
+}
+
+// IngestAll ingests a batch in dependency order (settings, hosts, claims,
+// attestations), so the result does not depend on the order of recs.
+func (s *State) IngestAll(recs []*Record, now time.Time) BatchResult {
+	var res BatchResult
+	sorted := slices.Clone(recs)
+	slices.SortStableFunc(sorted, func(a, b *Record) int { return int(a.kind) - int(b.kind) })
+	for _, r := range sorted {
+		o, err := s.Ingest(r, now)
+		res.count(r, o, err)
+	}
+	return res
+}
+
+// BatchResult counts what a batch did.
+type BatchResult struct {
+	Added, Known, Superseded int
+	AddedRecords             []*Record
+	Rejected                 []*Rejection
+}
+
+func (b *BatchResult) count(r *Record, o Outcome, err error) {
+	var rej *Rejection
+	switch {
+	case errors.As(err, &rej):
+		b.Rejected = append(b.Rejected, rej)
+	case err != nil:
+		b.Rejected = append(b.Rejected, &Rejection{Reason: ReasonMalformed, Record: r.String(), Err: err})
+	case o == Added:
+		b.Added++
+		b.AddedRecords = append(b.AddedRecords, r)
+	case o == Known:
+		b.Known++
+	case o == Superseded:
+		b.Superseded++
+	}
+}
+
+// Merge makes s the join s ⊔ o, the least upper bound of the two states, and
+// returns how many records it added. It applies only the rules intrinsic to
+// the records (newest settings and host records win, each node keeps its
+// newest MaxClaimsPerNode claims, each claim keeps its earliest attestation
+// per attestor), never policy or time, so it is commutative, associative and
+// idempotent on any states (laws_test.go). o's records were verified when they entered o
+// and are not verified again.
+//
+// Policy and time are applied by ingestion (refusal), by the view (filter)
+// and by Prune (collection). They can drop records that a third state would
+// make relevant again (a claim whose host arrives later, a key that newer
+// settings unban), which is why they are not part of the join. After a
+// Merge, call Prune before serving the state: the view is the same either
+// way, but only Prune drops what the settings no longer admit.
+func (s *State) Merge(o *State) int {
+	added := 0
+	for _, id := range o.Joined() {
+		on, n := o.nets[id], s.nets[id]
+		if n == nil {
+			continue
+		}
+		var recs []*Record
+		if on.settings != nil {
+			recs = append(recs, on.settings)
+		}
+		recs = append(append(recs, on.sortedHosts()...), on.sortedClaims()...)
+		for _, r := range append(recs, on.sortedAtts()...) {
+			var at Attested
+			if r.kind == KindAttestation {
+				at = on.atts[r.hash].at
+			}
+			if n.put(r, at) == Added {
+				added++
+			}
+		}
+	}
+	if added > 0 {
+		s.version++
+	}
+	return added
+}
+
+// insert is ingestion proper: the checks that need the clock, the policy
+// and signatures, cheapest first, then the join rules of put.
+func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
+	n := s.nets[rec.Network()]
+	if n == nil {
+		return 0, reject(rec, ReasonNotJoined, "network %s is not joined", rec.Network().Short())
+	}
+	if n.index.has(rec.hash) {
+		return Known, nil
+	}
+	if t := rec.Time(); t.After(now.Add(s.opts.MaxSkew)) {
+		return 0, reject(rec, ReasonFuture, "dated %s, %s after this node's clock (skew allowed: %s)",
+			t.Format(time.RFC3339), t.Sub(now).Round(time.Second), s.opts.MaxSkew)
+	}
+	var at Attested
+	switch rec.kind {
+	case KindSettings:
+		if n.settings != nil && !newerSettings(rec, n.settings) {
+			return Superseded, nil
+		}
+	case KindHost:
+		if err := n.admit(rec); err != nil {
+			return 0, err
+		}
+		if n.expired(rec.host, now) {
+			return 0, reject(rec, ReasonExpired, "heartbeat %s is older than the host TTL %s", rec.host.Heartbeat.Format(time.RFC3339), n.hostTTL())
+		}
+		if old := n.hosts[rec.host.Node]; old != nil && !newerHost(rec, old) {
+			return Superseded, nil
+		}
+	case KindClaim:
+		if err := n.admit(rec); err != nil {
+			return 0, err
+		}
+		if n.claimDead(rec.claim, now) {
+			return 0, reject(rec, ReasonExpired, "made %s and its host has no live record", rec.claim.Created.Format(time.RFC3339))
+		}
+		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
+			return 0, reject(rec, ReasonOverLimit, "node already holds %d newer claims", MaxClaimsPerNode)
+		}
+	case KindAttestation:
+		a := rec.attestation
+		if n.claims[a.Claim] == nil {
+			return 0, reject(rec, ReasonUnknownClaim, "claim %s is not held", a.Claim.Short())
+		}
+		if w := a.Witness; w != nil {
+			if old := n.attestationBy(a.Claim, Attestor{Kind: AttestorWitness, ID: w.Key}); old != nil && old.at.Time.Before(w.Time) {
+				return Superseded, nil
+			}
+		}
+		var err error
+		s.stats.AttestationsVerified++
+		at, err = s.opts.Verifier.VerifyAttestation(a, n.trust)
+		if err != nil {
+			reason := ReasonBadAttestation
+			if errors.Is(err, ErrUntrustedAttestor) {
+				reason = ReasonUntrustedAttestor
+			}
+			return 0, &Rejection{Reason: reason, Record: rec.String(), Err: err}
+		}
+		at.Time = canonicalTime(at.Time)
+		if at.Time.After(now.Add(s.opts.MaxSkew)) {
+			return 0, reject(rec, ReasonFuture, "attested at %s, after this node's clock", at.Time.Format(time.RFC3339))
+		}
+	default:
+		return 0, reject(rec, ReasonMalformed, "unknown kind")
+	}
+	if rec.kind != KindAttestation {
+		s.stats.SignaturesChecked++
+		if err := rec.VerifySignature(); err != nil {
+			return 0, &Rejection{Reason: ReasonBadSignature, Record: rec.String(), Err: err}
+		}
+	}
+	out := n.put(rec, at)
+	if out == Added {
+		s.version++
+		if rec.kind == KindSettings {
+			// New settings take effect at once: what they no longer admit goes.
+			n.prune(now, nil)
+		}
+	}
+	return out, nil
+}
+
+// put adds a verified record by the join rules alone. at is the verified
+// attestation of an attestation record.
+func (n *netState) put(rec *Record, at Attested) Outcome {
+	if n.index.has(rec.hash) {
+		return Known
+	}
+	switch rec.kind {
+	case KindSettings:
+		if n.settings != nil && !newerSettings(rec, n.settings) {
+			return Superseded
+		}
+		n.setSettings(rec)
+	case KindHost:
+		old := n.hosts[rec.host.Node]
+		if old != nil && !newerHost(rec, old) {
+			return Superseded
+		}
+		if old != nil {
+			n.index.remove(old.hash)
+		}
+		n.hosts[rec.host.Node] = rec
+		n.index.add(rec)
+	case KindClaim:
+		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
+			return Superseded
+		}
+		n.addClaim(rec)
+	case KindAttestation:
+		claim := rec.attestation.Claim
+		if n.claims[claim] == nil {
+			return Superseded // its claim was dropped for the per-node limit
+		}
+		e := &attEntry{rec: rec, at: at}
+		old := n.attestationBy(claim, at.By)
+		if old != nil && compareAtts(e, old) > 0 {
+			return Superseded
+		}
+		if old != nil {
+			n.removeAtt(old)
+		}
+		n.addAtt(e)
+	}
+	return Added
+}
+
+// newerSettings reports whether a wins over b: later Updated, then larger hash.
+func newerSettings(a, b *Record) bool {
+	if c := a.settings.Updated.Compare(b.settings.Updated); c != 0 {
+		return c > 0
+	}
+	return a.hash.Compare(b.hash) > 0
+}
+
+// newerHost reports whether a wins over b: later heartbeat, then larger hash.
+func newerHost(a, b *Record) bool {
+	if c := a.host.Heartbeat.Compare(b.host.Heartbeat); c != 0 {
+		return c > 0
+	}
+	return a.hash.Compare(b.hash) > 0
+}
+
+// compareClaims orders a node's claims for the per-node limit.
+func compareClaims(a, b *Record) int {
+	if c := a.claim.Created.Compare(b.claim.Created); c != 0 {
+		return c
+	}
+	return a.hash.Compare(b.hash)
+}
+
+// compareAtts orders a claim's attestations: earliest first.
+func compareAtts(a, b *attEntry) int {
+	if c := a.at.Time.Compare(b.at.Time); c != 0 {
+		return c
+	}
+	return a.rec.hash.Compare(b.rec.hash)
+}
+
+func (n *netState) setSettings(rec *Record) {
+	if n.settings != nil {
+		n.index.remove(n.settings.hash)
+	}
+	n.settings = rec
+	n.index.add(rec)
+	n.trust = newTrust(rec.settings)
+	for _, b := range rec.settings.Banned {
+		delete(n.trust.witnesses, b)
+	}
+}
+
+func (n *netState) hostTTL() time.Duration {
+	if n.settings == nil {
+		return DefaultHostTTL
+	}
+	return n.settings.settings.HostTTL
+}
+
+func (n *netState) expired(h *Host, now time.Time) bool {
+	return h.Heartbeat.Add(n.hostTTL()).Before(now)
+}
+
+// claimDead: a claim lives while its node's host record lives, and for one
+// host TTL after it was made (its host record may still be on its way).
+func (n *netState) claimDead(c *Claim, now time.Time) bool {
+	if h := n.hosts[c.Node]; h != nil && !n.expired(h.host, now) {
+		return false
+	}
+	return c.Created.Add(n.hostTTL()).Before(now)
+}
+
+// admit applies the settings' policy to a host or claim signer.
+func (n *netState) admit(rec *Record) error {
+	if r := n.policy(rec.Signer()); r != "" {
+		return reject(rec, r, "the network's settings do not let %s publish", rec.Signer().Short())
+	}
+	return nil
+}
+
+func (n *netState) policy(k PublicKey) Reason {
+	if n.settings == nil {
+		return ""
+	}
+	s := n.settings.settings
+	if _, banned := slices.BinarySearchFunc(s.Banned, k, PublicKey.Compare); banned {
+		return ReasonBanned
+	}
+	if s.Restricted {
+		if _, ok := slices.BinarySearchFunc(s.AllowedNodes, k, PublicKey.Compare); !ok {
+			return ReasonNotAllowed
+		}
+	}
+	return ""
+}
+
+func (n *netState) addClaim(rec *Record) {
+	node := rec.claim.Node
+	list := n.byNode[node]
+	i, _ := slices.BinarySearchFunc(list, rec, compareClaims)
+	list = slices.Insert(list, i, rec)
+	n.claims[rec.hash] = rec
+	n.index.add(rec)
+	if len(list) > MaxClaimsPerNode {
+		n.dropClaimOnly(list[0])
+		list = slices.Delete(list, 0, 1)
+	}
+	n.byNode[node] = list
+}
+
+// dropClaimOnly removes a claim and its attestations, but not its entry in
+// byNode (the caller maintains that list).
+func (n *netState) dropClaimOnly(rec *Record) {
+	delete(n.claims, rec.hash)
+	n.index.remove(rec.hash)
+	for _, e := range n.byClaim[rec.hash] {
+		delete(n.atts, e.rec.hash)
+		n.index.remove(e.rec.hash)
+	}
+	delete(n.byClaim, rec.hash)
+}
+
+func (n *netState) addAtt(e *attEntry) {
+	c := e.rec.attestation.Claim
+	list := n.byClaim[c]
+	i, _ := slices.BinarySearchFunc(list, e, compareAtts)
+	n.byClaim[c] = slices.Insert(list, i, e)
+	n.atts[e.rec.hash] = e
+	n.index.add(e.rec)
+}
+
+func (n *netState) removeAtt(e *attEntry) {
+	c := e.rec.attestation.Claim
+	n.byClaim[c] = slices.DeleteFunc(n.byClaim[c], func(x *attEntry) bool { return x == e })
+	delete(n.atts, e.rec.hash)
+	n.index.remove(e.rec.hash)
+}
+
+// attestationBy returns the attestation of claim by attestor, if held.
+func (n *netState) attestationBy(claim Hash, by Attestor) *attEntry {
+	for _, e := range n.byClaim[claim] {
+		if e.at.By == by {
+			return e
+		}
+	}
+	return nil
+}
+
+// Prune drops what the state must no longer hold at now: hosts past the
+// host TTL, claims whose host is gone, records of banned or no longer
+// allowed keys, attestations of dropped claims or by attestors the settings
+// no longer trust. It returns the dropped records.
+func (s *State) Prune(now time.Time) []*Record {
+	var dropped []*Record
+	for _, id := range s.Joined() {
+		dropped = s.nets[id].prune(now, dropped)
+	}
+	if len(dropped) > 0 {
+		s.version++
+	}
+	return dropped
+}
+
+func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
+	for _, h := range n.sortedHosts() {
+		if n.policy(h.host.Node) != "" || n.expired(h.host, now) {
+			delete(n.hosts, h.host.Node)
+			n.index.remove(h.hash)
+			dropped = append(dropped, h)
+		}
+	}
+	for node, list := range n.byNode {
+		kept := list[:0]
+		for _, c := range list {
+			if n.policy(node) != "" || n.claimDead(c.claim, now) {
+				dropped = append(dropped, c)
+				for _, e := range n.byClaim[c.hash] {
+					dropped = append(dropped, e.rec)
+				}
+				n.dropClaimOnly(c)
+				continue
+			}
+			kept = append(kept, c)
+		}
+		if len(kept) == 0 {
+			delete(n.byNode, node)
+		} else {
+			n.byNode[node] = kept
+		}
+	}
+	for c, list := range n.byClaim {
+		kept := list[:0]
+		for _, e := range list {
+			if !n.trust.Trusts(e.at.By) {
+				delete(n.atts, e.rec.hash)
+				n.index.remove(e.rec.hash)
+				dropped = append(dropped, e.rec)
+				continue
+			}
+			kept = append(kept, e)
+		}
+		if len(kept) == 0 {
+			delete(n.byClaim, c)
+		} else {
+			n.byClaim[c] = kept
+		}
+	}
+	return dropped
+}
+
+func (n *netState) sortedHosts() []*Record {
+	out := make([]*Record, 0, len(n.hosts))
+	for _, r := range n.hosts {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Record) int { return a.host.Node.Compare(b.host.Node) })
+	return out
+}
+
+func (n *netState) sortedClaims() []*Record {
+	out := make([]*Record, 0, len(n.claims))
+	for _, r := range n.claims {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Record) int { return a.hash.Compare(b.hash) })
+	return out
+}
+
+func (n *netState) sortedAtts() []*Record {
+	out := make([]*Record, 0, len(n.atts))
+	for _, e := range n.atts {
+		out = append(out, e.rec)
+	}
+	slices.SortFunc(out, func(a, b *Record) int { return a.hash.Compare(b.hash) })
+	return out
+}
+
+// Records returns every record of network id in dependency order (settings,
+// hosts, claims, attestations), ready to encode or send. Nil if not joined.
+func (s *State) Records(id PublicKey) []*Record {
+	n := s.nets[id]
+	if n == nil {
+		return nil
+	}
+	var out []*Record
+	if n.settings != nil {
+		out = append(out, n.settings)
+	}
+	out = append(out, n.sortedHosts()...)
+	out = append(out, n.sortedClaims()...)
+	return append(out, n.sortedAtts()...)
+}
+
+// Lookup returns the record with hash h in network id, or nil.
+func (s *State) Lookup(id PublicKey, h Hash) *Record {
+	if n := s.nets[id]; n != nil {
+		return n.index.recs[h]
+	}
+	return nil
+}
+
+// Settings returns the winning settings record of network id, or nil.
+func (s *State) Settings(id PublicKey) *Record {
+	if n := s.nets[id]; n != nil {
+		return n.settings
+	}
+	return nil
+}
+
+// Trust returns the attestor trust of network id's current settings.
+func (s *State) Trust(id PublicKey) *Trust {
+	if n := s.nets[id]; n != nil {
+		return n.trust
+	}
+	return nil
+}
+
+// Host returns node's host record in network id, or nil.
+func (s *State) Host(id, node PublicKey) *Record {
+	if n := s.nets[id]; n != nil {
+		return n.hosts[node]
+	}
+	return nil
+}
+
+// Len counts the records of network id.
+func (s *State) Len(id PublicKey) int {
+	if n := s.nets[id]; n != nil {
+		return n.index.count
+	}
+	return 0
+}

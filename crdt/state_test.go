@@ -1,0 +1,170 @@
+package crdt
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+type fixture struct {
+	admin, alice, bob, w PrivateKey
+	net                  PublicKey
+	s                    *State
+	settings             *Record
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{admin: testKey("admin"), alice: testKey("alice"), bob: testKey("bob"), w: testKey("w")}
+	f.net = f.admin.Public()
+	f.s = NewState(DefaultOptions(), f.net)
+	f.settings = must(SignSettings(testSettings(f.admin, epoch, func(s *Settings) { s.Witnesses = []PublicKey{f.w.Public()} }), f.admin))
+	mustIngest(t, f.s, epoch, f.settings)
+	return f
+}
+
+func TestFutureRecordsWaitForTheClock(t *testing.T) {
+	f := newFixture(t)
+	later := epoch.Add(DefaultMaxSkew + time.Minute)
+	h := hostRec(f.net, f.alice, later, "fd00::1")
+	_, err := f.s.Ingest(h, epoch)
+	if ReasonOf(err) != ReasonFuture {
+		t.Fatalf("record from the future: %v, want %s", err, ReasonFuture)
+	}
+	// Within the skew it is fine, and once the clock catches up the same
+	// record is accepted: refusal is not remembered.
+	if o, err := f.s.Ingest(h, later.Add(-DefaultMaxSkew)); err != nil || o != Added {
+		t.Fatalf("at the edge of the skew: %v %v", o, err)
+	}
+}
+
+func TestNotJoinedNetworkRefused(t *testing.T) {
+	f := newFixture(t)
+	other := testKey("other-admin")
+	_, err := f.s.Ingest(hostRec(other.Public(), f.alice, epoch, "fd00::1"), epoch)
+	if ReasonOf(err) != ReasonNotJoined {
+		t.Fatalf("got %v, want %s", err, ReasonNotJoined)
+	}
+	f.s.Join(other.Public())
+	mustIngest(t, f.s, epoch, hostRec(other.Public(), f.alice, epoch, "fd00::1"))
+	f.s.Leave(other.Public())
+	if got := f.s.Len(other.Public()); got != 0 {
+		t.Fatalf("left network still has %d records", got)
+	}
+}
+
+// Each distinct record is verified once: offering it again, as bytes or as a
+// record, costs a lookup; an older host record costs nothing either.
+func TestVerifiedOncePerDistinctRecord(t *testing.T) {
+	f := newFixture(t)
+	h := hostRec(f.net, f.alice, epoch.Add(time.Minute), "fd00::1")
+	c := claimRec(f.net, f.alice, "mors", epoch)
+	a := witnessRec(c, f.w, epoch)
+	mustIngest(t, f.s, epoch, h, c, a)
+	before := f.s.Stats()
+	for range 5 {
+		for _, r := range []*Record{h, c, a, f.settings} {
+			if o, err := f.s.Ingest(r, epoch); err != nil || o != Known {
+				t.Fatalf("re-ingest %s: %v %v", r, o, err)
+			}
+			if rec, o, err := f.s.IngestBytes(r.Bytes(), epoch); err != nil || o != Known || rec != nil {
+				t.Fatalf("re-ingest bytes of %s: %v %v", r, o, err)
+			}
+		}
+	}
+	old := hostRec(f.net, f.alice, epoch, "fd00::1")
+	if o, err := f.s.Ingest(old, epoch); err != nil || o != Superseded {
+		t.Fatalf("older host: %v %v", o, err)
+	}
+	if after := f.s.Stats(); after != before {
+		t.Fatalf("known or superseded records were verified again: %+v -> %+v", before, after)
+	}
+}
+
+func TestIngestBytesRefusesGarbageWithReason(t *testing.T) {
+	f := newFixture(t)
+	_, _, err := f.s.IngestBytes([]byte{1, 2, 3}, epoch)
+	var rej *Rejection
+	if !errors.As(err, &rej) || rej.Reason != ReasonMalformed || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestIngestAllIsOrderFree(t *testing.T) {
+	f := newFixture(t)
+	c := claimRec(f.net, f.bob, "mors", epoch)
+	batch := []*Record{witnessRec(c, f.w, epoch), c, hostRec(f.net, f.bob, epoch, "fd00::2")}
+	s := NewState(DefaultOptions(), f.net)
+	res := s.IngestAll(append(batch, f.settings), epoch)
+	if res.Added != 4 || len(res.Rejected) != 0 || len(res.AddedRecords) != 4 {
+		t.Fatalf("batch in reverse dependency order: %+v", res)
+	}
+	v := s.View(ViewConfig{Networks: []JoinedNetwork{{ID: f.net}}}, epoch)
+	if e := v.Names["mors.nether"]; e == nil || e.Node != f.bob.Public() {
+		t.Fatalf("view after batch: %v", describe(v, nil))
+	}
+}
+
+// A claim stays inactive while no attestor has vouched for it, and
+// activates when an attestation arrives: no restart, no re-claim.
+func TestClaimActivatesWhenAttested(t *testing.T) {
+	f := newFixture(t)
+	c := claimRec(f.net, f.alice, "mors", epoch)
+	mustIngest(t, f.s, epoch, hostRec(f.net, f.alice, epoch, "fd00::1"), c)
+	cfg := ViewConfig{Networks: []JoinedNetwork{{ID: f.net}}}
+	if e := f.s.View(cfg, epoch).Names["mors.nether"]; e != nil {
+		t.Fatal("unattested claim is in the view")
+	}
+	st := f.s.NameStatus(f.net, "mors", epoch)
+	if len(st.Claims) != 1 || st.Claims[0].Attested || st.Claims[0].Active || !st.Holder.IsZero() {
+		t.Fatalf("status of unattested claim: %+v", st)
+	}
+	mustIngest(t, f.s, epoch, witnessRec(c, f.w, epoch.Add(time.Second)))
+	if e := f.s.View(cfg, epoch).Names["mors.nether"]; e == nil || e.Node != f.alice.Public() {
+		t.Fatal("attested claim is not in the view")
+	}
+	st = f.s.NameStatus(f.net, "mors", epoch)
+	if st.Holder != f.alice.Public() || !st.Claims[0].Active || st.Claims[0].By.Kind != AttestorWitness {
+		t.Fatalf("status of attested claim: %+v", st)
+	}
+}
+
+func TestExtraRecordsInView(t *testing.T) {
+	f := newFixture(t)
+	s := must(SignSettings(testSettings(f.admin, epoch.Add(time.Second), func(s *Settings) {
+		s.Witnesses = []PublicKey{f.w.Public()}
+		s.Extra = []ExtraRecord{
+			{Name: "_ssh._tcp.mors", Type: TypeSRV, Data: "0 5 22 mors"},
+			{Name: "www", Type: TypeCNAME, Data: "mors"},
+			{Name: "mors", Type: TypeTXT, TTL: time.Hour, Data: "hello"},
+			{Name: "ext", Type: TypeCNAME, Data: "example.org."},
+			{Name: "printer", Type: TypeAAAA, Data: "fd00::99"},
+		}
+	}), f.admin))
+	c := claimRec(f.net, f.alice, "mors", epoch)
+	mustIngest(t, f.s, epoch, s, hostRec(f.net, f.alice, epoch, "fd00::1"), c, witnessRec(c, f.w, epoch))
+	v := f.s.View(ViewConfig{Networks: []JoinedNetwork{{ID: f.net}}}, epoch)
+	for name, want := range map[string]string{
+		"_ssh._tcp.mors.nether": "0 5 22 mors.nether.",
+		"www.nether":            "mors.nether.",
+		"ext.nether":            "example.org.",
+		"printer.nether":        "fd00::99",
+		"mors.nether":           "hello",
+	} {
+		e := v.Names[name]
+		if e == nil || len(e.Extra) != 1 || e.Extra[0].Data != want {
+			t.Errorf("%s: %+v, want one record %q", name, e, want)
+		}
+	}
+	if e := v.Names["mors.nether"]; len(e.Addrs) != 1 || e.Extra[0].TTL != time.Hour {
+		t.Errorf("mors.nether keeps its address and the TXT's own TTL: %+v", e)
+	}
+	if e := v.Names["www.nether"]; e.Extra[0].TTL != time.Minute {
+		t.Errorf("extra record without TTL takes the network's: %v", e.Extra[0].TTL)
+	}
+	if z := v.Zones; len(z) != 1 || z[0].Domain != "nether" || z[0].TTL != time.Minute {
+		t.Errorf("zones: %+v", z)
+	}
+	if got := v.Reverse[hostRec(f.net, f.alice, epoch, "fd00::1").Host().Addresses[0]]; len(got) != 1 || got[0] != "mors.nether" {
+		t.Errorf("reverse: %v", got)
+	}
+}

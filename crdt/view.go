@@ -1,0 +1,333 @@
+package crdt
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// JoinedNetwork is this node's local configuration of one network.
+type JoinedNetwork struct {
+	ID PublicKey
+	// Priority decides between networks that produce the same name: the
+	// lower number wins (1.5 sits between 1 and 2).
+	Priority float64
+}
+
+// ViewConfig is the local input to the resolved view.
+type ViewConfig struct {
+	Networks []JoinedNetwork
+	// Reachable reports whether this node has seen node answer the
+	// reachability challenge at its addresses in network. Nil means every
+	// host counts as reachable (tests, and views computed for export).
+	Reachable func(network, node PublicKey) bool
+}
+
+// ResolvedView is what DNS serves: for each fully qualified name, the
+// winning addresses and records. It is computed from scratch and never
+// modified afterwards, so readers need no lock.
+type ResolvedView struct {
+	// Zones are the joined networks' domains, one per domain (the best
+	// priority wins), longest domain first so the first suffix match is the
+	// most specific zone.
+	Zones []Zone
+	// Names maps a lower-case FQDN without trailing dot to its entry.
+	Names map[string]*Name
+	// Reverse maps an address to the names that resolve to it, sorted.
+	Reverse map[netip.Addr][]string
+	// ValidUntil is the earliest time the view changes by itself (a host
+	// decays); recompute then at the latest. Zero if nothing will decay.
+	ValidUntil time.Time
+}
+
+// Zone is a domain this node answers for.
+type Zone struct {
+	Domain   string
+	Network  PublicKey
+	Priority float64
+	TTL      time.Duration // the DNS TTL of the zone's answers
+	Serial   uint32        // SOA serial: the settings' time in seconds
+}
+
+// Name is one resolved name.
+type Name struct {
+	FQDN     string
+	Network  PublicKey
+	Priority float64
+	// Node is the holder of the name; zero for names made only of the
+	// admin's extra records.
+	Node  PublicKey
+	Addrs []netip.Addr
+	TTL   time.Duration
+	// Extra are the admin's records at this name, targets made absolute
+	// (with a trailing dot).
+	Extra []ExtraRecord
+}
+
+// View computes the resolved view at now.
+func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
+	v := &ResolvedView{Names: map[string]*Name{}, Reverse: map[netip.Addr][]string{}}
+	nets := slices.Clone(cfg.Networks)
+	slices.SortStableFunc(nets, func(a, b JoinedNetwork) int {
+		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+			return c
+		}
+		return a.ID.Compare(b.ID)
+	})
+	zones := map[string]bool{}
+	for _, jn := range nets {
+		n := s.nets[jn.ID]
+		if n == nil || n.settings == nil {
+			continue
+		}
+		set := n.settings.settings
+		if !zones[set.Domain] {
+			zones[set.Domain] = true
+			v.Zones = append(v.Zones, Zone{
+				Domain: set.Domain, Network: jn.ID, Priority: jn.Priority,
+				TTL: set.DNSTTL, Serial: uint32(set.Updated.Unix()),
+			})
+		}
+		for _, e := range n.resolve(jn, cfg.Reachable, now, v) {
+			if _, taken := v.Names[e.FQDN]; !taken {
+				v.Names[e.FQDN] = e
+			}
+		}
+	}
+	slices.SortFunc(v.Zones, func(a, b Zone) int {
+		if c := cmp.Compare(len(b.Domain), len(a.Domain)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Domain, b.Domain)
+	})
+	for fqdn, e := range v.Names {
+		for _, a := range e.Addrs {
+			v.Reverse[a] = append(v.Reverse[a], fqdn)
+		}
+	}
+	for _, names := range v.Reverse {
+		slices.Sort(names)
+	}
+	return v
+}
+
+// resolve builds one network's names, and lowers v.ValidUntil to the first
+// decay it sees.
+func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node PublicKey) bool, now time.Time, v *ResolvedView) []*Name {
+	set := n.settings.settings
+	live := func(node PublicKey) *Host {
+		r := n.hosts[node]
+		if r == nil || n.expired(r.host, now) || n.policy(node) != "" {
+			return nil
+		}
+		return r.host
+	}
+	holders := n.winners(now)
+	for _, o := range set.Overrides {
+		holders[o.Name] = o.Node
+	}
+	byName := map[string]*Name{}
+	entry := func(rel string) *Name {
+		fqdn := set.Domain
+		if rel != "@" {
+			fqdn = rel + "." + set.Domain
+		}
+		e := byName[fqdn]
+		if e == nil {
+			e = &Name{FQDN: fqdn, Network: jn.ID, Priority: jn.Priority, TTL: set.DNSTTL}
+			byName[fqdn] = e
+		}
+		return e
+	}
+	for name, node := range holders {
+		h := live(node)
+		if h == nil || len(name)+1+len(set.Domain) > maxNameLen {
+			continue
+		}
+		if end := h.Heartbeat.Add(set.HostTTL); v.ValidUntil.IsZero() || end.Before(v.ValidUntil) {
+			v.ValidUntil = end
+		}
+		if reachable != nil && !reachable(n.id, node) {
+			continue
+		}
+		e := entry(name)
+		e.Node = node
+		e.Addrs = slices.Clone(h.Addresses)
+	}
+	for _, x := range set.Extra {
+		e := entry(x.Name)
+		if x.TTL == 0 {
+			x.TTL = set.DNSTTL
+		}
+		x.Data = absoluteData(x, set.Domain)
+		e.Extra = append(e.Extra, x)
+	}
+	out := make([]*Name, 0, len(byName))
+	for _, e := range byName {
+		// A CNAME excludes all other data at its name; the admin's record
+		// wins over a claim.
+		if i := slices.IndexFunc(e.Extra, func(x ExtraRecord) bool { return x.Type == TypeCNAME }); i >= 0 {
+			e.Extra = []ExtraRecord{e.Extra[i]}
+			e.Addrs, e.Node = nil, PublicKey{}
+		}
+		if len(e.Addrs) == 0 && len(e.Extra) == 0 {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// absoluteData makes CNAME and SRV targets fully qualified.
+func absoluteData(x ExtraRecord, domain string) string {
+	abs := func(t string) string {
+		if strings.HasSuffix(t, ".") {
+			return t
+		}
+		return t + "." + domain + "."
+	}
+	switch x.Type {
+	case TypeCNAME:
+		return abs(x.Data)
+	case TypeSRV:
+		f := strings.Split(x.Data, " ")
+		f[3] = abs(f[3])
+		return strings.Join(f, " ")
+	}
+	return x.Data
+}
+
+// ClaimState is one claim's standing in a contest for a name.
+type ClaimState struct {
+	Hash     Hash
+	Node     PublicKey
+	Created  time.Time
+	Attested bool      // at least one valid attestation
+	Time     time.Time // earliest attested time (if Attested)
+	By       Attestor  // who attested that time
+	HostLive bool      // the claimant's host record is live
+	Active   bool      // attested and host live: it competes for the name
+}
+
+// NameStatus says who holds a name in a network and why.
+type NameStatus struct {
+	Name     string
+	Holder   PublicKey // zero if nobody holds it
+	Override bool      // held by the admin's override, not by a claim
+	Claims   []ClaimState
+}
+
+// winners decides every claimed name of the network: among active claims,
+// the earliest attested time wins; equal times go to the smaller claim hash.
+func (n *netState) winners(now time.Time) map[string]PublicKey {
+	best := map[string]*ClaimState{}
+	for _, c := range n.claims {
+		st := n.claimState(c, now)
+		if !st.Active {
+			continue
+		}
+		if b := best[c.claim.Name]; b == nil || compareStanding(&st, b) < 0 {
+			best[c.claim.Name] = &st
+		}
+	}
+	out := make(map[string]PublicKey, len(best))
+	for name, st := range best {
+		out[name] = st.Node
+	}
+	return out
+}
+
+func compareStanding(a, b *ClaimState) int {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	return a.Hash.Compare(b.Hash)
+}
+
+func (n *netState) claimState(c *Record, now time.Time) ClaimState {
+	st := ClaimState{Hash: c.hash, Node: c.claim.Node, Created: c.claim.Created}
+	if h := n.hosts[c.claim.Node]; h != nil && !n.expired(h.host, now) {
+		st.HostLive = true
+	}
+	for _, e := range n.byClaim[c.hash] {
+		if n.trust.Trusts(e.at.By) { // a state fresh from Join may hold others
+			st.Attested, st.Time, st.By = true, e.at.Time, e.at.By
+			break
+		}
+	}
+	st.Active = st.Attested && st.HostLive && n.policy(c.claim.Node) == ""
+	return st
+}
+
+// NameStatus explains who holds name (relative to the domain) in network id
+// and how every claim on it stands, the winner first: what `doctor` and
+// `dm-agent hosts` show.
+func (s *State) NameStatus(id PublicKey, name string, now time.Time) NameStatus {
+	ns := NameStatus{Name: name}
+	n := s.nets[id]
+	if n == nil {
+		return ns
+	}
+	for _, c := range n.claims {
+		if c.claim.Name == name {
+			ns.Claims = append(ns.Claims, n.claimState(c, now))
+		}
+	}
+	slices.SortFunc(ns.Claims, func(a, b ClaimState) int {
+		if a.Active != b.Active {
+			if a.Active {
+				return -1
+			}
+			return 1
+		}
+		if a.Attested != b.Attested {
+			if a.Attested {
+				return -1
+			}
+			return 1
+		}
+		return compareStanding(&a, &b)
+	})
+	if len(ns.Claims) > 0 && ns.Claims[0].Active {
+		ns.Holder = ns.Claims[0].Node
+	}
+	if n.settings != nil {
+		for _, o := range n.settings.settings.Overrides {
+			if o.Name == name {
+				ns.Holder, ns.Override = o.Node, true
+			}
+		}
+	}
+	return ns
+}
+
+// Claims lists the claims of node in network id (its names), sorted.
+func (s *State) Claims(id, node PublicKey) []*Record {
+	if n := s.nets[id]; n != nil {
+		return slices.Clone(n.byNode[node])
+	}
+	return nil
+}
+
+// Attestations lists the attestations held for a claim, earliest first.
+func (s *State) Attestations(id PublicKey, claim Hash) []*Record {
+	n := s.nets[id]
+	if n == nil {
+		return nil
+	}
+	var out []*Record
+	for _, e := range n.byClaim[claim] {
+		out = append(out, e.rec)
+	}
+	return out
+}
+
+// Hosts lists the host records of network id, by node key.
+func (s *State) Hosts(id PublicKey) []*Record {
+	if n := s.nets[id]; n != nil {
+		return n.sortedHosts()
+	}
+	return nil
+}

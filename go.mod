@@ -3,6 +3,8 @@ module github.com/data-mesher/data-mesher
 go 1.26.0
 
 require (
+	github.com/digitorus/pkcs7 v0.0.0-20230713084857-e76b763bdc49
+	github.com/digitorus/timestamp v0.0.0-20250524132541-c45532741eea
 	golang.org/x/crypto v0.59.0
 	pgregory.net/rapid v1.3.0
 )

@@ -163,3 +163,29 @@ func BenchmarkView10k(b *testing.B) {
 		s.View(cfg, benchNow)
 	}
 }
+
+// BenchmarkAttestationVerify verifies one RFC 3161 token (ECDSA P-256 TSA
+// certificate under a P-256 root) and one witness signature.
+func BenchmarkAttestationVerify(b *testing.B) {
+	tsa := newTestTSA(b, tsaOpts{})
+	claim := Hash{1}
+	token := tsa.stamp(b, claim, epoch)
+	trust := tsaTrust(tsa)
+	b.Run("rfc3161", func(b *testing.B) {
+		for range b.N {
+			if _, err := (TSAVerifier{}).VerifyToken(token, claim, trust); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	w := testKey("w")
+	att := must(WitnessClaim(testKey("admin").Public(), claim, epoch, w)).Attestation()
+	wtrust := newTrust(&Settings{Witnesses: []PublicKey{w.Public()}})
+	b.Run("witness", func(b *testing.B) {
+		for range b.N {
+			if _, err := (Verifier{}).VerifyAttestation(att, wtrust); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

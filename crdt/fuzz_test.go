@@ -97,3 +97,21 @@ func FuzzIngest(f *testing.F) {
 		_ = s.View(ViewConfig{Networks: []JoinedNetwork{{ID: admin.Public()}}}, now)
 	})
 }
+
+// FuzzVerifyToken feeds arbitrary tokens through the RFC 3161 verification
+// path (CMS and ASN.1 parsing of hostile DER). Nothing may panic, and
+// nothing but a token for the claim from the pinned TSA may verify.
+func FuzzVerifyToken(f *testing.F) {
+	tsa := newTestTSA(f, tsaOpts{})
+	claim := Hash{1}
+	f.Add(tsa.stamp(f, claim, epoch))
+	f.Add(tsa.stamp(f, Hash{2}, epoch))
+	f.Add([]byte{0x30, 0x80, 0x06, 0x09})
+	trust := tsaTrust(tsa)
+	f.Fuzz(func(t *testing.T, token []byte) {
+		at, err := TSAVerifier{}.VerifyToken(token, claim, trust)
+		if err == nil && !trust.Trusts(at.By) {
+			t.Fatalf("verified a token from an attestor the trust does not name: %+v", at)
+		}
+	})
+}

@@ -36,15 +36,14 @@ const DefaultMaxSkew = 5 * time.Minute
 type Options struct {
 	// MaxSkew: records dated further than this after now are refused.
 	MaxSkew time.Duration
-	// Verifier checks attestations (default: Verifier{} with no RFC 3161
-	// support; the agent plugs in the RFC 3161 verifier).
+	// Verifier checks attestations (default: witness signatures and RFC 3161
+	// tokens, Verifier{RFC3161: TSAVerifier{}}).
 	Verifier AttestationVerifier
 }
 
-// DefaultOptions returns the options nodes run with, except the RFC 3161
-// verifier.
+// DefaultOptions returns the options nodes run with.
 func DefaultOptions() Options {
-	return Options{MaxSkew: DefaultMaxSkew, Verifier: Verifier{}}
+	return Options{MaxSkew: DefaultMaxSkew, Verifier: Verifier{RFC3161: TSAVerifier{}}}
 }
 
 // Reason classifies why a record was refused, for logs, metrics and doctor.
@@ -156,7 +155,7 @@ func NewState(opts Options, joined ...PublicKey) *State {
 		opts.MaxSkew = DefaultMaxSkew
 	}
 	if opts.Verifier == nil {
-		opts.Verifier = Verifier{}
+		opts.Verifier = DefaultOptions().Verifier
 	}
 	s := &State{opts: opts, nets: map[PublicKey]*netState{}}
 	for _, n := range joined {

@@ -203,17 +203,23 @@ func (s *State) Joined() []PublicKey {
 // know when to recompute the view or persist.
 func (s *State) Version() uint64 { return s.version }
 
+// Holds reports whether the state holds the record encoded in raw: a hash
+// and a lookup, no decoding.
+func (s *State) Holds(raw []byte) bool {
+	if len(raw) < envelopeHeaderSize+len(PublicKey{}) || len(raw) > MaxRecordSize {
+		return false
+	}
+	// Every kind's body starts with its network key.
+	n := s.nets[PublicKey(raw[envelopeHeaderSize:envelopeHeaderSize+len(PublicKey{})])]
+	return n != nil && n.index.has(sha256.Sum256(raw))
+}
+
 // IngestBytes decodes and ingests one encoded record. A record the state
 // already holds costs a hash and a map lookup: no decoding, no signature
 // check. The returned record is nil when the bytes were known or refused.
 func (s *State) IngestBytes(raw []byte, now time.Time) (*Record, Outcome, error) {
-	if len(raw) >= envelopeHeaderSize+len(PublicKey{}) && len(raw) <= MaxRecordSize {
-		// Every kind's body starts with its network key.
-		if n := s.nets[PublicKey(raw[envelopeHeaderSize:envelopeHeaderSize+len(PublicKey{})])]; n != nil {
-			if n.index.has(sha256.Sum256(raw)) {
-				return nil, Known, nil
-			}
-		}
+	if s.Holds(raw) {
+		return nil, Known, nil
 	}
 	rec, err := DecodeRecord(raw)
 	if err != nil {

@@ -1,0 +1,204 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/hashicorp/memberlist"
+)
+
+// Gossip messages (memberlist user messages), one byte of type first:
+//
+//	'R' record     a whole record, when it fits a packet
+//	'H' have       network key, record hash, announcer's node name: a record
+//	               too large for a packet, to fetch from the announcer
+//
+// A node forwards a record only after ingesting it, and only if it was new:
+// gossip spreads verified records, each once per node.
+const (
+	msgRecord = 'R'
+	msgHave   = 'H'
+)
+
+type delegate struct{ n *Node }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	p := d.n.cfg.HTTPPort
+	return []byte{1, byte(p >> 8), byte(p)}
+}
+
+// NotifyMsg must not block: messages wait in a bounded inbox, and when it is
+// full they are dropped (anti-entropy repairs what gossip loses).
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	select {
+	case d.n.inbox <- append([]byte(nil), b...):
+	default:
+		d.n.stats.GossipDropped.Add(1)
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.n.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(bool) []byte              { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+type events struct{ n *Node }
+
+func (e *events) NotifyJoin(m *memberlist.Node) {
+	if m.Name != e.n.cfg.Name.String() {
+		e.n.log.Debug("member joined", "member", m.Name, "addr", m.Addr)
+		e.n.SyncNow()
+	}
+}
+func (e *events) NotifyLeave(m *memberlist.Node)  { e.n.log.Debug("member left", "member", m.Name) }
+func (e *events) NotifyUpdate(m *memberlist.Node) {}
+
+type broadcast struct {
+	msg []byte
+	id  crdt.Hash
+}
+
+func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*broadcast)
+	return ok && ob.id == b.id
+}
+func (b *broadcast) Message() []byte { return b.msg }
+func (b *broadcast) Finished()       {}
+
+// maxQueued bounds the broadcast queue; the oldest go first (anti-entropy
+// covers them).
+const maxQueued = 8192
+
+func (n *Node) broadcast(r *crdt.Record) {
+	var msg []byte
+	if len(r.Bytes()) <= n.cfg.InlineLimit {
+		msg = append([]byte{msgRecord}, r.Bytes()...)
+	} else {
+		net, h := r.Network(), r.Hash()
+		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), n.cfg.Name.String()...)
+	}
+	n.queue.QueueBroadcast(&broadcast{msg: msg, id: r.Hash()})
+	if n.queue.NumQueued() > maxQueued {
+		n.queue.Prune(maxQueued)
+	}
+	n.stats.Broadcasts.Add(1)
+}
+
+// receive ingests gossip and forwards what was new.
+func (n *Node) receive(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-n.inbox:
+			n.stats.GossipIn.Add(1)
+			switch msg[0] {
+			case msgRecord:
+				n.ingestAndForward([][]byte{msg[1:]}, "gossip")
+			case msgHave:
+				n.fetchAnnounced(ctx, msg[1:])
+			default:
+				n.log.Debug("unknown gossip message", "type", msg[0])
+			}
+		}
+	}
+}
+
+// ingestAndForward ingests records from the network and gossips the new
+// ones onwards.
+func (n *Node) ingestAndForward(raws [][]byte, from string) crdt.BatchResult {
+	res := n.store.IngestBytes(raws)
+	for _, r := range res.AddedRecords {
+		n.broadcast(r)
+	}
+	n.logRejected(res, from)
+	return res
+}
+
+func (n *Node) logRejected(res crdt.BatchResult, from string) int {
+	bad := 0
+	for _, rej := range res.Rejected {
+		n.stats.Rejected.Add(1)
+		switch rej.Reason {
+		case crdt.ReasonBadSignature, crdt.ReasonMalformed, crdt.ReasonBadAttestation:
+			bad++
+			n.log.Warn("refused a record", "from", from, "reason", rej.Reason, "err", rej.Err)
+		default:
+			// Expired, superseded, from the future, unknown claim: the
+			// normal traffic of a mesh whose nodes disagree for a moment.
+			n.log.Debug("refused a record", "from", from, "reason", rej.Reason, "err", rej.Err)
+		}
+	}
+	return bad
+}
+
+// fetchAnnounced gets a record too large for gossip from the node that
+// announced it.
+func (n *Node) fetchAnnounced(ctx context.Context, b []byte) {
+	if len(b) < 64+1 {
+		return
+	}
+	var net crdt.PublicKey
+	var h crdt.Hash
+	copy(net[:], b[:32])
+	copy(h[:], b[32:64])
+	announcer := string(b[64:])
+	held := false
+	n.store.Read(func(st *crdt.State) { held = st.Lookup(net, h) != nil })
+	if held {
+		return
+	}
+	var from *Member
+	for _, m := range n.Members() {
+		if m.Name == announcer {
+			from = &m
+			break
+		}
+	}
+	if from == nil {
+		return // anti-entropy will bring it
+	}
+	n.stats.Fetches.Add(1)
+	raw, err := n.get(ctx, n.peerURL(*from, fmt.Sprintf("/v1/records/%s/%s", url.PathEscape(net.String()), h)), crdt.MaxRecordSize)
+	if err != nil {
+		n.log.Debug("fetching an announced record", "from", from.Addr, "hash", h.Short(), "err", err)
+		return
+	}
+	n.ingestAndForward([][]byte{raw}, from.Addr.String())
+}
+
+// get fetches a URL with the node's client, refusing bodies over max bytes.
+func (n *Node) get(ctx context.Context, u string, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("GET %s: more than %d bytes", u, max)
+	}
+	return body, nil
+}

@@ -1,0 +1,417 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/hashicorp/memberlist"
+)
+
+// Default ports, as in the existing data-mesher deployments.
+const (
+	DefaultGossipPort = 7946
+	DefaultHTTPPort   = 7331
+)
+
+// Config configures a Node. The zero value of every field but Name and
+// BindAddr has a sensible default, written next to it.
+type Config struct {
+	// Name is the node's memberlist name: its node public key.
+	Name crdt.PublicKey
+	// BindAddr is the address gossip binds to and advertises: the tunnel
+	// address in production, loopback in tests.
+	BindAddr netip.Addr
+	// GossipPort (default 7946, TCP and UDP).
+	GossipPort int
+	// HTTPPort is where this node's peer endpoint listens (default 7331);
+	// it is told to others in the node's memberlist metadata.
+	HTTPPort int
+	// Seeds are gossip addresses ("[fd00::1]:7946") to join: the WireGuard
+	// peers' tunnel addresses and configured peers.
+	Seeds []string
+	// Bootstrap are URLs of data.json copies: a peer ("http://[fd…]:7331")
+	// or any static file. Fetched until the mesh is reached.
+	Bootstrap []string
+	// SyncInterval is how often anti-entropy runs with a random peer
+	// (default 2 s): a missed broadcast is repaired in seconds.
+	SyncInterval time.Duration
+	// GossipInterval is memberlist's gossip period (default 200 ms).
+	GossipInterval time.Duration
+	// RetransmitMult scales how often each broadcast is retransmitted
+	// (memberlist default 4: 4·log(N+1) times).
+	RetransmitMult int
+	// InlineLimit is the largest record gossiped whole (default 1000
+	// bytes); larger ones are announced and fetched over HTTP.
+	InlineLimit int
+	// MaxBody bounds any request or answer body (default 8 MiB).
+	MaxBody int64
+	// PeerRate and PeerBurst bound requests per peer address to the peer
+	// endpoint (default 20/s, burst 40).
+	PeerRate  float64
+	PeerBurst int
+	// RequestTimeout bounds every outgoing request (default 10 s).
+	RequestTimeout time.Duration
+	// ReconnectInterval is how often the node tries to rejoin live hosts
+	// that gossip lost (default 30 s).
+	ReconnectInterval time.Duration
+
+	// Transport replaces the real network (tests: MemNetwork.Transport).
+	Transport memberlist.NodeAwareTransport
+	// HTTPClient reaches other nodes' peer endpoints and bootstrap URLs
+	// (tests: MemNetwork.HTTPClient).
+	HTTPClient *http.Client
+	// Challenge, if set, answers the reachability challenge on the peer
+	// endpoint (POST /v1/challenge); the wg package provides it.
+	Challenge http.Handler
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.GossipPort == 0 {
+		c.GossipPort = DefaultGossipPort
+	}
+	if c.HTTPPort == 0 {
+		c.HTTPPort = DefaultHTTPPort
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = 2 * time.Second
+	}
+	if c.GossipInterval <= 0 {
+		c.GossipInterval = 200 * time.Millisecond
+	}
+	if c.RetransmitMult <= 0 {
+		c.RetransmitMult = 4
+	}
+	if c.InlineLimit <= 0 {
+		c.InlineLimit = 1000
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 8 << 20
+	}
+	if c.PeerRate <= 0 {
+		c.PeerRate = 20
+	}
+	if c.PeerBurst <= 0 {
+		c.PeerBurst = 40
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.ReconnectInterval <= 0 {
+		c.ReconnectInterval = 30 * time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.RequestTimeout}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	if c.Name.IsZero() {
+		return errors.New("mesh: Name (the node key) is not set")
+	}
+	if !c.BindAddr.IsValid() {
+		return errors.New("mesh: BindAddr (the tunnel address) is not set")
+	}
+	for _, p := range []int{c.GossipPort, c.HTTPPort} {
+		if p < 0 || p > 65535 {
+			return fmt.Errorf("mesh: port %d out of range", p)
+		}
+	}
+	return nil
+}
+
+// Node is one member of the mesh: it gossips, runs anti-entropy, bootstraps
+// and serves the peer endpoint for a Store.
+type Node struct {
+	cfg    Config
+	store  *Store
+	log    *slog.Logger
+	ml     *memberlist.Memberlist
+	queue  *memberlist.TransmitLimitedQueue
+	limits *peerLimits
+	inbox  chan []byte
+
+	stats Stats
+
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	running atomic.Bool
+	kick    chan struct{}
+	synced  atomic.Bool // one sync or bootstrap succeeded
+}
+
+// Stats counts what crossed this node; the agent exports them as metrics.
+type Stats struct {
+	GossipIn, GossipDropped, Broadcasts    atomic.Int64
+	SyncRounds, SyncFailures, SyncRecords  atomic.Int64
+	SyncBytesOut, SyncBytesIn              atomic.Int64
+	Rejected, PeersPenalized, Fetches      atomic.Int64
+	BootstrapOK, BootstrapFailures, Served atomic.Int64
+}
+
+// New prepares a node; Start runs it.
+func New(cfg Config, store *Store) (*Node, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
+		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1),
+		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
+	n.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return n.numMembers() },
+		RetransmitMult: cfg.RetransmitMult,
+	}
+	return n, nil
+}
+
+func (n *Node) numMembers() int {
+	if n.ml == nil {
+		return 1
+	}
+	return n.ml.NumMembers()
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() *Stats { return &n.stats }
+
+// Start joins the mesh and runs gossip, anti-entropy and bootstrap until
+// Stop. Failing to reach any seed is not an error: the node keeps trying.
+func (n *Node) Start(ctx context.Context) error {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.Name.String()
+	mc.BindAddr = n.cfg.BindAddr.String()
+	mc.BindPort = n.cfg.GossipPort
+	mc.AdvertiseAddr = n.cfg.BindAddr.String()
+	mc.AdvertisePort = n.cfg.GossipPort
+	mc.GossipInterval = n.cfg.GossipInterval
+	mc.RetransmitMult = n.cfg.RetransmitMult
+	// Our own anti-entropy replaces memberlist's state push/pull (which
+	// stretches to a minute or more in large clusters); membership still
+	// syncs on join.
+	mc.PushPullInterval = 0
+	mc.Delegate = &delegate{n}
+	mc.Events = &events{n}
+	mc.Logger = log.New(&slogWriter{n.log}, "", 0)
+	if n.cfg.Transport != nil {
+		mc.Transport = n.cfg.Transport
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), err)
+	}
+	n.ml = ml
+	ctx, n.stop = context.WithCancel(ctx)
+	n.running.Store(true)
+	n.wg.Add(4)
+	go n.receive(ctx)
+	go n.syncLoop(ctx)
+	go n.joinLoop(ctx)
+	go n.bootstrapLoop(ctx)
+	n.log.Info("mesh started", "addr", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), "seeds", len(n.cfg.Seeds), "bootstrap", len(n.cfg.Bootstrap))
+	return nil
+}
+
+// Stop leaves the mesh and waits for the node's goroutines.
+func (n *Node) Stop() {
+	if !n.running.Swap(false) {
+		return
+	}
+	if err := n.ml.Leave(time.Second); err != nil {
+		n.log.Debug("leaving gossip", "err", err)
+	}
+	n.stop()
+	n.wg.Wait()
+	if err := n.ml.Shutdown(); err != nil {
+		n.log.Debug("gossip shutdown", "err", err)
+	}
+}
+
+// Publish ingests records made or received by this node outside the mesh
+// (its own host record and claims, a witness signature, settings from the
+// admin) and spreads those that are new.
+func (n *Node) Publish(recs ...*crdt.Record) crdt.BatchResult {
+	res := n.store.Ingest(recs)
+	for _, r := range res.AddedRecords {
+		n.broadcast(r)
+	}
+	return res
+}
+
+// AddSeeds adds gossip addresses to join (WireGuard peers appear and go).
+func (n *Node) AddSeeds(seeds ...string) {
+	if len(seeds) == 0 || !n.running.Load() {
+		return
+	}
+	if _, err := n.ml.Join(seeds); err != nil {
+		n.log.Debug("joining seeds", "seeds", seeds, "err", err)
+	}
+}
+
+// Member is another node as gossip sees it.
+type Member struct {
+	Name     string
+	Addr     netip.Addr
+	HTTPPort int
+}
+
+// Members lists the live members other than this node.
+func (n *Node) Members() []Member {
+	if n.ml == nil {
+		return nil
+	}
+	var out []Member
+	for _, m := range n.ml.Members() {
+		if m.Name == n.ml.LocalNode().Name {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(m.Addr)
+		if !ok {
+			continue
+		}
+		out = append(out, Member{Name: m.Name, Addr: addr.Unmap(), HTTPPort: metaPort(m.Meta)})
+	}
+	return out
+}
+
+func metaPort(meta []byte) int {
+	if len(meta) >= 3 && meta[0] == 1 {
+		return int(meta[1])<<8 | int(meta[2])
+	}
+	return DefaultHTTPPort
+}
+
+// Synced reports whether the node has completed a sync or bootstrap.
+func (n *Node) Synced() bool { return n.synced.Load() }
+
+// SyncNow asks for an anti-entropy round now.
+func (n *Node) SyncNow() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// joinLoop keeps the node in the mesh: while it is alone it tries the
+// seeds with back-off, and every ReconnectInterval it tries a few seeds and
+// live hosts of its state that gossip does not list as members. memberlist
+// never probes a node again once it declared it dead, so without this a
+// mesh cut in two would stay in two halves after the cut heals.
+func (n *Node) joinLoop(ctx context.Context) {
+	defer n.wg.Done()
+	wait := 500 * time.Millisecond
+	lastReconnect := time.Now()
+	for {
+		alone := n.ml.NumMembers() <= 1
+		switch {
+		case alone && len(n.cfg.Seeds) > 0:
+			if k, err := n.ml.Join(n.cfg.Seeds); err != nil && k == 0 {
+				n.log.Debug("no seed answered", "err", err, "retry_in", wait)
+			} else {
+				n.SyncNow()
+			}
+		case !alone:
+			wait = 500 * time.Millisecond
+		}
+		if time.Since(lastReconnect) >= n.cfg.ReconnectInterval {
+			lastReconnect = time.Now()
+			if cands := n.absentHosts(3); len(cands) > 0 {
+				if k, _ := n.ml.Join(cands); k > 0 {
+					n.log.Info("rejoined members gossip had lost", "joined", k)
+					n.SyncNow()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(wait, n.cfg.ReconnectInterval)):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// absentHosts picks up to k gossip addresses, from the seeds and the live
+// hosts of the state, of nodes that are not members now.
+func (n *Node) absentHosts(k int) []string {
+	members := map[string]bool{n.cfg.Name.String(): true}
+	for _, m := range n.Members() {
+		members[m.Name] = true
+	}
+	var cands []string
+	n.store.Read(func(st *crdt.State) {
+		now := n.store.Now()
+		for _, id := range st.Joined() {
+			ttl := crdt.DefaultHostTTL
+			if s := st.Settings(id); s != nil {
+				ttl = s.Settings().HostTTL
+			}
+			for _, h := range st.Hosts(id) {
+				host := h.Host()
+				if members[host.Node.String()] || host.Heartbeat.Add(ttl).Before(now) {
+					continue
+				}
+				for _, a := range host.Addresses {
+					cands = append(cands, net.JoinHostPort(a.String(), strconv.Itoa(int(host.GossipPort))))
+				}
+			}
+		}
+	})
+	if n.ml.NumMembers() <= 1 {
+		cands = append(cands, n.cfg.Seeds...)
+	}
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	return cands[:min(k, len(cands))]
+}
+
+func (n *Node) peerURL(m Member, path string) string {
+	return "http://" + net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.HTTPPort)) + path
+}
+
+// randomPeer picks a live member not in the penalty box.
+func (n *Node) randomPeer() (Member, bool) {
+	ms := n.Members()
+	now := time.Now()
+	ms = slices.DeleteFunc(ms, func(m Member) bool { return n.limits.penalized(m.Addr, now) })
+	if len(ms) == 0 {
+		return Member{}, false
+	}
+	return ms[rand.IntN(len(ms))], true
+}
+
+// slogWriter carries memberlist's log lines into slog at their level.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(b []byte) (int, error) {
+	line := strings.TrimSpace(string(b))
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(line, "[ERR]"):
+		level = slog.LevelWarn // memberlist's errors are peers misbehaving or gone
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, line, "source", "memberlist")
+	return len(b), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)

@@ -1,0 +1,206 @@
+package dnsserver
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// fastReply runs the fast path on a packet: the reply bytes, or nil when
+// the fast path passes the query on.
+func fastReply(h *Handler, pkt []byte) []byte {
+	var lower [256]byte
+	q, ok := parseQuery(pkt, lower[:])
+	if !ok {
+		return nil
+	}
+	tab := h.table.Load()
+	t := tab.fast.lookup(&q)
+	if t == nil || (t == tab.fast.refused && len(h.forwarders) > 0) {
+		return nil
+	}
+	out := make([]byte, maxUDPSize)
+	n := t.build(pkt, &q, out)
+	if n == 0 {
+		return nil
+	}
+	return out[:n]
+}
+
+// slowReply is what the Handler answers over UDP, packed.
+func slowReply(h *Handler, pkt []byte) ([]byte, error) {
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		return nil, err
+	}
+	m, _ := h.answer(req, true)
+	if m == nil {
+		return nil, nil
+	}
+	return m.Pack()
+}
+
+// sameReply compares two replies as DNS messages (compression aside).
+func sameReply(a, b []byte) error {
+	ma, mb := new(dns.Msg), new(dns.Msg)
+	if err := ma.Unpack(a); err != nil {
+		return fmt.Errorf("fast reply does not unpack: %v", err)
+	}
+	if err := mb.Unpack(b); err != nil {
+		return fmt.Errorf("slow reply does not unpack: %v", err)
+	}
+	if ma.String() != mb.String() {
+		return fmt.Errorf("fast:\n%s\nslow:\n%s", ma, mb)
+	}
+	return nil
+}
+
+func packQuery(name string, qtype uint16, mod func(*dns.Msg)) []byte {
+	q := new(dns.Msg)
+	q.SetQuestion(name, qtype)
+	q.Id = 0xbeef
+	if mod != nil {
+		mod(q)
+	}
+	b, err := q.Pack()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestFastPathMatchesHandler(t *testing.T) {
+	h := newTestHandler(t)
+	names := []string{"mors.nether.", "MORS.Nether.", "styx.nether.", "nobody.nether.", "_tcp.mors.nether.",
+		"_ssh._tcp.mors.nether.", "www.nether.", "gone.nether.", "ext.nether.", "nether.", "NETHER.", "lethe.clan.",
+		"deep.below.nobody.clan.", "example.org.", "org.", ".", "many.nether.",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "1.0.0.10.in-addr.arpa.", "8.8.8.8.in-addr.arpa."}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypeTXT, dns.TypeSRV, dns.TypeCNAME, dns.TypeSOA,
+		dns.TypeNS, dns.TypePTR, dns.TypeMX, dns.TypeCAA, dns.TypeNULL, 999}
+	mods := map[string]func(*dns.Msg){
+		"plain":   nil,
+		"rd":      func(q *dns.Msg) { q.RecursionDesired = true },
+		"cd":      func(q *dns.Msg) { q.CheckingDisabled = true },
+		"edns":    func(q *dns.Msg) { q.SetEdns0(1232, false) },
+		"edns-do": func(q *dns.Msg) { q.SetEdns0(4096, true) },
+		"edns-small": func(q *dns.Msg) {
+			q.SetEdns0(600, false)
+		},
+		"cookie": func(q *dns.Msg) {
+			q.SetEdns0(1232, false)
+			q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+		},
+	}
+	fast := 0
+	for _, name := range names {
+		for _, qt := range types {
+			for label, mod := range mods {
+				pkt := packQuery(name, qt, mod)
+				slow, err := slowReply(h, pkt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f := fastReply(h, pkt)
+				if f == nil {
+					continue
+				}
+				fast++
+				if err := sameReply(f, slow); err != nil {
+					t.Fatalf("%s %s (%s): %v", name, dns.TypeToString[qt], label, err)
+				}
+				if !bytes.Equal(f[:2], pkt[:2]) {
+					t.Fatalf("ID not copied")
+				}
+			}
+		}
+	}
+	if fast < len(names)*len(types)*len(mods)*3/4 {
+		t.Fatalf("only %d queries took the fast path", fast)
+	}
+	// What must not take the fast path: it would not say the same.
+	for label, pkt := range map[string][]byte{
+		"ANY":               packQuery("mors.nether.", dns.TypeANY, nil),
+		"AXFR":              packQuery("nether.", dns.TypeAXFR, nil),
+		"EDNS version 1":    packQuery("mors.nether.", dns.TypeAAAA, func(q *dns.Msg) { q.SetEdns0(1232, false); q.IsEdns0().SetVersion(1) }),
+		"truncated at 512":  packQuery("many.nether.", dns.TypeAAAA, nil),
+		"CHAOS":             packQuery("version.bind.", dns.TypeTXT, func(q *dns.Msg) { q.Question[0].Qclass = dns.ClassCHAOS }),
+		"NOTIFY":            packQuery("nether.", dns.TypeSOA, func(q *dns.Msg) { q.Opcode = dns.OpcodeNotify }),
+		"response":          packQuery("nether.", dns.TypeSOA, func(q *dns.Msg) { q.Response = true }),
+		"CNAME chase of MX": nil,
+	} {
+		if pkt == nil {
+			continue
+		}
+		if f := fastReply(h, pkt); f != nil {
+			t.Errorf("%s took the fast path", label)
+		}
+	}
+}
+
+// With forwarders, names outside the zones go to the Handler.
+func TestFastPathDefersToForwarding(t *testing.T) {
+	h := newTestHandler(t, "192.0.2.53:53")
+	if fastReply(h, packQuery("example.org.", dns.TypeA, nil)) != nil {
+		t.Fatal("the fast path refused a name that is forwarded")
+	}
+	if fastReply(h, packQuery("mors.nether.", dns.TypeAAAA, nil)) == nil {
+		t.Fatal("mesh names should still be fast")
+	}
+}
+
+// FuzzQuery: arbitrary packets through both paths. Neither may panic, and
+// whenever the fast path answers, it says what the Handler says.
+func FuzzQuery(f *testing.F) {
+	for _, p := range [][]byte{
+		packQuery("mors.nether.", dns.TypeAAAA, nil),
+		packQuery("MoRs.nether.", dns.TypeA, func(q *dns.Msg) { q.SetEdns0(1232, true) }),
+		packQuery("nobody.nether.", dns.TypeTXT, nil),
+		packQuery("example.org.", dns.TypeA, nil),
+		packQuery("_tcp.mors.nether.", dns.TypeSRV, nil),
+	} {
+		f.Add(p)
+	}
+	h := newTestHandler(&testing.T{})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		fr := fastReply(h, pkt)
+		slow, err := slowReply(h, pkt)
+		if fr == nil {
+			return
+		}
+		if err != nil {
+			t.Fatalf("the fast path answered a packet that does not parse: %v", err)
+		}
+		if err := sameReply(fr, slow); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestWriteDNSJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteDNSJSON(&b, testView()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := `{"hostname":"lethe.clan","ip":"fd00::3","ips":["fd00::3"]}`
+	if lines[0] != want {
+		t.Fatalf("first line %s, want %s", lines[0], want)
+	}
+	found := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, `{"hostname":"mors.nether"`) {
+			found = l == `{"hostname":"mors.nether","ip":"fd00::1","ips":["fd00::1","10.0.0.1"]}`
+		}
+		if strings.Contains(l, "www.nether") {
+			t.Fatalf("a name without addresses is listed: %s", l)
+		}
+	}
+	if !found {
+		t.Fatalf("mors.nether line wrong or missing:\n%s", b.String())
+	}
+}
+
+

@@ -1,0 +1,224 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/hashicorp/memberlist"
+)
+
+// The figures of the mesh issue, each next to its comparison in the same run:
+//
+//	go test -run XXX -bench 'Propagation|AntiEntropyBytes' -benchtime 5x ./mesh
+
+// BenchmarkAntiEntropyBytes: two nodes with 1,000 hosts (each with a claim
+// and an attestation). The bytes of a round when nothing changed, next to
+// the size of the full data.json; then the bytes to sync one changed record
+// (a new heartbeat), next to the record's size. HTTP headers are counted.
+func BenchmarkAntiEntropyBytes(b *testing.B) {
+	admin, w := testKey("admin"), testKey("witness")
+	id := admin.Public()
+	now := time.Now()
+	set := must(crdt.SignSettings(crdt.Settings{Network: id, Updated: now, Domain: "mesh", HostTTL: time.Hour,
+		Witnesses: []crdt.PublicKey{w.Public()}}, admin))
+	recs := []*crdt.Record{set}
+	var keys []crdt.PrivateKey
+	for i := range 1000 {
+		k := testKey(fmt.Sprint("host", i))
+		keys = append(keys, k)
+		addr := netip.AddrFrom16([16]byte{0xfd, 15: byte(i), 14: byte(i >> 8)})
+		recs = append(recs, must(crdt.SignHost(crdt.Host{Network: id, Node: k.Public(), Heartbeat: now,
+			Addresses: []netip.Addr{addr}, GossipPort: 7946, HTTPPort: 7331, DNSPort: 53}, k)))
+		c := must(crdt.SignClaim(crdt.Claim{Network: id, Node: k.Public(), Name: fmt.Sprint("host", i), Created: now}, k))
+		recs = append(recs, c, must(crdt.WitnessClaim(id, c.Hash(), now, w)))
+	}
+	mem := NewMemNetwork()
+	mk := func(host string) *Node {
+		st := NewStore(crdt.NewState(crdt.DefaultOptions(), id), nil)
+		if res := st.Ingest(recs); len(res.Rejected) > 0 {
+			b.Fatal(res.Rejected[0])
+		}
+		n := must(New(Config{Name: testKey(host).Public(), BindAddr: netip.MustParseAddr(host), HTTPClient: mem.HTTPClient(host)}, st))
+		mem.Serve(host, n.Handler())
+		return n
+	}
+	a, c := mk("fd00::a"), mk("fd00::c")
+	peerA := Member{Addr: netip.MustParseAddr("fd00::a"), HTTPPort: DefaultHTTPPort}
+	var dataJSON int
+	a.store.Read(func(st *crdt.State) { dataJSON = len(must(crdt.EncodeDataJSON(st, id))) })
+
+	var inStep, change, recSize int64
+	for i := 0; b.Loop(); i++ {
+		before := mem.HTTPBytes.Load()
+		res, err := c.SyncWith(context.Background(), peerA)
+		if err != nil || !res.InStep {
+			b.Fatalf("in-step round: %+v %v", res, err)
+		}
+		inStep = mem.HTTPBytes.Load() - before
+
+		k := keys[i%len(keys)]
+		h := must(crdt.SignHost(crdt.Host{Network: id, Node: k.Public(), Heartbeat: now.Add(time.Duration(i+1) * time.Millisecond),
+			Addresses: []netip.Addr{netip.MustParseAddr("fd00::1")}, GossipPort: 7946, HTTPPort: 7331, DNSPort: 53}, k))
+		a.Publish(h)
+		recSize = int64(len(h.Bytes()))
+		before = mem.HTTPBytes.Load()
+		res, err = c.SyncWith(context.Background(), peerA)
+		if err != nil || res.Pulled != 1 || res.Pushed != 0 {
+			b.Fatalf("one-change round: %+v %v", res, err)
+		}
+		change = mem.HTTPBytes.Load() - before
+	}
+	b.ReportMetric(float64(dataJSON), "datajson-bytes")
+	b.ReportMetric(float64(inStep), "instep-bytes")
+	b.ReportMetric(100*float64(inStep)/float64(dataJSON), "instep-%-of-datajson")
+	b.ReportMetric(float64(recSize), "record-bytes")
+	b.ReportMetric(float64(change-recSize), "onechange-overhead-bytes")
+}
+
+// BenchmarkPropagation: the time for a new claim (and the attestation that
+// activates it) published at one node to be active in every node's view,
+// next to the time memberlist takes to spread a payload of the same size
+// epidemically (each receiver re-broadcasts once, as Serf does), on the same
+// in-memory network with the same gossip settings. Trials alternate.
+func BenchmarkPropagation(b *testing.B) {
+	for _, n := range []int{16, 64, 128} {
+		b.Run(fmt.Sprint("N=", n), func(b *testing.B) {
+			cfg := func(c *Config) {
+				c.GossipInterval = 200 * time.Millisecond // memberlist's LAN default
+				c.SyncInterval = 2 * time.Second
+				c.ReconnectInterval = 30 * time.Second
+			}
+			c := newCluster(b, n, cfg)
+			eventually(b, 120*time.Second, "full membership", func() bool {
+				return slices.IndexFunc(c.nodes, func(tn *testNode) bool { return len(tn.node.Members()) != n-1 }) < 0
+			})
+			c.waitConverged(120 * time.Second)
+			base := newBaseline(b, n)
+			var ours, theirs []time.Duration
+			for i := 0; b.Loop(); i++ {
+				name := fmt.Sprint("p", i)
+				origin := c.nodes[i%n]
+				start := time.Now()
+				cl, att := c.claim(origin, name)
+				eventually(b, 60*time.Second, "the claim in every view", func() bool {
+					for _, tn := range c.nodes {
+						if !tn.holds(c.id, cl.Hash()) || !tn.holds(c.id, att.Hash()) {
+							return false
+						}
+					}
+					return true
+				})
+				ours = append(ours, time.Since(start))
+				theirs = append(theirs, base.spread(b, i, len(cl.Bytes())+len(att.Bytes())))
+			}
+			mo, mt := median(ours), median(theirs)
+			b.ReportMetric(float64(mo.Milliseconds()), "ours-ms")
+			b.ReportMetric(float64(mt.Milliseconds()), "memberlist-ms")
+			b.ReportMetric(float64(mo)/float64(mt), "ratio")
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// baseline is a plain memberlist cluster whose delegate re-broadcasts each
+// payload once on first receipt.
+type baseline struct {
+	nodes []*baseNode
+}
+
+type baseNode struct {
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+	mu    sync.Mutex
+	seen  map[string]time.Time
+}
+
+func (d *baseNode) NodeMeta(int) []byte { return nil }
+func (d *baseNode) NotifyMsg(b []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id := string(b[:8])
+	if _, ok := d.seen[id]; ok {
+		return
+	}
+	d.seen[id] = time.Now()
+	d.queue.QueueBroadcast(&broadcast{msg: append([]byte(nil), b...), id: crdt.Hash([]byte(id + "000000000000000000000000"))})
+}
+func (d *baseNode) GetBroadcasts(o, l int) [][]byte   { return d.queue.GetBroadcasts(o, l) }
+func (d *baseNode) LocalState(bool) []byte            { return nil }
+func (d *baseNode) MergeRemoteState(b []byte, j bool) {}
+
+func newBaseline(b *testing.B, n int) *baseline { return newBaselineT(b, n) }
+
+func newBaselineT(b testing.TB, n int) *baseline {
+	mem := NewMemNetwork()
+	bl := &baseline{}
+	for i := range n {
+		host := netip.AddrFrom16([16]byte{0xfe, 15: byte(i + 1), 14: byte(i >> 8)}).String()
+		d := &baseNode{seen: map[string]time.Time{}}
+		mc := memberlist.DefaultLANConfig()
+		mc.Name = host
+		mc.Transport = mem.Transport(host, 7946)
+		mc.Delegate = d
+		mc.PushPullInterval = 0
+		mc.Logger = log.New(io.Discard, "", 0)
+		ml := must(memberlist.Create(mc))
+		d.ml = ml
+		d.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+		if i > 0 {
+			must(ml.Join([]string{"[" + bl.nodes[0].ml.LocalNode().Addr.String() + "]:7946"}))
+		}
+		bl.nodes = append(bl.nodes, d)
+	}
+	b.Cleanup(func() {
+		for _, d := range bl.nodes {
+			d.ml.Shutdown()
+		}
+	})
+	deadline := time.Now().Add(120 * time.Second)
+	for slices.IndexFunc(bl.nodes, func(d *baseNode) bool { return d.ml.NumMembers() != n }) >= 0 {
+		if time.Now().After(deadline) {
+			mn, mx := n, 0
+			for _, d := range bl.nodes {
+				mn, mx = min(mn, d.ml.NumMembers()), max(mx, d.ml.NumMembers())
+			}
+			b.Fatalf("baseline membership incomplete after 2 minutes: between %d and %d of %d", mn, mx, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return bl
+}
+
+func (bl *baseline) spread(b *testing.B, trial, size int) time.Duration {
+	id := fmt.Sprintf("%08d", trial)
+	payload := append([]byte(id), make([]byte, size-len(id))...)
+	origin := bl.nodes[trial%len(bl.nodes)]
+	start := time.Now()
+	origin.NotifyMsg(payload) // the origin "receives" it and broadcasts
+	eventually(b, 60*time.Second, "the payload on every baseline node", func() bool {
+		for _, d := range bl.nodes {
+			d.mu.Lock()
+			_, ok := d.seen[id]
+			d.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}

@@ -202,5 +202,3 @@ func TestWriteDNSJSON(t *testing.T) {
 		t.Fatalf("mors.nether line wrong or missing:\n%s", b.String())
 	}
 }
-
-

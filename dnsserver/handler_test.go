@@ -24,7 +24,7 @@ func (r *recorder) RemoteAddr() net.Addr {
 	}
 	return &net.UDPAddr{IP: net.ParseIP("fd00::9"), Port: 4242}
 }
-func (r *recorder) WriteMsg(m *dns.Msg) error  { r.msg = m; return nil }
+func (r *recorder) WriteMsg(m *dns.Msg) error   { r.msg = m; return nil }
 func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *recorder) Close() error                { return nil }
 func (r *recorder) TsigStatus() error           { return nil }
@@ -43,10 +43,10 @@ func testView() *crdt.ResolvedView {
 			"styx.nether": {FQDN: "styx.nether", Addrs: []netip.Addr{a("fd00::2")}, TTL: time.Minute},
 			"_ssh._tcp.mors.nether": {FQDN: "_ssh._tcp.mors.nether", TTL: time.Minute,
 				Extra: []crdt.ExtraRecord{{Type: crdt.TypeSRV, TTL: time.Minute, Data: "0 5 22 mors.nether."}}},
-			"www.nether":   {FQDN: "www.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "mors.nether."}}},
-			"gone.nether":  {FQDN: "gone.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "nobody.nether."}}},
-			"ext.nether":   {FQDN: "ext.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "example.org."}}},
-			"lethe.clan":   {FQDN: "lethe.clan", Addrs: []netip.Addr{a("fd00::3")}, TTL: 30 * time.Second},
+			"www.nether":  {FQDN: "www.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "mors.nether."}}},
+			"gone.nether": {FQDN: "gone.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "nobody.nether."}}},
+			"ext.nether":  {FQDN: "ext.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{{Type: crdt.TypeCNAME, TTL: time.Minute, Data: "example.org."}}},
+			"lethe.clan":  {FQDN: "lethe.clan", Addrs: []netip.Addr{a("fd00::3")}, TTL: 30 * time.Second},
 		},
 		Reverse: map[netip.Addr][]string{a("fd00::1"): {"mors.nether"}, a("fd00::2"): {"styx.nether"}, a("10.0.0.1"): {"mors.nether"}, a("fd00::3"): {"lethe.clan"}},
 	}
@@ -102,10 +102,10 @@ func TestAnswers(t *testing.T) {
 		{"mors.nether.", dns.TypeA, dns.RcodeSuccess, []string{"A 10.0.0.1"}, false},
 		{"MoRs.NeThEr.", dns.TypeAAAA, dns.RcodeSuccess, []string{"AAAA fd00::1"}, false},
 		{"mors.nether.", dns.TypeTXT, dns.RcodeSuccess, []string{`TXT "hello \"world\""`}, false},
-		{"styx.nether.", dns.TypeA, dns.RcodeSuccess, nil, true},               // NODATA
-		{"nobody.nether.", dns.TypeAAAA, dns.RcodeNameError, nil, true},        // NXDOMAIN
-		{"x.mors.nether.", dns.TypeAAAA, dns.RcodeNameError, nil, true},        // below a name
-		{"_tcp.mors.nether.", dns.TypeSRV, dns.RcodeSuccess, nil, true},        // empty non-terminal: NODATA
+		{"styx.nether.", dns.TypeA, dns.RcodeSuccess, nil, true},        // NODATA
+		{"nobody.nether.", dns.TypeAAAA, dns.RcodeNameError, nil, true}, // NXDOMAIN
+		{"x.mors.nether.", dns.TypeAAAA, dns.RcodeNameError, nil, true}, // below a name
+		{"_tcp.mors.nether.", dns.TypeSRV, dns.RcodeSuccess, nil, true}, // empty non-terminal: NODATA
 		{"_ssh._tcp.mors.nether.", dns.TypeSRV, dns.RcodeSuccess, []string{"SRV 0 5 22 mors.nether."}, false},
 		{"www.nether.", dns.TypeAAAA, dns.RcodeSuccess, []string{"CNAME mors.nether.", "AAAA fd00::1"}, false},
 		{"www.nether.", dns.TypeCNAME, dns.RcodeSuccess, []string{"CNAME mors.nether."}, false},
@@ -119,7 +119,7 @@ func TestAnswers(t *testing.T) {
 		{"1.0.0.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"PTR mors.nether."}, false},
 		{"9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", dns.TypePTR, dns.RcodeNameError, nil, true},
 		{"8.8.8.8.in-addr.arpa.", dns.TypePTR, dns.RcodeRefused, nil, false}, // outside the mesh prefixes
-		{"example.org.", dns.TypeA, dns.RcodeRefused, nil, false},             // not an open resolver
+		{"example.org.", dns.TypeA, dns.RcodeRefused, nil, false},            // not an open resolver
 		{"nether.example.org.", dns.TypeA, dns.RcodeRefused, nil, false},
 	} {
 		m := ask(h, tc.name, tc.qtype)

@@ -208,5 +208,9 @@ func (k PrivateKey) IsZero() bool { return k.k == nil }
 // Sign signs msg.
 func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
 
+// Ed25519 returns the key for code that works with crypto/ed25519 directly
+// (the reachability challenge). It must not be modified.
+func (k PrivateKey) Ed25519() ed25519.PrivateKey { return k.k }
+
 // Signer exposes the key as a crypto.Signer, for TLS or x509 use.
 func (k PrivateKey) Signer() crypto.Signer { return k.k }

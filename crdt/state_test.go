@@ -168,3 +168,29 @@ func TestExtraRecordsInView(t *testing.T) {
 		t.Errorf("reverse: %v", got)
 	}
 }
+
+// Restore brings back exactly what Entries listed, without verifying
+// again, and still applies time: an expired host does not come back.
+func TestEntriesRestore(t *testing.T) {
+	f, _ := populated(t)
+	var entries []Entry
+	entries = append(entries, f.s.Entries(f.net)...)
+	s := NewState(DefaultOptions(), f.net)
+	res := s.Restore(entries, epoch)
+	if s.Fingerprint(f.net) != f.s.Fingerprint(f.net) || res.Added != len(entries) {
+		t.Fatalf("restored %d of %d entries, fingerprint equal: %v", res.Added, len(entries), s.Fingerprint(f.net) == f.s.Fingerprint(f.net))
+	}
+	if st := s.Stats(); st.SignaturesChecked != 0 || st.AttestationsVerified != 0 {
+		t.Fatalf("restore verified again: %+v", st)
+	}
+	v1 := f.s.View(ViewConfig{Networks: []JoinedNetwork{{ID: f.net}}}, epoch)
+	v2 := s.View(ViewConfig{Networks: []JoinedNetwork{{ID: f.net}}}, epoch)
+	if !sameNames(v1, v2) {
+		t.Fatal("restored state resolves differently")
+	}
+	later := NewState(DefaultOptions(), f.net)
+	later.Restore(entries, epoch.Add(2*time.Hour))
+	if later.Host(f.net, f.alice.Public()) != nil {
+		t.Fatal("an expired host came back from the state file")
+	}
+}

@@ -18,6 +18,7 @@ import (
 //	GET  /v1/records/{network}/{hash}  one record, encoded
 //	POST /v1/sync                      anti-entropy (see wire.go)
 //	POST /v1/challenge                 the reachability challenge
+//	GET  /v1/time                      this node's clock (doctor's skew check)
 //
 // Everything served is signed and verified by whoever receives it; requests
 // are rate-limited per peer, bodies bounded, and a peer that sends invalid
@@ -27,6 +28,10 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /data.json", n.serveDataJSON)
 	mux.HandleFunc("GET /v1/records/{network}/{hash}", n.serveRecord)
 	mux.HandleFunc("POST /v1/sync", n.serveSync)
+	mux.HandleFunc("GET /v1/time", func(w http.ResponseWriter, r *http.Request) {
+		// This node's clock, for doctor's skew check.
+		_, _ = w.Write([]byte(n.store.Now().UTC().Format(time.RFC3339Nano)))
+	})
 	mux.HandleFunc("POST /v1/challenge", func(w http.ResponseWriter, r *http.Request) {
 		if n.cfg.Challenge == nil {
 			http.Error(w, "this node does not answer challenges", http.StatusServiceUnavailable)

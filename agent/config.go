@@ -1,0 +1,364 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/mesh"
+)
+
+// Config is the agent's configuration: one JSON file (the NixOS module
+// renders it), with the common settings also taken from flags and
+// environment variables. Every field has a default, written next to it.
+type Config struct {
+	// Interface is the WireGuard interface of the mesh (default "wg0").
+	Interface string `json:"interface"`
+	// StateDir holds the state file, dns.json and, by default, the key
+	// (default /var/lib/data-mesher).
+	StateDir string `json:"state_dir"`
+	// KeyFile is the node's private key (default <state_dir>/node.key). A
+	// relative path is looked up in $CREDENTIALS_DIRECTORY when systemd
+	// passes credentials. It must not be readable by others.
+	KeyFile string `json:"key_file"`
+	// Hostnames are the names this node claims in every network, unless a
+	// network lists its own (default: none).
+	Hostnames []string `json:"hostnames"`
+	// Networks are the joined networks, by a local label (e.g. the domain).
+	Networks map[string]NetworkConfig `json:"networks"`
+	// BindAddress is the tunnel address gossip, the peer endpoint and DNS
+	// use (default: the interface's first address, IPv6 first).
+	BindAddress string `json:"bind_address"`
+	Ports       Ports  `json:"ports"`
+	DNS         DNS    `json:"dns"`
+	// TSAURLs are timestamp authorities asked before the ones the
+	// network's settings list (default: none).
+	TSAURLs []string `json:"tsa_urls"`
+	// ControlSocket is the local socket of the command line (default
+	// /run/data-mesher/control.sock).
+	ControlSocket string `json:"control_socket"`
+	// MetricsListen serves Prometheus metrics; loopback only (default
+	// 127.0.0.1:9103; "off" disables them).
+	MetricsListen string `json:"metrics_listen"`
+	Log           Log    `json:"log"`
+	// Heartbeat is how often the host record is re-signed (default: a
+	// quarter of the network's host TTL, at most 1 h).
+	Heartbeat Duration `json:"heartbeat"`
+	// SyncInterval is how often anti-entropy runs (default 2 s).
+	SyncInterval Duration `json:"sync_interval"`
+	// MaxSkew is how far in the future a record may be dated (default 5 m).
+	MaxSkew Duration `json:"max_skew"`
+}
+
+// NetworkConfig is one joined network.
+type NetworkConfig struct {
+	// PubKey is the network's admin key, "ssh-ed25519 AAAA…" (required).
+	PubKey string `json:"pubkey"`
+	// Priority decides between networks giving the same name: lower wins;
+	// a float (default 1).
+	Priority *float64 `json:"priority,omitempty"`
+	// BootstrapPeers are data.json sources: peers ("http://[fd…]:7331") or
+	// static files.
+	BootstrapPeers []string `json:"bootstrap_peers"`
+	// Hostnames, if set, replace the global hostnames in this network.
+	Hostnames []string `json:"hostnames,omitempty"`
+}
+
+// Ports are the agent's ports on the tunnel address.
+type Ports struct {
+	Gossip int `json:"gossip"` // default 7946 (TCP and UDP)
+	HTTP   int `json:"http"`   // default 7331: data.json, sync, challenge
+	DNS    int `json:"dns"`    // default 53 (TCP and UDP)
+}
+
+// DNS configures the DNS server.
+type DNS struct {
+	// Listen are extra addresses to answer on, e.g. "127.0.0.1:5353" for
+	// systemd-resolved split DNS (default: none; the tunnel address and
+	// ports.dns are always used).
+	Listen []string `json:"listen"`
+	// Forwarders receive names outside the mesh ("host:port"). Empty: such
+	// names are refused; the agent is not a resolver (default: none).
+	Forwarders []string `json:"forwarders"`
+	// JSONFile is where dns.json is written ("off": not at all; default
+	// <state_dir>/dns.json).
+	JSONFile string `json:"json_file"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `json:"level"`  // debug, info, warn, error (default info)
+	Format string `json:"format"` // text or json (default text)
+}
+
+// Duration is a time.Duration written as "90s", "5m" in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON reads "5m" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like \"90s\" or \"5m\"", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("%s is not a duration like \"90s\"", b)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// MarshalJSON writes "5m0s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Defaults.
+const (
+	DefaultInterface     = "wg0"
+	DefaultStateDir      = "/var/lib/data-mesher"
+	DefaultControlSocket = "/run/data-mesher/control.sock"
+	DefaultMetricsListen = "127.0.0.1:9103"
+	DefaultDNSPort       = 53
+)
+
+// LoadConfig reads a configuration file. Unknown fields are errors (a
+// misspelled option must not be silently ignored).
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes a JSON configuration.
+func ParseConfig(b []byte) (*Config, error) {
+	c := &Config{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
+			return nil, fmt.Errorf("line %d: %v", line, err)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// ApplyDefaults fills every unset field with its default.
+func (c *Config) ApplyDefaults() {
+	if c.Interface == "" {
+		c.Interface = DefaultInterface
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.StateDir, "node.key")
+	}
+	if c.Ports.Gossip == 0 {
+		c.Ports.Gossip = mesh.DefaultGossipPort
+	}
+	if c.Ports.HTTP == 0 {
+		c.Ports.HTTP = mesh.DefaultHTTPPort
+	}
+	if c.Ports.DNS == 0 {
+		c.Ports.DNS = DefaultDNSPort
+	}
+	if c.ControlSocket == "" {
+		c.ControlSocket = DefaultControlSocket
+	}
+	if c.MetricsListen == "" {
+		c.MetricsListen = DefaultMetricsListen
+	}
+	if c.DNS.JSONFile == "" {
+		c.DNS.JSONFile = filepath.Join(c.StateDir, "dns.json")
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = Duration(2 * time.Second)
+	}
+	if c.MaxSkew == 0 {
+		c.MaxSkew = Duration(crdt.DefaultMaxSkew)
+	}
+}
+
+// Validate checks the configuration and names every bad field and why.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Interface == "" || len(c.Interface) > 15 || strings.ContainsAny(c.Interface, "/ \t") {
+		bad("interface", "%q is not an interface name", c.Interface)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		bad("state_dir", "%q must be an absolute path", c.StateDir)
+	}
+	if c.KeyFile == "" {
+		bad("key_file", "is empty")
+	}
+	checkNames := func(field string, names []string) {
+		for _, h := range names {
+			if err := crdt.ValidateHostname(h); err != nil {
+				bad(field, "%v (a hostname is relative to the network's domain, e.g. \"mors\")", err)
+			}
+		}
+	}
+	checkNames("hostnames", c.Hostnames)
+	if len(c.Networks) == 0 {
+		bad("networks", "no network is joined: add one with its admin key (networks.<name>.pubkey)")
+	}
+	seen := map[crdt.PublicKey]string{}
+	labels := make([]string, 0, len(c.Networks))
+	for l := range c.Networks {
+		labels = append(labels, l)
+	}
+	slices.Sort(labels)
+	for _, label := range labels {
+		n := c.Networks[label]
+		field := fmt.Sprintf("networks.%q", label)
+		if n.PubKey == "" {
+			bad(field+".pubkey", "is required: the network's admin key, \"ssh-ed25519 AAAA…\"")
+		} else if k, err := crdt.ParsePublicKey(n.PubKey); err != nil {
+			bad(field+".pubkey", "%v", err)
+		} else if other, dup := seen[k]; dup {
+			bad(field+".pubkey", "is the same network as networks.%q", other)
+		} else {
+			seen[k] = label
+		}
+		if n.Priority != nil && (*n.Priority != *n.Priority || *n.Priority < -1e9 || *n.Priority > 1e9) {
+			bad(field+".priority", "%v is not a usable number", *n.Priority)
+		}
+		for _, u := range n.BootstrapPeers {
+			if _, err := mesh.BootstrapURL(u); err != nil {
+				bad(field+".bootstrap_peers", "%v", err)
+			}
+		}
+		checkNames(field+".hostnames", n.Hostnames)
+	}
+	if c.BindAddress != "" {
+		if _, err := netip.ParseAddr(c.BindAddress); err != nil {
+			bad("bind_address", "%q is not an IP address", c.BindAddress)
+		}
+	}
+	for name, p := range map[string]int{"ports.gossip": c.Ports.Gossip, "ports.http": c.Ports.HTTP, "ports.dns": c.Ports.DNS} {
+		if p < 1 || p > 65535 {
+			bad(name, "%d is not a port", p)
+		}
+	}
+	if c.Ports.Gossip == c.Ports.HTTP {
+		bad("ports.http", "is the same port as ports.gossip (%d)", c.Ports.Gossip)
+	}
+	for _, l := range c.DNS.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			bad("dns.listen", "%q is not an address:port like \"127.0.0.1:5353\"", l)
+		}
+	}
+	for _, f := range c.DNS.Forwarders {
+		if _, err := netip.ParseAddrPort(f); err != nil {
+			bad("dns.forwarders", "%q is not an address:port like \"9.9.9.9:53\"", f)
+		}
+	}
+	for _, u := range c.TSAURLs {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad("tsa_urls", "%q is not an http(s) URL", u)
+		}
+	}
+	if c.MetricsListen != "off" {
+		ap, err := netip.ParseAddrPort(c.MetricsListen)
+		if err != nil || !ap.Addr().IsLoopback() {
+			bad("metrics_listen", "%q must be a loopback address:port (metrics are not for the network) or \"off\"", c.MetricsListen)
+		}
+	}
+	if !filepath.IsAbs(c.ControlSocket) {
+		bad("control_socket", "%q must be an absolute path", c.ControlSocket)
+	}
+	if c.DNS.JSONFile != "off" && !filepath.IsAbs(c.DNS.JSONFile) {
+		bad("dns.json_file", "%q must be an absolute path or \"off\"", c.DNS.JSONFile)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	if d := time.Duration(c.Heartbeat); d != 0 && d < 10*time.Second {
+		bad("heartbeat", "%v is too short (at least 10s)", d)
+	}
+	if d := time.Duration(c.SyncInterval); d < 100*time.Millisecond {
+		bad("sync_interval", "%v is too short (at least 100ms)", d)
+	}
+	if d := time.Duration(c.MaxSkew); d < time.Second || d > time.Hour {
+		bad("max_skew", "%v is outside [1s, 1h]", d)
+	}
+	return errors.Join(errs...)
+}
+
+// Joined is a parsed network of the configuration.
+type Joined struct {
+	Label     string
+	ID        crdt.PublicKey
+	Priority  float64
+	Bootstrap []string
+	Hostnames []string
+}
+
+// JoinedNetworks returns the validated networks, sorted by label.
+func (c *Config) JoinedNetworks() []Joined {
+	var out []Joined
+	for label, n := range c.Networks {
+		id, err := crdt.ParsePublicKey(n.PubKey)
+		if err != nil {
+			continue
+		}
+		j := Joined{Label: label, ID: id, Priority: 1, Bootstrap: n.BootstrapPeers, Hostnames: c.Hostnames}
+		if n.Priority != nil {
+			j.Priority = *n.Priority
+		}
+		if n.Hostnames != nil {
+			j.Hostnames = n.Hostnames
+		}
+		out = append(out, j)
+	}
+	slices.SortFunc(out, func(a, b Joined) int { return strings.Compare(a.Label, b.Label) })
+	return out
+}
+
+// KeyPath resolves KeyFile: a relative path is looked up in systemd's
+// credentials directory when there is one, else in the state directory.
+func (c *Config) KeyPath() string {
+	if filepath.IsAbs(c.KeyFile) {
+		return c.KeyFile
+	}
+	if d := os.Getenv("CREDENTIALS_DIRECTORY"); d != "" {
+		return filepath.Join(d, c.KeyFile)
+	}
+	return filepath.Join(c.StateDir, c.KeyFile)
+}
+
+// StatePath is the state file.
+func (c *Config) StatePath() string { return filepath.Join(c.StateDir, "state.bin") }

@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+)
+
+// SettingsEdit is a change an admin makes to a network's settings; empty
+// fields change nothing.
+type SettingsEdit struct {
+	Domain         string
+	HostTTL        time.Duration
+	DNSTTL         time.Duration
+	Ban, Unban     []string // keys
+	Allow          []string // keys added to the allow-list
+	Disallow       []string // keys removed from it
+	Restricted     *bool
+	Override       []string // name=key
+	RemoveOverride []string // names
+	Witness        []string // keys
+	RemoveWitness  []string
+	TSARootFiles   []string // PEM files
+	FreeTSA        bool     // pin FreeTSA's root and list its URL
+	TSAURL         []string
+	RemoveTSAURL   []string
+	Extra          []string // "name TYPE data [ttl]"
+	RemoveExtra    []string // "name TYPE"
+}
+
+// ApplyEdit returns s with e applied and Updated set to now (or just after
+// the old Updated, if this clock is behind it: newer settings must win).
+func ApplyEdit(s crdt.Settings, e SettingsEdit, now time.Time) (crdt.Settings, error) {
+	old := s.Updated
+	keys := func(field string, in []string) ([]crdt.PublicKey, error) {
+		var out []crdt.PublicKey
+		for _, k := range in {
+			p, err := crdt.ParsePublicKey(k)
+			if err != nil {
+				return nil, fmt.Errorf("--%s %q: %w", field, k, err)
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	remove := func(list, drop []crdt.PublicKey) []crdt.PublicKey {
+		return slices.DeleteFunc(slices.Clone(list), func(k crdt.PublicKey) bool { return slices.Contains(drop, k) })
+	}
+	if e.Domain != "" {
+		s.Domain = e.Domain
+	}
+	if e.HostTTL != 0 {
+		s.HostTTL = e.HostTTL
+	}
+	if e.DNSTTL != 0 {
+		s.DNSTTL = e.DNSTTL
+	}
+	for _, step := range []struct {
+		field string
+		in    []string
+		apply func([]crdt.PublicKey)
+	}{
+		{"ban", e.Ban, func(k []crdt.PublicKey) { s.Banned = append(s.Banned, k...) }},
+		{"unban", e.Unban, func(k []crdt.PublicKey) { s.Banned = remove(s.Banned, k) }},
+		{"allow", e.Allow, func(k []crdt.PublicKey) { s.AllowedNodes = append(s.AllowedNodes, k...) }},
+		{"disallow", e.Disallow, func(k []crdt.PublicKey) { s.AllowedNodes = remove(s.AllowedNodes, k) }},
+		{"witness", e.Witness, func(k []crdt.PublicKey) { s.Witnesses = append(s.Witnesses, k...) }},
+		{"remove-witness", e.RemoveWitness, func(k []crdt.PublicKey) { s.Witnesses = remove(s.Witnesses, k) }},
+	} {
+		k, err := keys(step.field, step.in)
+		if err != nil {
+			return s, err
+		}
+		step.apply(k)
+	}
+	if e.Restricted != nil {
+		s.Restricted = *e.Restricted
+	}
+	for _, o := range e.Override {
+		name, key, ok := strings.Cut(o, "=")
+		if !ok {
+			return s, fmt.Errorf("--override %q: want name=KEY", o)
+		}
+		k, err := crdt.ParsePublicKey(key)
+		if err != nil {
+			return s, fmt.Errorf("--override %q: %w", o, err)
+		}
+		s.Overrides = slices.DeleteFunc(slices.Clone(s.Overrides), func(x crdt.Override) bool { return x.Name == name })
+		s.Overrides = append(s.Overrides, crdt.Override{Name: name, Node: k})
+	}
+	for _, name := range e.RemoveOverride {
+		s.Overrides = slices.DeleteFunc(slices.Clone(s.Overrides), func(x crdt.Override) bool { return x.Name == name })
+	}
+	for _, f := range e.TSARootFiles {
+		der, err := readCert(f)
+		if err != nil {
+			return s, err
+		}
+		s.TSARoots = append(s.TSARoots, der)
+	}
+	if e.FreeTSA {
+		s.TSARoots = append(s.TSARoots, crdt.FreeTSARoot())
+		e.TSAURL = append(e.TSAURL, crdt.FreeTSAURL)
+	}
+	for _, u := range e.TSAURL {
+		if !slices.Contains(s.TSAURLs, u) {
+			s.TSAURLs = append(s.TSAURLs, u)
+		}
+	}
+	s.TSAURLs = slices.DeleteFunc(slices.Clone(s.TSAURLs), func(u string) bool { return slices.Contains(e.RemoveTSAURL, u) })
+	for _, x := range e.Extra {
+		rec, err := parseExtra(x)
+		if err != nil {
+			return s, err
+		}
+		s.Extra = append(s.Extra, rec)
+	}
+	for _, x := range e.RemoveExtra {
+		f := strings.Fields(x)
+		if len(f) != 2 {
+			return s, fmt.Errorf("--remove-extra %q: want \"name TYPE\"", x)
+		}
+		t, err := crdt.ParseRRType(strings.ToUpper(f[1]))
+		if err != nil {
+			return s, err
+		}
+		s.Extra = slices.DeleteFunc(slices.Clone(s.Extra), func(r crdt.ExtraRecord) bool { return r.Name == f[0] && r.Type == t })
+	}
+	s.Updated = now
+	if !now.After(old) {
+		s.Updated = old.Add(time.Millisecond)
+	}
+	return s, nil
+}
+
+// parseExtra reads "name TYPE data… [ttl=SECONDS]".
+func parseExtra(x string) (crdt.ExtraRecord, error) {
+	f := strings.Fields(x)
+	if len(f) < 3 {
+		return crdt.ExtraRecord{}, fmt.Errorf("--extra %q: want \"name TYPE data\" (e.g. \"_ssh._tcp.mors SRV 0 0 22 mors\")", x)
+	}
+	t, err := crdt.ParseRRType(strings.ToUpper(f[1]))
+	if err != nil {
+		return crdt.ExtraRecord{}, fmt.Errorf("--extra %q: %w", x, err)
+	}
+	rec := crdt.ExtraRecord{Name: f[0], Type: t}
+	data := f[2:]
+	if last := data[len(data)-1]; strings.HasPrefix(last, "ttl=") {
+		secs, err := strconv.Atoi(strings.TrimPrefix(last, "ttl="))
+		if err != nil {
+			return rec, fmt.Errorf("--extra %q: bad ttl", x)
+		}
+		rec.TTL = time.Duration(secs) * time.Second
+		data = data[:len(data)-1]
+	}
+	rec.Data = strings.Join(data, " ")
+	return rec, nil
+}
+
+func readCert(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("TSA root: %w", err)
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	if _, err := x509.ParseCertificate(b); err != nil {
+		return nil, fmt.Errorf("TSA root %s is not a certificate: %w", path, err)
+	}
+	return b, nil
+}
+
+// NewSettings is the first settings of a new network.
+func NewSettings(admin crdt.PublicKey, domain string, now time.Time) crdt.Settings {
+	return crdt.Settings{Network: admin, Updated: now, Domain: domain, HostTTL: crdt.DefaultHostTTL, DNSTTL: crdt.DefaultDNSTTL}
+}

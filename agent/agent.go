@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -66,13 +67,17 @@ type Agent struct {
 	restored int
 	bound    map[string]string // listener name → address, for doctor
 
-	view     atomic.Pointer[crdt.ResolvedView]
-	dnsJSON  []byte
-	viewKick chan struct{}
-	ownKick  chan struct{}
-	witKick  chan struct{}
-	httpSrv  *http.Server
-	ready    atomic.Bool
+	view    atomic.Pointer[crdt.ResolvedView]
+	dnsJSON []byte
+	// targetsVersion is the state version the prober's targets come from.
+	targetsVersion uint64
+	viewKick       chan struct{}
+	ownKick        chan struct{}
+	witKick        chan struct{}
+	// verdictKick asks for the reachability verdicts to be saved.
+	verdictKick chan struct{}
+	httpSrv     *http.Server
+	ready       atomic.Bool
 }
 
 // New checks the configuration and reads the key; Run starts the node.
@@ -96,7 +101,8 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger.With("component", "agent"), key: key, now: opts.Now,
 		nets: cfg.JoinedNetworks(), hostRec: map[crdt.PublicKey]*crdt.Record{}, bound: map[string]string{},
-		viewKick: make(chan struct{}, 1), ownKick: make(chan struct{}, 1), witKick: make(chan struct{}, 1)}
+		viewKick: make(chan struct{}, 1), ownKick: make(chan struct{}, 1), witKick: make(chan struct{}, 1),
+		verdictKick: make(chan struct{}, 1)}
 	a.view.Store(&crdt.ResolvedView{Names: map[string]*crdt.Name{}})
 	return a, nil
 }
@@ -155,6 +161,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	// The reachability challenge: what this node verified before a restart
+	// counts until it expires, so the names stay while they are re-checked.
+	a.prober = &wg.Prober{
+		Peers:    a.ifacePeers,
+		Self:     func(n [32]byte) bool { return n == [32]byte(a.key.Public()) },
+		OnChange: func() { kick(a.viewKick); kick(a.verdictKick) },
+		Logger:   a.opts.Logger.With("component", "challenge"),
+	}
+	if n := a.prober.Restore(loadVerdicts(a.verdictPath(), a.log)); n > 0 {
+		a.log.Info("restored reachability verdicts", "count", n)
+	}
+
 	// DNS first, from the state we had.
 	a.dns = dnsserver.NewServer(dnsserver.Config{Listen: a.dnsListen(), Forwarders: a.cfg.DNS.Forwarders,
 		Logger: a.opts.Logger})
@@ -170,17 +188,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
+	// Start-up decoded the whole state file at once; give that memory back
+	// now rather than keep it as headroom.
+	debug.FreeOSMemory()
 	a.log.Info("answering DNS", "names", len(a.view.Load().Names), "restored_records", restored,
 		"since_start", a.now().Sub(a.started).Round(time.Millisecond))
 
-	// The reachability challenge, both ways.
-	a.prober = &wg.Prober{
-		Peers:    func() []wg.Peer { a.mu.Lock(); defer a.mu.Unlock(); return a.iface.Peers },
-		Self:     func(n [32]byte) bool { return n == [32]byte(a.key.Public()) },
-		OnChange: func() { kick(a.viewKick) },
-		Logger:   a.opts.Logger.With("component", "challenge"),
-	}
 	run(a.prober.Run)
+	run(a.verdictLoop)
 
 	// The mesh.
 	if err := a.startMesh(ctx); err != nil {
@@ -434,8 +449,16 @@ func (a *Agent) heartbeat(id crdt.PublicKey) time.Duration {
 func (a *Agent) ownLoop(ctx context.Context) {
 	// Claims wait for a first sync (or 10 s): after a lost state file the
 	// node's old claims, with their old attestations, come back from the
-	// mesh instead of being made anew.
+	// mesh instead of being made anew. A node with nobody to sync with
+	// (no WireGuard peer, no bootstrap source) has nothing to wait for.
 	claimsFrom := a.now().Add(10 * time.Second)
+	alone := len(a.ifacePeers()) == 0
+	for _, n := range a.nets {
+		alone = alone && len(n.Bootstrap) == 0
+	}
+	if alone {
+		claimsFrom = a.now()
+	}
 	for {
 		next := a.now().Add(time.Hour)
 		a.mu.Lock()
@@ -584,11 +607,12 @@ func (a *Agent) viewLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.viewKick:
-			// Let a burst of changes settle.
+			// Let a burst of changes settle, and recompute at most four
+			// times a second however busy the mesh is.
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond):
 			}
 		case <-time.After(wait):
 		}
@@ -614,23 +638,34 @@ func (a *Agent) updateView() time.Time {
 	}
 	var v *crdt.ResolvedView
 	var targets []wg.Target
+	var version uint64
 	a.store.Read(func(st *crdt.State) {
 		v = st.View(cfg, now)
+		// The hosts to challenge change only with the state.
+		version = st.Version()
+		if version == a.targetsVersion {
+			return
+		}
 		for _, id := range st.Joined() {
 			for _, h := range st.Hosts(id) {
 				targets = append(targets, wg.Target{Network: id, Node: h.Host().Node, Addrs: h.Host().Addresses, Port: h.Host().HTTPPort})
 			}
 		}
 	})
-	if a.prober != nil {
+	if a.prober != nil && version != a.targetsVersion {
 		a.prober.Update(targets)
+		a.targetsVersion = version
 	}
 	a.view.Store(v)
 	if a.dns != nil {
-		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: a.reversePrefixes()})
-		if err != nil {
+		prev := a.dns.Handler().Table()
+		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: a.reversePrefixes(), Previous: prev})
+		switch {
+		case err != nil:
 			a.log.Error("building the DNS table", "err", err)
-		} else {
+		case t == prev && a.dnsJSON != nil:
+			return v.ValidUntil // the answers did not change: nothing to write
+		default:
 			a.dns.SetTable(t)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
@@ -66,7 +67,14 @@ func (m *metrics) serve(ctx context.Context, run func(func(context.Context))) er
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	// Go's profiles, for whoever can reach loopback on this node.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	run(func(ctx context.Context) {
 		go func() {
 			<-ctx.Done()

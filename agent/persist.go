@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,7 +43,11 @@ func stateMACKey(k crdt.PrivateKey) []byte {
 
 // EncodeState writes entries as a state file.
 func EncodeState(entries []crdt.Entry, key crdt.PrivateKey) []byte {
-	b := []byte(stateMagic)
+	size := len(stateMagic) + 32
+	for _, e := range entries {
+		size += len(e.Record.Bytes()) + 5 + 41
+	}
+	b := append(make([]byte, 0, size), stateMagic...)
 	for _, e := range entries {
 		raw := e.Record.Bytes()
 		b = binary.AppendUvarint(b, uint64(len(raw)))
@@ -226,8 +231,13 @@ func (p *persister) flush() {
 			entries = append(entries, st.Entries(id)...)
 		}
 	})
-	err := WriteFileAtomic(p.path, EncodeState(entries, p.key), 0o600)
+	data := EncodeState(entries, p.key)
+	err := WriteFileAtomic(p.path, data, 0o600)
 	p.mu.Lock()
+	// Unacknowledged changes of a large state are written less often: one
+	// second per MiB, so a busy 10,000-host mesh does not rewrite 5 MiB
+	// every second. Acknowledged writes never wait for this.
+	p.minGap = max(time.Second, time.Duration(len(data)>>20)*time.Second)
 	p.lastWrite = time.Now()
 	p.lastErr = err
 	if err == nil {
@@ -245,6 +255,11 @@ func (p *persister) flush() {
 // start; a corrupt one is moved aside, and what it still holds is verified
 // like records from the network.
 func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, log *slog.Logger) (restored int, err error) {
+	// Temporary files of writes a crash interrupted (never the state).
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp-*"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)

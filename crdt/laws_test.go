@@ -270,7 +270,7 @@ func checkInvariants(t *rapid.T, s *State) {
 				if _, err := (Verifier{}).VerifyAttestation(r.Attestation(), n.trust); err != nil {
 					t.Fatalf("state holds %s: %v", r, err)
 				}
-				if n.claims[r.Attestation().Claim] == nil {
+				if n.claim(r.Attestation().Claim) == nil {
 					t.Fatalf("state holds %s without its claim", r)
 				}
 			}

@@ -133,13 +133,12 @@ type netState struct {
 	settings *Record
 	trust    *Trust
 
-	hosts  map[PublicKey]*Record
-	claims map[Hash]*Record
+	hosts map[PublicKey]*Record
 	// byNode lists each node's claims sorted by (Created, hash).
 	byNode map[PublicKey][]*Record
-	atts   map[Hash]*attEntry
 	// byClaim lists each claim's attestations sorted by (time, hash).
 	byClaim map[Hash][]*attEntry
+	// A claim or attestation by hash is found through index.recs.
 
 	index digestIndex
 }
@@ -173,9 +172,7 @@ func (s *State) Join(n PublicKey) {
 		id:      n,
 		trust:   newTrust(nil),
 		hosts:   map[PublicKey]*Record{},
-		claims:  map[Hash]*Record{},
 		byNode:  map[PublicKey][]*Record{},
-		atts:    map[Hash]*attEntry{},
 		byClaim: map[Hash][]*attEntry{},
 	}
 	s.version++
@@ -308,7 +305,7 @@ func (s *State) Merge(o *State) int {
 		for _, r := range append(recs, on.sortedAtts()...) {
 			var at Attested
 			if r.kind == KindAttestation {
-				at = on.atts[r.hash].at
+				at = on.attEntry(r).at
 			}
 			if n.put(r, at) == Added {
 				added++
@@ -363,7 +360,7 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 		}
 	case KindAttestation:
 		a := rec.attestation
-		if n.claims[a.Claim] == nil {
+		if n.claim(a.Claim) == nil {
 			return 0, reject(rec, ReasonUnknownClaim, "claim %s is not held", a.Claim.Short())
 		}
 		if w := a.Witness; w != nil {
@@ -434,7 +431,7 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 		n.addClaim(rec)
 	case KindAttestation:
 		claim := rec.attestation.Claim
-		if n.claims[claim] == nil {
+		if n.claim(claim) == nil {
 			return Superseded // its claim was dropped for the per-node limit
 		}
 		e := &attEntry{rec: rec, at: at}
@@ -538,12 +535,29 @@ func (n *netState) policy(k PublicKey) Reason {
 	return ""
 }
 
+// claim returns the held claim with hash h, or nil.
+func (n *netState) claim(h Hash) *Record {
+	if r := n.index.recs[h]; r != nil && r.kind == KindClaim {
+		return r
+	}
+	return nil
+}
+
+// attEntry returns the entry of a held attestation record.
+func (n *netState) attEntry(r *Record) *attEntry {
+	for _, e := range n.byClaim[r.attestation.Claim] {
+		if e.rec == r || e.rec.hash == r.hash {
+			return e
+		}
+	}
+	return &attEntry{rec: r}
+}
+
 func (n *netState) addClaim(rec *Record) {
 	node := rec.claim.Node
 	list := n.byNode[node]
 	i, _ := slices.BinarySearchFunc(list, rec, compareClaims)
 	list = slices.Insert(list, i, rec)
-	n.claims[rec.hash] = rec
 	n.index.add(rec)
 	if len(list) > MaxClaimsPerNode {
 		n.dropClaimOnly(list[0])
@@ -555,10 +569,8 @@ func (n *netState) addClaim(rec *Record) {
 // dropClaimOnly removes a claim and its attestations, but not its entry in
 // byNode (the caller maintains that list).
 func (n *netState) dropClaimOnly(rec *Record) {
-	delete(n.claims, rec.hash)
 	n.index.remove(rec.hash)
 	for _, e := range n.byClaim[rec.hash] {
-		delete(n.atts, e.rec.hash)
 		n.index.remove(e.rec.hash)
 	}
 	delete(n.byClaim, rec.hash)
@@ -569,14 +581,12 @@ func (n *netState) addAtt(e *attEntry) {
 	list := n.byClaim[c]
 	i, _ := slices.BinarySearchFunc(list, e, compareAtts)
 	n.byClaim[c] = slices.Insert(list, i, e)
-	n.atts[e.rec.hash] = e
 	n.index.add(e.rec)
 }
 
 func (n *netState) removeAtt(e *attEntry) {
 	c := e.rec.attestation.Claim
 	n.byClaim[c] = slices.DeleteFunc(n.byClaim[c], func(x *attEntry) bool { return x == e })
-	delete(n.atts, e.rec.hash)
 	n.index.remove(e.rec.hash)
 }
 
@@ -636,7 +646,6 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 		kept := list[:0]
 		for _, e := range list {
 			if !n.trust.Trusts(e.at.By) {
-				delete(n.atts, e.rec.hash)
 				n.index.remove(e.rec.hash)
 				dropped = append(dropped, e.rec)
 				continue
@@ -662,18 +671,20 @@ func (n *netState) sortedHosts() []*Record {
 }
 
 func (n *netState) sortedClaims() []*Record {
-	out := make([]*Record, 0, len(n.claims))
-	for _, r := range n.claims {
-		out = append(out, r)
+	var out []*Record
+	for _, list := range n.byNode {
+		out = append(out, list...)
 	}
 	slices.SortFunc(out, func(a, b *Record) int { return a.hash.Compare(b.hash) })
 	return out
 }
 
 func (n *netState) sortedAtts() []*Record {
-	out := make([]*Record, 0, len(n.atts))
-	for _, e := range n.atts {
-		out = append(out, e.rec)
+	var out []*Record
+	for _, list := range n.byClaim {
+		for _, e := range list {
+			out = append(out, e.rec)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Record) int { return a.hash.Compare(b.hash) })
 	return out
@@ -754,8 +765,8 @@ func (s *State) Entries(id PublicKey) []Entry {
 	out := make([]Entry, len(recs))
 	for i, r := range recs {
 		out[i].Record = r
-		if e := n.atts[r.hash]; e != nil {
-			out[i].Attested = e.at
+		if r.kind == KindAttestation {
+			out[i].Attested = n.attEntry(r).at
 		}
 	}
 	return out

@@ -223,7 +223,7 @@ type NameStatus struct {
 // the earliest attested time wins; equal times go to the smaller claim hash.
 func (n *netState) winners(now time.Time) map[string]PublicKey {
 	best := map[string]*ClaimState{}
-	for _, c := range n.claims {
+	for _, c := range n.allClaims() {
 		st := n.claimState(c, now)
 		if !st.Active {
 			continue
@@ -270,7 +270,7 @@ func (s *State) NameStatus(id PublicKey, name string, now time.Time) NameStatus 
 	if n == nil {
 		return ns
 	}
-	for _, c := range n.claims {
+	for _, c := range n.allClaims() {
 		if c.claim.Name == name {
 			ns.Claims = append(ns.Claims, n.claimState(c, now))
 		}
@@ -330,4 +330,19 @@ func (s *State) Hosts(id PublicKey) []*Record {
 		return n.sortedHosts()
 	}
 	return nil
+}
+
+// allClaims iterates over every held claim (in no particular order).
+func (n *netState) allClaims() func(yield func(int, *Record) bool) {
+	return func(yield func(int, *Record) bool) {
+		i := 0
+		for _, list := range n.byNode {
+			for _, c := range list {
+				if !yield(i, c) {
+					return
+				}
+				i++
+			}
+		}
+	}
 }

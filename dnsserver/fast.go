@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -24,8 +25,14 @@ type template struct {
 }
 
 type fastName struct {
-	types  []fastType // answers by query type
-	nodata *template  // for any other type; nil: ask the Handler
+	types []fastType // answers by query type
+	// nodata answers any other type: the zone's NODATA template (the
+	// bytes after the question depend only on the zone's SOA); nil for
+	// names with a CNAME (ask the Handler).
+	nodata *template
+	// reusable: the entry depends only on this name's own records, so
+	// a later table may take it as it is when they do not change.
+	reusable bool
 }
 
 type fastType struct {
@@ -46,10 +53,12 @@ type fastTable struct {
 var fastTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeMX, dns.TypeTXT,
 	dns.TypeSRV, dns.TypePTR, dns.TypeCNAME, dns.TypeNS, dns.TypeSOA, dns.TypeCAA}
 
-func buildFast(t *Table) *fastTable {
+// buildFast packs the templates of t, taking from prev (the table t
+// replaces) every entry whose records did not change.
+func buildFast(t *Table, prev *Table, unchanged func(name string) bool) *fastTable {
 	h := &Handler{}
 	h.table.Store(t)
-	f := &fastTable{names: map[string]*fastName{}, nx: map[string]*template{}}
+	f := &fastTable{names: make(map[string]*fastName, len(t.names)), nx: map[string]*template{}}
 	probe := func(name string, qtype uint16) *template {
 		q := new(dns.Msg)
 		q.SetQuestion(name, qtype)
@@ -68,34 +77,78 @@ func buildFast(t *Table) *fastTable {
 		copy(tp.header[:], b[:12])
 		return tp
 	}
+	nodata := map[*zone]*template{}
+	for _, z := range t.zones {
+		f.nx[wireName(z.apex)] = probe("dm-nxdomain-probe."+z.apex, dns.TypeA)
+		// NODATA for a type no name has, at the apex: the same bytes after
+		// the question as for any name of the zone.
+		nodata[z] = probe(z.apex, dns.TypeNULL)
+	}
 	for name, s := range t.names {
+		wire := wireName(name)
+		if prev != nil && unchanged(name) {
+			if old := prev.fast.names[wire]; old != nil && old.reusable {
+				f.names[wire] = old
+				continue
+			}
+		}
 		fn := &fastName{}
-		_, hasCNAME := s.byType[dns.TypeCNAME]
+		hasCNAME := s.cname() != nil
 		for _, qt := range fastTypes {
-			if len(s.byType[qt]) > 0 || hasCNAME {
+			switch {
+			case hasCNAME: // the answer depends on other names: ask the Handler
 				if tp := probe(name, qt); tp != nil {
+					fn.types = append(fn.types, fastType{qt, tp})
+				}
+			case s.has(qt):
+				// An authoritative answer of this name's records, as the
+				// Handler gives it (TestFastPathMatchesHandler, FuzzQuery).
+				if tp := answerTemplate(s.get(qt)); tp != nil {
 					fn.types = append(fn.types, fastType{qt, tp})
 				}
 			}
 		}
 		if !hasCNAME {
-			fn.nodata = probe(name, dns.TypeNULL) // a type no name has
+			fn.nodata = nodata[t.zoneOf(name)]
+			fn.reusable = true
 		}
-		f.names[wireName(name)] = fn
-	}
-	for _, z := range t.zones {
-		f.nx[wireName(z.apex)] = probe("dm-nxdomain-probe."+z.apex, dns.TypeA)
+		f.names[wire] = fn
 	}
 	f.refused = probe("dm-refused-probe.invalid.", dns.TypeA)
 	return f
 }
 
-// wireName is the uncompressed wire form of a lower-case FQDN.
+// answerTemplate packs a plain answer: QR, AA, NOERROR, the records.
+func answerTemplate(rrs []dns.RR) *template {
+	tp := &template{result: ResultAnswer}
+	tp.header[2] = 0x84 // QR, AA
+	binary.BigEndian.PutUint16(tp.header[4:], 1)
+	binary.BigEndian.PutUint16(tp.header[6:], uint16(len(rrs)))
+	size := 0
+	for _, rr := range rrs {
+		size += dns.Len(rr)
+	}
+	buf := make([]byte, size)
+	off := 0
+	for _, rr := range rrs {
+		var err error
+		if off, err = dns.PackRR(rr, buf, off, nil, false); err != nil {
+			return nil
+		}
+	}
+	tp.rest = buf[:off:off]
+	return tp
+}
+
+// wireName is the uncompressed wire form of a lower-case FQDN (our names
+// hold no escaped dots).
 func wireName(fqdn string) string {
 	b := make([]byte, 0, len(fqdn)+1)
-	for _, l := range dns.SplitDomainName(fqdn) {
+	for len(fqdn) > 0 && fqdn != "." {
+		l, rest, _ := strings.Cut(fqdn, ".")
 		b = append(b, byte(len(l)))
 		b = append(b, l...)
+		fqdn = rest
 	}
 	return string(append(b, 0))
 }

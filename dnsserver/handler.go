@@ -43,7 +43,7 @@ type Handler struct {
 // receive the queries outside the mesh's zones (host:port).
 func NewHandler(forwarders []string) *Handler {
 	h := &Handler{forwarders: forwarders, client: &dns.Client{Timeout: 2 * time.Second}}
-	h.table.Store(&Table{names: map[string]*rrset{}, fast: &fastTable{}})
+	h.table.Store(&Table{names: map[string]*rrset{}, apexes: map[string]*zone{}, fast: &fastTable{}})
 	return h
 }
 
@@ -145,18 +145,18 @@ func (t *Table) resolve(m *dns.Msg, z *zone, qname string, qtype uint16) Result 
 			m.Ns = []dns.RR{z.soa}
 			return ResultNXDomain
 		}
-		if qtype == dns.TypeANY && len(s.byType) > 0 {
+		if qtype == dns.TypeANY && !s.empty() {
 			// RFC 8482: answer ANY minimally.
 			m.Answer = append(m.Answer, &dns.HINFO{Hdr: hdr(name, dns.TypeHINFO, z.negTTL), Cpu: "RFC8482"})
 			return ResultAnswer
 		}
-		if rrs := s.byType[qtype]; len(rrs) > 0 {
-			m.Answer = append(m.Answer, rrs...)
+		if s.has(qtype) {
+			m.Answer = append(m.Answer, s.get(qtype)...)
 			return ResultAnswer
 		}
-		if c := s.byType[dns.TypeCNAME]; len(c) > 0 {
-			m.Answer = append(m.Answer, c[0])
-			target := strings.ToLower(c[0].(*dns.CNAME).Target)
+		if c := s.cname(); c != nil {
+			m.Answer = append(m.Answer, c)
+			target := strings.ToLower(c.Target)
 			if tz := t.zoneOf(target); tz == nil {
 				return ResultAnswer // outside our zones: the client follows it
 			} else {

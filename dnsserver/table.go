@@ -18,6 +18,11 @@ type Table struct {
 	fast  *fastTable        // pre-packed replies for the fast path
 	// Names is the number of names with data, for status and metrics.
 	Names int
+
+	apexes    map[string]*zone      // zone by apex
+	view      *crdt.ResolvedView    // what the table was built from
+	ptrSource map[string]netip.Addr // reverse name → address
+	prefixes  []netip.Prefix
 }
 
 type zone struct {
@@ -28,10 +33,76 @@ type zone struct {
 	reverse bool
 }
 
-// rrset holds a name's records by type. A name with no records exists only
-// as an empty non-terminal (a descendant has records).
+// rrset holds a name's records. Address and PTR records are kept as the
+// view gives them and built when a query needs them (the fast path answers
+// from packed templates, so that is rare); SOA, NS and the admin's extra
+// records are few and kept parsed. A name with no records exists only as
+// an empty non-terminal (a descendant has records).
 type rrset struct {
-	byType map[uint16][]dns.RR
+	owner string       // lower-case FQDN with trailing dot
+	ttl   uint32       // of the address records
+	addrs []netip.Addr // A and AAAA; shared with the view, never modified
+	ptrs  []ptrTarget
+	other map[uint16][]dns.RR
+}
+
+type ptrTarget struct {
+	name string // FQDN with trailing dot
+	ttl  uint32
+}
+
+// get returns the records of type qtype.
+func (s *rrset) get(qtype uint16) []dns.RR {
+	var out []dns.RR
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA:
+		for _, a := range s.addrs {
+			if a.Is4() == (qtype == dns.TypeA) {
+				if qtype == dns.TypeA {
+					out = append(out, &dns.A{Hdr: hdr(s.owner, qtype, s.ttl), A: a.AsSlice()})
+				} else {
+					out = append(out, &dns.AAAA{Hdr: hdr(s.owner, qtype, s.ttl), AAAA: a.AsSlice()})
+				}
+			}
+		}
+	case dns.TypePTR:
+		for _, p := range s.ptrs {
+			out = append(out, &dns.PTR{Hdr: hdr(s.owner, dns.TypePTR, p.ttl), Ptr: p.name})
+		}
+	}
+	for _, rr := range s.other[qtype] {
+		if !slices.ContainsFunc(out, func(o dns.RR) bool { return dns.IsDuplicate(o, rr) }) {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+// has reports whether the name has records of type qtype, without
+// building them.
+func (s *rrset) has(qtype uint16) bool {
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA:
+		if slices.ContainsFunc(s.addrs, func(a netip.Addr) bool { return a.Is4() == (qtype == dns.TypeA) }) {
+			return true
+		}
+	case dns.TypePTR:
+		if len(s.ptrs) > 0 {
+			return true
+		}
+	}
+	return len(s.other[qtype]) > 0
+}
+
+// empty reports whether the name has no records at all.
+func (s *rrset) empty() bool { return len(s.addrs) == 0 && len(s.ptrs) == 0 && len(s.other) == 0 }
+
+// cname is the name's CNAME record, or nil.
+func (s *rrset) cname() *dns.CNAME {
+	if c := s.other[dns.TypeCNAME]; len(c) > 0 {
+		return c[0].(*dns.CNAME)
+	}
+	return nil
 }
 
 // TableOptions are the local settings a table is built with.
@@ -43,11 +114,26 @@ type TableOptions struct {
 	// queries for; reverse names outside them are refused. Default: the
 	// /64 (IPv6) or /24 (IPv4) around each address in the view.
 	ReversePrefixes []netip.Prefix
+	// Previous is the table this one replaces: the packed replies of every
+	// name whose records did not change are taken from it, so a view that
+	// changed in one host costs one host's work, and an unchanged view
+	// returns Previous itself.
+	Previous *Table
 }
 
-// NewTable turns a resolved view into a Table.
+// NewTable turns a resolved view into a Table. The table keeps v (to
+// compare with the next view): v must not be modified afterwards, as the
+// crdt package never does.
 func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
-	t := &Table{names: map[string]*rrset{}}
+	prev := opts.Previous
+	if prev != nil && (prev.view == nil || !slices.Equal(prev.view.Zones, v.Zones) || !slices.Equal(prev.prefixes, opts.ReversePrefixes)) {
+		prev = nil // a zone's SOA is in every negative answer: start over
+	}
+	if prev != nil && sameNames(prev.view, v) {
+		return prev, nil
+	}
+	t := &Table{names: make(map[string]*rrset, len(v.Names)), view: v, ptrSource: map[string]netip.Addr{}, apexes: map[string]*zone{},
+		prefixes: slices.Clone(opts.ReversePrefixes)}
 	for _, z := range v.Zones {
 		apex := dns.Fqdn(z.Domain)
 		ttl := uint32(z.TTL / time.Second)
@@ -63,19 +149,14 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 		}
 		zz.ns = []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: ns}}
 		t.zones = append(t.zones, zz)
+		t.apexes[apex] = zz
 		t.add(zz.soa)
 		t.add(zz.ns[0])
 	}
 	for fqdn, e := range v.Names {
 		name := dns.Fqdn(fqdn)
-		ttl := uint32(e.TTL / time.Second)
-		for _, a := range e.Addrs {
-			if a.Is4() {
-				t.add(&dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: a.AsSlice()})
-			} else {
-				t.add(&dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: a.AsSlice()})
-			}
-		}
+		s := t.entry(name)
+		s.ttl, s.addrs = uint32(e.TTL/time.Second), e.Addrs
 		for _, x := range e.Extra {
 			rr, err := dns.NewRR(fmt.Sprintf("%s %d IN %s %s", name, uint32(x.TTL/time.Second), x.Type, quoteTXT(x)))
 			if err != nil || rr == nil {
@@ -95,7 +176,7 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		if slices.ContainsFunc(t.zones, func(z *zone) bool { return z.apex == apex }) {
+		if t.apexes[apex] != nil {
 			continue
 		}
 		ttl := uint32(crdt.DefaultDNSTTL / time.Second)
@@ -108,6 +189,7 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 			Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}
 		zz.ns = []dns.RR{&dns.NS{Hdr: hdr(apex, dns.TypeNS, ttl), Ns: ns}}
 		t.zones = append(t.zones, zz)
+		t.apexes[apex] = zz
 		t.add(zz.soa)
 		t.add(zz.ns[0])
 	}
@@ -119,32 +201,95 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 		if t.zoneOf(rev) == nil {
 			continue
 		}
+		t.ptrSource[strings.ToLower(rev)] = addr
+		s := t.entry(strings.ToLower(rev))
 		for _, n := range names {
 			ttl := uint32(crdt.DefaultDNSTTL / time.Second)
 			if e := v.Names[n]; e != nil {
 				ttl = uint32(e.TTL / time.Second)
 			}
-			t.add(&dns.PTR{Hdr: hdr(rev, dns.TypePTR, ttl), Ptr: dns.Fqdn(n)})
+			s.ptrs = append(s.ptrs, ptrTarget{name: dns.Fqdn(n), ttl: ttl})
 		}
 	}
 	slices.SortFunc(t.zones, func(a, b *zone) int { return len(b.apex) - len(a.apex) })
 	// Empty non-terminals: every ancestor of a name, up to its zone apex,
 	// exists.
+	var ents []string
 	for name := range t.names {
 		z := t.zoneOf(name)
-		for p := parent(name); z != nil && p != "" && dns.IsSubDomain(z.apex, p) && p != z.apex; p = parent(p) {
-			if t.names[p] == nil {
-				t.names[p] = &rrset{}
+		if z == nil {
+			continue
+		}
+		for p := parent(name); len(p) > len(z.apex); p = parent(p) {
+			if t.names[p] != nil {
+				break // it and its ancestors are known
 			}
+			ents = append(ents, p)
+		}
+	}
+	for _, p := range ents {
+		if t.names[p] == nil {
+			t.names[p] = &rrset{owner: p}
 		}
 	}
 	for _, s := range t.names {
-		if len(s.byType) > 0 {
+		if !s.empty() {
 			t.Names++
 		}
 	}
-	t.fast = buildFast(t)
+	t.fast = buildFast(t, prev, func(name string) bool { return prev.unchangedIn(t, name) })
 	return t, nil
+}
+
+// unchangedIn reports whether name has the same records in t as in prev
+// (the receiver): same view entry for a forward name, same names (with the
+// same entries) behind a reverse name.
+func (prev *Table) unchangedIn(t *Table, name string) bool {
+	key := strings.TrimSuffix(name, ".")
+	if e, ok := t.view.Names[key]; ok {
+		return sameName(prev.view.Names[key], e)
+	}
+	addr, ok := t.ptrSource[name]
+	if !ok || prev.ptrSource[name] != addr {
+		return false
+	}
+	a, b := prev.view.Reverse[addr], t.view.Reverse[addr]
+	if !slices.Equal(a, b) {
+		return false
+	}
+	for _, n := range b {
+		if !sameName(prev.view.Names[n], t.view.Names[n]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameName(a, b *crdt.Name) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.FQDN == b.FQDN && a.Network == b.Network && a.Node == b.Node && a.TTL == b.TTL &&
+		slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Extra, b.Extra)
+}
+
+// sameNames reports whether two views with equal zones give the same
+// answers.
+func sameNames(a, b *crdt.ResolvedView) bool {
+	if len(a.Names) != len(b.Names) || len(a.Reverse) != len(b.Reverse) {
+		return false
+	}
+	for k, x := range b.Names {
+		if !sameName(a.Names[k], x) {
+			return false
+		}
+	}
+	for k, x := range b.Reverse {
+		if !slices.Equal(a.Reverse[k], x) {
+			return false
+		}
+	}
+	return true
 }
 
 func hdr(name string, t uint16, ttl uint32) dns.RR_Header {
@@ -167,34 +312,41 @@ func quoteTXT(x crdt.ExtraRecord) string {
 	return strings.Join(parts, " ")
 }
 
+// entry returns the rrset of name (lower case, fully qualified), making it.
+func (t *Table) entry(name string) *rrset {
+	s := t.names[name]
+	if s == nil {
+		s = &rrset{owner: name}
+		t.names[name] = s
+	}
+	return s
+}
+
+// add adds a parsed record (SOA, NS, an admin's record).
 func (t *Table) add(rr dns.RR) {
 	name := strings.ToLower(rr.Header().Name)
 	rr.Header().Name = name
-	s := t.names[name]
-	if s == nil {
-		s = &rrset{byType: map[uint16][]dns.RR{}}
-		t.names[name] = s
+	s := t.entry(name)
+	if s.other == nil {
+		s.other = map[uint16][]dns.RR{}
 	}
-	if s.byType == nil {
-		s.byType = map[uint16][]dns.RR{}
-	}
-	for _, have := range s.byType[rr.Header().Rrtype] {
+	for _, have := range s.other[rr.Header().Rrtype] {
 		if dns.IsDuplicate(have, rr) {
 			return
 		}
 	}
-	s.byType[rr.Header().Rrtype] = append(s.byType[rr.Header().Rrtype], rr)
+	s.other[rr.Header().Rrtype] = append(s.other[rr.Header().Rrtype], rr)
 }
 
-// zoneOf returns the most specific zone containing name, or nil.
+// zoneOf returns the most specific zone containing name (lower case,
+// fully qualified), or nil: the first of name's suffixes that is an apex.
 func (t *Table) zoneOf(name string) *zone {
-	var best *zone
-	for _, z := range t.zones {
-		if dns.IsSubDomain(z.apex, name) && (best == nil || len(z.apex) > len(best.apex)) {
-			best = z
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		if z := t.apexes[name[off:]]; z != nil {
+			return z
 		}
 	}
-	return best
+	return nil
 }
 
 func parent(name string) string {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -84,19 +85,29 @@ type Target struct {
 	Port    uint16
 }
 
-type checkKey struct {
+// check is one address to challenge, as a worker gets it.
+type check struct {
+	host          [64]byte // network ‖ node
+	i             int      // index of the address in the host's list
 	network, node [32]byte
 	addr          netip.Addr
 	port          uint16
 }
 
+// hostCheck is a host's addresses and their verdicts, kept together so
+// that 10,000 hosts cost one map entry each.
+type hostCheck struct {
+	network, node [32]byte
+	port          uint16
+	addrs         []netip.Addr
+	results       []result // one per address
+}
+
 type result struct {
-	ok       bool
-	err      error
-	checked  time.Time
-	next     time.Time // when to check again
-	backoff  time.Duration
-	inFlight bool
+	ok, inFlight  bool
+	checked, next int64 // Unix nanoseconds; checked 0 = never
+	backoff       time.Duration
+	err           error
 }
 
 // ErrNotRouted is wrapped when a claimed address is not inside any
@@ -123,11 +134,10 @@ type Prober struct {
 	OnChange func()
 	Logger   *slog.Logger
 
-	mu      sync.Mutex
-	results map[checkKey]*result
-	queue   chan checkKey
-	targets map[[64]byte]Target
-	once    sync.Once
+	mu    sync.Mutex
+	hosts map[[64]byte]*hostCheck
+	queue chan check
+	once  sync.Once
 }
 
 func (p *Prober) init() {
@@ -150,9 +160,8 @@ func (p *Prober) init() {
 		if p.Peers == nil {
 			p.Peers = func() []Peer { return nil }
 		}
-		p.results = map[checkKey]*result{}
-		p.queue = make(chan checkKey, 1024)
-		p.targets = map[[64]byte]Target{}
+		p.hosts = map[[64]byte]*hostCheck{}
+		p.queue = make(chan check, 1024)
 	})
 }
 
@@ -175,8 +184,8 @@ func (p *Prober) Run(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
-				case k := <-p.queue:
-					p.check(ctx, k)
+				case c := <-p.queue:
+					p.check(ctx, c)
 				}
 			}
 		}()
@@ -195,48 +204,50 @@ func (p *Prober) Run(ctx context.Context) {
 }
 
 // Update sets the hosts to keep checked (the hosts of the current state);
-// checks for new ones start at once.
+// checks for new ones start at once. Verdicts of addresses a host still
+// claims are kept.
 func (p *Prober) Update(targets []Target) {
 	p.init()
 	p.mu.Lock()
-	p.targets = map[[64]byte]Target{}
+	old := p.hosts
+	p.hosts = make(map[[64]byte]*hostCheck, len(targets))
 	for _, t := range targets {
-		p.targets[targetKey(t.Network, t.Node)] = t
+		if p.Self != nil && p.Self(t.Node) {
+			continue
+		}
+		k := targetKey(t.Network, t.Node)
+		h := &hostCheck{network: t.Network, node: t.Node, port: t.Port, addrs: t.Addrs, results: make([]result, len(t.Addrs))}
+		if o := old[k]; o != nil && o.port == t.Port {
+			for i, a := range t.Addrs {
+				if j := slices.Index(o.addrs, a); j >= 0 {
+					h.results[i] = o.results[j]
+				}
+			}
+		}
+		p.hosts[k] = h
 	}
 	p.mu.Unlock()
 	p.schedule()
 }
 
+// schedule queues the checks that are due. It runs every second and
+// allocates nothing.
 func (p *Prober) schedule() {
-	now := time.Now()
+	now := time.Now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	live := map[checkKey]bool{}
-	for _, t := range p.targets {
-		if p.Self != nil && p.Self(t.Node) {
-			continue
-		}
-		for _, a := range t.Addrs {
-			k := checkKey{t.Network, t.Node, a.Unmap(), t.Port}
-			live[k] = true
-			r := p.results[k]
-			if r == nil {
-				r = &result{}
-				p.results[k] = r
-			}
-			if r.inFlight || now.Before(r.next) {
+	for k, h := range p.hosts {
+		for i := range h.results {
+			r := &h.results[i]
+			if r.inFlight || now < r.next {
 				continue
 			}
 			select {
-			case p.queue <- k:
+			case p.queue <- check{host: k, i: i, network: h.network, node: h.node, addr: h.addrs[i].Unmap(), port: h.port}:
 				r.inFlight = true
 			default: // full: next tick
+				return
 			}
-		}
-	}
-	for k := range p.results {
-		if !live[k] {
-			delete(p.results, k)
 		}
 	}
 }
@@ -248,16 +259,15 @@ func (p *Prober) Reachable(network, node [32]byte) bool {
 	if p.Self != nil && p.Self(node) {
 		return true
 	}
-	now := time.Now()
+	oldest := time.Now().Add(-p.TTL).UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t, ok := p.targets[targetKey(network, node)]
-	if !ok || len(t.Addrs) == 0 {
+	h := p.hosts[targetKey(network, node)]
+	if h == nil || len(h.results) == 0 {
 		return false
 	}
-	for _, a := range t.Addrs {
-		r := p.results[checkKey{network, node, a.Unmap(), t.Port}]
-		if r == nil || !r.ok || now.Sub(r.checked) > p.TTL {
+	for _, r := range h.results {
+		if !r.ok || r.checked < oldest {
 			return false
 		}
 	}
@@ -280,44 +290,49 @@ func (p *Prober) Statuses() []Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []Status
-	for k, r := range p.results {
-		if r.checked.IsZero() {
-			continue
+	for _, h := range p.hosts {
+		for i, r := range h.results {
+			if r.checked == 0 {
+				continue
+			}
+			out = append(out, Status{Network: h.network, Node: h.node, Addr: h.addrs[i], Port: h.port, OK: r.ok, Err: r.err,
+				Checked: time.Unix(0, r.checked)})
 		}
-		out = append(out, Status{Network: k.network, Node: k.node, Addr: k.addr, Port: k.port, OK: r.ok, Err: r.err, Checked: r.checked})
 	}
 	return out
 }
 
-func (p *Prober) check(ctx context.Context, k checkKey) {
-	err := p.challenge(ctx, k)
+func (p *Prober) check(ctx context.Context, c check) {
+	err := p.challenge(ctx, c)
 	now := time.Now()
 	p.mu.Lock()
-	r := p.results[k]
-	if r == nil {
-		p.mu.Unlock()
+	h := p.hosts[c.host]
+	if h == nil || c.i >= len(h.addrs) || h.addrs[c.i].Unmap() != c.addr || h.port != c.port {
+		p.mu.Unlock() // the host moved on while we checked
 		return
 	}
-	changed := r.ok != (err == nil) || r.checked.IsZero()
-	r.inFlight, r.checked, r.ok, r.err = false, now, err == nil, err
+	r := &h.results[c.i]
+	changed := r.ok != (err == nil) || r.checked == 0
+	r.inFlight, r.checked, r.ok, r.err = false, now.UnixNano(), err == nil, err
 	if err == nil {
 		r.backoff = 0
-		r.next = now.Add(p.TTL / 2)
+		r.next = now.Add(p.TTL / 2).UnixNano()
 	} else {
 		r.backoff = min(max(2*r.backoff, p.RetryAfter), p.TTL)
-		r.next = now.Add(r.backoff)
+		r.next = now.Add(r.backoff).UnixNano()
 	}
+	backoff := r.backoff
 	p.mu.Unlock()
 	if err != nil {
 		p.Logger.Info("host failed the reachability challenge; its names stay out of this node's view",
-			"addr", netip.AddrPortFrom(k.addr, k.port), "err", err, "retry_in", r.backoff)
+			"addr", netip.AddrPortFrom(c.addr, c.port), "err", err, "retry_in", backoff)
 	}
 	if changed && p.OnChange != nil {
 		p.OnChange()
 	}
 }
 
-func (p *Prober) challenge(ctx context.Context, k checkKey) error {
+func (p *Prober) challenge(ctx context.Context, k check) error {
 	if !Routed(k.addr, p.Peers()) {
 		return fmt.Errorf("%w: %s", ErrNotRouted, k.addr)
 	}
@@ -361,3 +376,64 @@ func (p *Prober) challenge(ctx context.Context, k checkKey) error {
 }
 
 func shortKey(b []byte) string { return base64.StdEncoding.EncodeToString(b)[:10] }
+
+// Verdict is a passed challenge, as the agent persists it across restarts:
+// a node that restarts within the TTL keeps what it verified instead of
+// dropping every name until it has challenged every host again.
+type Verdict struct {
+	Network [32]byte   `json:"network"`
+	Node    [32]byte   `json:"node"`
+	Addr    netip.Addr `json:"addr"`
+	Port    uint16     `json:"port"`
+	Checked time.Time  `json:"checked"`
+}
+
+// Passed lists the current passes.
+func (p *Prober) Passed() []Verdict {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Verdict
+	for _, h := range p.hosts {
+		for i, r := range h.results {
+			if r.ok {
+				out = append(out, Verdict{Network: h.network, Node: h.node, Addr: h.addrs[i], Port: h.port, Checked: time.Unix(0, r.checked)})
+			}
+		}
+	}
+	return out
+}
+
+// Restore brings back passes this node established before a restart. Those
+// older than the TTL are ignored; the others count until they expire and are
+// renewed when they would have been (half the TTL after the check), or,
+// when that moment passed during the restart, spread over the next quarter
+// of the TTL: a restart does not challenge every host at once. Call it
+// before the first Update; Update keeps what matches the hosts.
+func (p *Prober) Restore(vs []Verdict) int {
+	p.init()
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for i, v := range vs {
+		age := now.Sub(v.Checked)
+		if age < 0 || age > p.TTL || !v.Addr.IsValid() {
+			continue
+		}
+		next := v.Checked.Add(p.TTL / 2)
+		if next.Before(now) {
+			next = now.Add(time.Duration(i%1000) * (p.TTL / 4 / 1000))
+		}
+		k := targetKey(v.Network, v.Node)
+		h := p.hosts[k]
+		if h == nil || h.port != v.Port {
+			h = &hostCheck{network: v.Network, node: v.Node, port: v.Port}
+			p.hosts[k] = h
+		}
+		h.addrs = append(h.addrs, v.Addr.Unmap())
+		h.results = append(h.results, result{ok: true, checked: v.Checked.UnixNano(), next: next.UnixNano()})
+		n++
+	}
+	return n
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -56,6 +57,12 @@ Examples:
 			h = slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: level})
 		}
 		log := slog.New(h)
+		// A daemon whose state is mostly long-lived: keep the heap's
+		// headroom small (GOGC or GOMEMLIMIT override this).
+		if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetGCPercent(50)
+			go agent.BoundHeap(context.Background(), 10*time.Second)
+		}
 		a, err := agent.New(cfg, agent.Options{Logger: log, Ready: func() {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 		}})

@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/wg"
+	"github.com/miekg/dns"
+)
+
+// healthyEnv is a node where everything works; each test breaks one thing.
+func healthyEnv() DoctorEnv {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	key := must(crdt.NewPrivateKeyFromSeed(make([]byte, 32)))
+	return DoctorEnv{
+		ConfigPath: "/etc/data-mesher/config.json",
+		Config: func() (*Config, error) {
+			c, err := ParseConfig([]byte(exampleConfig))
+			if err != nil {
+				return nil, err
+			}
+			c.ApplyDefaults()
+			return c, c.Validate()
+		},
+		CheckKey: func(string) error { return nil },
+		LoadKey:  func(string) (crdt.PrivateKey, error) { return key, nil },
+		Interface: func(name string) (*wg.Interface, error) {
+			return &wg.Interface{Name: name, Kind: "wireguard", DeviceType: "Linux kernel", Up: true,
+				Addrs: []netip.Prefix{netip.MustParsePrefix("fd00::1/64")},
+				Peers: []wg.Peer{{LastHandshake: now.Add(-time.Minute), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("fd00::2/128")}}}}, nil
+		},
+		Facts: func(string) (*Facts, error) {
+			return &Facts{
+				Status: Status{Version: "test", Bind: "fd00::1", Members: 1, Synced: true,
+					Listening: []string{"[fd00::1]:7946", "[fd00::1]:7331", "[fd00::1]:53"},
+					Networks:  []NetworkStatus{{Label: "clan", Domain: "clan", HasSettings: true}, {Label: "qubasa.clan", Domain: "qubasa.clan", HasSettings: true}}},
+				Challenges: []Challenge{{Node: "n2", Addr: "[fd00::2]:7331", OK: true}},
+				Skew:       []PeerSkew{{Peer: "fd00::2", Skew: Duration(20 * time.Millisecond)}},
+				OwnNames:   []OwnName{{Network: "clan", Name: "mors", Won: true}},
+				Attestors:  []AttestorMsg{{Network: "clan", What: "witnesses", OK: true, Detail: "1 of 1 witnesses online"}},
+			}, nil
+		},
+		QueryDNS: func(server netip.AddrPort, name string) (int, []netip.Addr, error) {
+			if name == "mors.clan" && server.String() == "[fd00::1]:53" {
+				return dns.RcodeSuccess, []netip.Addr{netip.MustParseAddr("fd00::1")}, nil
+			}
+			return dns.RcodeNameError, nil, nil
+		},
+		StateFile: func(string, crdt.PrivateKey) (int, error) { return 42, nil },
+		Resolved: func(string) (bool, []string, []string, error) {
+			return true, []string{"fd00::1"}, []string{"~clan", "~qubasa.clan"}, nil
+		},
+		PortHolder: func(string, int) string { return "" },
+		Now:        func() time.Time { return now },
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func statusOf(results []CheckResult, name string) CheckResult {
+	for _, r := range results {
+		if r.Name == name {
+			return r
+		}
+	}
+	return CheckResult{Name: name, Status: "missing"}
+}
+
+func TestDoctorHealthy(t *testing.T) {
+	results := RunDoctor(healthyEnv())
+	if len(results) != 14 {
+		t.Fatalf("%d checks, want 14", len(results))
+	}
+	for _, r := range results {
+		if r.Status != StatusOK {
+			t.Errorf("%s: %s %s (%s)", r.Name, r.Status, r.Detail, r.Remedy)
+		}
+	}
+	if Failed(results) {
+		t.Fatal("a healthy node fails")
+	}
+}
+
+// Each broken node names the failure and a concrete remedy.
+func TestDoctorBroken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(*DoctorEnv)
+		check  string
+		status CheckStatus
+		detail string
+		remedy string
+	}{
+		{"wrong interface name", func(e *DoctorEnv) {
+			e.Interface = func(n string) (*wg.Interface, error) { return nil, fmt.Errorf("%w: %s", wg.ErrNotFound, n) }
+		}, "interface", StatusFail, "does not exist", "systemctl status wireguard-wg0"},
+		{"interface down", func(e *DoctorEnv) {
+			in := e.Interface
+			e.Interface = func(n string) (*wg.Interface, error) { i, _ := in(n); i.Up = false; return i, nil }
+		}, "interface", StatusFail, "is down", "ip link set wg0 up"},
+		{"key readable by others", func(e *DoctorEnv) {
+			e.CheckKey = func(p string) error { return fmt.Errorf("%w: %s has mode 0644", ErrKeyPermissions, p) }
+		}, "key", StatusFail, "0644", "chmod 600 /var/lib/data-mesher/node.key"},
+		{"no key", func(e *DoctorEnv) {
+			e.CheckKey = func(p string) error { return errors.New(p + " does not exist") }
+		}, "key", StatusFail, "does not exist", "dm-agent keygen --out"},
+		{"agent stopped", func(e *DoctorEnv) {
+			e.Facts = func(string) (*Facts, error) { return nil, errNoAgent }
+		}, "agent", StatusFail, "no running dm-agent", "systemctl start data-mesher"},
+		{"no WireGuard peers", func(e *DoctorEnv) {
+			in := e.Interface
+			e.Interface = func(n string) (*wg.Interface, error) { i, _ := in(n); i.Peers = nil; return i, nil }
+		}, "wireguard", StatusFail, "no WireGuard peers", "peers"},
+		{"peers silent", func(e *DoctorEnv) {
+			in := e.Interface
+			e.Interface = func(n string) (*wg.Interface, error) {
+				i, _ := in(n)
+				i.Peers[0].LastHandshake = time.Time{}
+				return i, nil
+			}
+		}, "wireguard", StatusFail, "0 with a handshake", "firewall"},
+		{"DNS port taken", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) {
+				x, _ := f(s)
+				x.Status.Listening = x.Status.Listening[:2]
+				return x, nil
+			}
+			e.PortHolder = func(proto string, port int) string {
+				if port == 53 {
+					return "unbound (pid 4242)"
+				}
+				return ""
+			}
+			e.QueryDNS = func(netip.AddrPort, string) (int, []netip.Addr, error) { return dns.RcodeRefused, nil, nil }
+		}, "ports", StatusFail, "udp/53 is held by unbound (pid 4242)", "stop the other program"},
+		{"no settings", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) { x, _ := f(s); x.Status.Networks[1].HasSettings = false; return x, nil }
+		}, "settings", StatusFail, "qubasa.clan", "network create"},
+		{"name lost", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) {
+				x, _ := f(s)
+				x.OwnNames = []OwnName{{Network: "clan", Name: "mors", Holder: "ssh-ed25519 AAAA other", Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+				return x, nil
+			}
+		}, "names", StatusWarn, "mors (clan) is held by ssh-ed25519 AAAA other since 2026-01-02T03:04:05Z", "override"},
+		{"clock far off", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) {
+				x, _ := f(s)
+				x.Skew[0].Skew = Duration(10 * time.Minute)
+				return x, nil
+			}
+		}, "clock", StatusFail, "10m0s", "timedatectl set-ntp true"},
+		{"split DNS missing", func(e *DoctorEnv) {
+			e.Resolved = func(string) (bool, []string, []string, error) { return true, nil, nil, nil }
+		}, "split-dns", StatusFail, "missing", "resolvectl domain wg0 ~clan ~qubasa.clan"},
+		{"no attestor answers", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) {
+				x, _ := f(s)
+				x.Attestors = []AttestorMsg{{Network: "clan", What: "https://tsa.example/tsr", Detail: "connection refused"}}
+				return x, nil
+			}
+		}, "attestors", StatusFail, "connection refused", "witnesses"},
+		{"challenge fails", func(e *DoctorEnv) {
+			f := e.Facts
+			e.Facts = func(s string) (*Facts, error) {
+				x, _ := f(s)
+				x.Challenges = []Challenge{{Addr: "[fd00::2]:7331", Error: "no answer"}}
+				return x, nil
+			}
+		}, "reachability", StatusFail, "no answer", "allowed IPs"},
+		{"corrupt state", func(e *DoctorEnv) {
+			e.StateFile = func(string, crdt.PrivateKey) (int, error) { return 0, ErrStateCorrupt }
+		}, "state", StatusFail, "corrupt", "moves a corrupt file aside"},
+		{"bad config", func(e *DoctorEnv) {
+			e.Config = func() (*Config, error) { return nil, errors.New(`networks."x".pubkey: is required`) }
+		}, "config", StatusFail, `networks."x".pubkey`, "fix the named field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := healthyEnv()
+			tc.break_(&env)
+			results := RunDoctor(env)
+			r := statusOf(results, tc.check)
+			if r.Status != tc.status || !strings.Contains(r.Detail, tc.detail) || !strings.Contains(r.Remedy, tc.remedy) {
+				t.Fatalf("%s: %s %q → %q; want %s mentioning %q, remedy mentioning %q", tc.check, r.Status, r.Detail, r.Remedy, tc.status, tc.detail, tc.remedy)
+			}
+			if (tc.status == StatusFail) != Failed(results) {
+				t.Fatalf("Failed() = %v", Failed(results))
+			}
+			var b strings.Builder
+			if err := WriteDoctor(&b, results, false); err != nil || !strings.Contains(b.String(), tc.remedy) {
+				t.Fatalf("the table does not show the remedy:\n%s", b.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+)
+
+// testNetwork is a small signed network: settings naming w as witness, and
+// hosts with witnessed claims.
+func testNetwork(t *testing.T, now time.Time, hosts int) (crdt.PrivateKey, crdt.PrivateKey, []*crdt.Record) {
+	admin, w := crdtKey("admin"), crdtKey("witness")
+	recs := []*crdt.Record{must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: now, Domain: "test",
+		HostTTL: time.Hour, DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{w.Public()}}, admin))}
+	for i := range hosts {
+		k := crdtKey("host" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)))
+		addr := netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)})
+		h := must(crdt.SignHost(crdt.Host{Network: admin.Public(), Node: k.Public(), Heartbeat: now, Addresses: []netip.Addr{addr}}, k))
+		c := must(crdt.SignClaim(crdt.Claim{Network: admin.Public(), Node: k.Public(), Name: "h" + strings.TrimLeft(addr.String()[4:], ":"), Created: now}, k))
+		recs = append(recs, h, c, must(crdt.WitnessClaim(admin.Public(), c.Hash(), now, w)))
+	}
+	return admin, w, recs
+}
+
+func crdtKey(name string) crdt.PrivateKey {
+	seed := make([]byte, 32)
+	copy(seed, name)
+	return must(crdt.NewPrivateKeyFromSeed(seed))
+}
+
+func stateOf(t *testing.T, now time.Time, recs []*crdt.Record) *crdt.State {
+	st := crdt.NewState(crdt.DefaultOptions(), recs[0].Network())
+	if res := st.IngestAll(recs, now); len(res.Rejected) > 0 {
+		t.Fatal(res.Rejected[0])
+	}
+	return st
+}
+
+func TestStateFileRoundTrip(t *testing.T) {
+	now := time.Now()
+	_, _, recs := testNetwork(t, now, 5)
+	st := stateOf(t, now, recs)
+	id := recs[0].Network()
+	node := crdtKey("node")
+	b := EncodeState(st.Entries(id), node)
+	entries, salvaged, err := DecodeState(b, node)
+	if err != nil || salvaged != nil || len(entries) != len(recs) {
+		t.Fatalf("decode: %d entries, %v", len(entries), err)
+	}
+	again := crdt.NewState(crdt.DefaultOptions(), id)
+	again.Restore(entries, now)
+	if again.Fingerprint(id) != st.Fingerprint(id) {
+		t.Fatal("restored state differs")
+	}
+	// Another node's key: no trust, but every record salvaged for
+	// verification.
+	_, salvaged, err = DecodeState(b, crdtKey("other"))
+	if !errors.Is(err, ErrStateCorrupt) || len(salvaged) != len(recs) {
+		t.Fatalf("foreign state file: %v, salvaged %d", err, len(salvaged))
+	}
+	// A torn file: the MAC fails; what is whole is salvaged.
+	_, salvaged, err = DecodeState(b[:len(b)/2], node)
+	if !errors.Is(err, ErrStateCorrupt) || len(salvaged) == 0 || len(salvaged) >= len(recs) {
+		t.Fatalf("half a file: %v, salvaged %d", err, len(salvaged))
+	}
+	if _, _, err := DecodeState([]byte("garbage"), node); !errors.Is(err, ErrStateCorrupt) {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestLoadStateSetsCorruptFileAside(t *testing.T) {
+	now := time.Now()
+	_, _, recs := testNetwork(t, now, 3)
+	id := recs[0].Network()
+	node := crdtKey("node")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.bin")
+	b := EncodeState(stateOf(t, now, recs).Entries(id), node)
+	b[len(b)-1] ^= 1 // break the MAC
+	// A forged record appended: salvage must verify it, and refuse it.
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := crdt.NewState(crdt.DefaultOptions(), id)
+	n, err := loadState(path, node, st, now, slog.New(slog.DiscardHandler))
+	if err != nil || n != len(recs) {
+		t.Fatalf("salvaged %d of %d: %v", n, len(recs), err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the corrupt file was not moved aside")
+	}
+	aside, _ := filepath.Glob(path + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("set aside as %v", aside)
+	}
+	if st.Stats().SignaturesChecked == 0 {
+		t.Fatal("salvaged records were not verified")
+	}
+	// No file at all is a first start.
+	if n, err := loadState(filepath.Join(dir, "none"), node, crdt.NewState(crdt.DefaultOptions(), id), now, slog.New(slog.DiscardHandler)); n != 0 || err != nil {
+		t.Fatalf("missing file: %d %v", n, err)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	for _, content := range []string{"one", "two"} {
+		if err := WriteFileAtomic(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		fi, _ := os.Stat(path)
+		if string(b) != content || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%q %v", b, fi.Mode())
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".f.tmp-*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+func TestKeyFilePermissions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	if _, err := LoadKey(path); err == nil || !strings.Contains(err.Error(), "dm-agent keygen") {
+		t.Fatalf("missing key: %v", err)
+	}
+	k, err := WriteKey(path, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteKey(path, "again"); err == nil {
+		t.Fatal("overwrote a key")
+	}
+	got, err := LoadKey(path)
+	if err != nil || got.Public() != k.Public() {
+		t.Fatalf("load: %v", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadKey(path)
+	if !errors.Is(err, ErrKeyPermissions) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		t.Fatalf("0644 key: %v", err)
+	}
+}

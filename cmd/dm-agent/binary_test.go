@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/agent"
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/wg"
+	"github.com/miekg/dns"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds dm-agent once per test run.
+func binary(t testing.TB) string {
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dm-agent-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "dm-agent")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := mainArgs([]string{"--help"}, &out, &errb); code != 0 {
+		t.Fatalf("--help exits %d", code)
+	}
+	top := out.String()
+	for _, c := range commands {
+		if !strings.Contains(top, c.name) {
+			t.Errorf("--help does not list %s", c.name)
+		}
+		out.Reset()
+		if code := mainArgs(append(strings.Fields(c.name), "--help"), &out, &errb); code != 0 {
+			t.Errorf("%s --help exits %d", c.name, code)
+		}
+		if !strings.Contains(out.String(), "Usage: dm-agent "+c.name) || (c.name != "version" && !strings.Contains(out.String(), "Example")) {
+			t.Errorf("%s --help lacks usage or examples:\n%s", c.name, out.String())
+		}
+	}
+	errb.Reset()
+	if code := mainArgs([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Errorf("unknown command: exit %d, %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := mainArgs([]string{"resolve"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "want one NAME") {
+		t.Errorf("resolve without a name: exit %d, %s", code, errb.String())
+	}
+}
+
+func TestBadConfigNamesField(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	os.WriteFile(cfg, []byte(`{"interface": "wg0", "networks": {"clan": {"pubkey": "not a key"}}}`), 0o644)
+	out, err := exec.Command(binary(t), "run", "--config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `networks."clan".pubkey`) {
+		t.Fatalf("bad config: %v\n%s", err, out)
+	}
+}
+
+func freePort(t testing.TB) int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			u.Close()
+			return p
+		}
+	}
+}
+
+// loopNode is a dm-agent process on loopback, with its files in dir.
+type loopNode struct {
+	dir, config, socket string
+	dnsPort             int
+	metrics             string // loopback metrics and pprof
+	key                 crdt.PrivateKey
+	cmd                 *exec.Cmd
+	log                 *bytes.Buffer
+}
+
+func newLoopNode(t testing.TB, admin crdt.PublicKey) *loopNode {
+	dir := t.TempDir()
+	n := &loopNode{dir: dir, config: filepath.Join(dir, "config.json"), socket: filepath.Join(dir, "control.sock"), dnsPort: freePort(t),
+		metrics: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	var err error
+	if n.key, err = agent.WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"interface": "lo", "state_dir": %q, "hostnames": ["solo"], "bind_address": "127.0.0.1",
+  "ports": {"gossip": %d, "http": %d, "dns": %d}, "control_socket": %q, "metrics_listen": %q, "log": {"level": "warn"},
+  "networks": {"t": {"pubkey": %q}}}`, dir, freePort(t), freePort(t), n.dnsPort, n.socket, n.metrics, admin.AuthorizedKey())
+	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (n *loopNode) start(t testing.TB) {
+	n.cmd = exec.Command(binary(t), "run", "--config", n.config)
+	n.cmd.Env = append(os.Environ(), os.Getenv("DM_CHILD_ENV"))
+	n.log = &bytes.Buffer{}
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *loopNode) client(t testing.TB) *agent.Client {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := agent.Dial(n.socket)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("control socket never answered: %v\n%s", err, n.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (n *loopNode) kill(sig syscall.Signal) {
+	_ = n.cmd.Process.Signal(sig)
+	_ = n.cmd.Wait()
+}
+
+// SIGKILL the agent 100 times while it takes writes: every time, the state
+// file loads, and every record acknowledged before the kill is in it.
+func TestKillDuringWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 kills")
+	}
+	admin := crdtKey("admin")
+	n := newLoopNode(t, admin.Public())
+	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "t", HostTTL: time.Hour}, admin))
+	var acked []crdt.Hash
+	seq := 0
+	kills := 100
+	if v := os.Getenv("DM_KILLS"); v != "" {
+		kills, _ = strconv.Atoi(v)
+	}
+	for round := range kills {
+		n.start(t)
+		c := n.client(t)
+		if round == 0 {
+			var res agent.PublishResult
+			if err := c.Call(agent.Request{Op: "publish", Records: [][]byte{set.Bytes()}}, &res); err != nil {
+				t.Fatal(err)
+			}
+			acked = append(acked, set.Hash())
+		}
+		// Heavy writes: batches of new host records, each acknowledged only
+		// once on disk; killed at a random moment.
+		killAt := time.Now().Add(time.Duration(5+rand.IntN(60)) * time.Millisecond)
+		var mu sync.Mutex
+		writerDone := make(chan struct{})
+		go func() {
+			defer close(writerDone)
+			for time.Now().Before(killAt.Add(200 * time.Millisecond)) {
+				var batch [][]byte
+				var hashes []crdt.Hash
+				for range 5 {
+					seq++
+					k := crdtKey(fmt.Sprint("w", seq))
+					h := must(crdt.SignHost(crdt.Host{Network: admin.Public(), Node: k.Public(), Heartbeat: time.Now(),
+						Addresses: []netip.Addr{netip.AddrFrom16([16]byte{0xfd, 13: byte(seq >> 16), 14: byte(seq >> 8), 15: byte(seq)})}}, k))
+					batch = append(batch, h.Bytes())
+					hashes = append(hashes, h.Hash())
+				}
+				var res agent.PublishResult
+				if err := c.Call(agent.Request{Op: "publish", Records: batch}, &res); err != nil {
+					return // killed mid-call: not acknowledged
+				}
+				mu.Lock()
+				acked = append(acked, hashes...)
+				mu.Unlock()
+			}
+		}()
+		time.Sleep(time.Until(killAt))
+		n.kill(syscall.SIGKILL)
+		<-writerDone
+		c.Close()
+		// The state file loads, with its MAC, and holds every
+		// acknowledged record.
+		b, err := os.ReadFile(filepath.Join(n.dir, "state.bin"))
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		entries, _, err := agent.DecodeState(b, n.key)
+		if err != nil {
+			t.Fatalf("round %d: state file does not load after SIGKILL: %v", round, err)
+		}
+		held := map[crdt.Hash]bool{}
+		for _, e := range entries {
+			held[e.Record.Hash()] = true
+		}
+		mu.Lock()
+		for _, h := range acked {
+			if !held[h] {
+				t.Fatalf("round %d: acknowledged record %s lost", round, h.Short())
+			}
+		}
+		mu.Unlock()
+	}
+	left, _ := filepath.Glob(filepath.Join(n.dir, ".state.bin.tmp-*"))
+	// The next start clears what the kills left.
+	n.start(t)
+	n.client(t).Close()
+	n.kill(syscall.SIGTERM)
+	after, _ := filepath.Glob(filepath.Join(n.dir, ".*.tmp-*"))
+	if len(after) != 0 {
+		t.Fatalf("temporary files survive a start: %v", after)
+	}
+	t.Logf("%d kills, %d acknowledged records, all kept; %d temporary files left by the kills, removed at the next start", kills, len(acked), len(left))
+}
+
+func crdtKey(name string) crdt.PrivateKey {
+	seed := make([]byte, 32)
+	copy(seed, name)
+	return must(crdt.NewPrivateKeyFromSeed(seed))
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// BenchmarkStartup10k: a node whose state file holds 10,000 hosts (each
+// with a claim and a witness attestation). Reports the time from starting
+// the process to its first DNS answer for one of those names (goal ≤ 1 s)
+// and its resident memory once running (goal ≤ 64 MB).
+func BenchmarkStartup10k(b *testing.B) {
+	admin, w := crdtKey("admin"), crdtKey("witness")
+	n := newLoopNode(b, admin.Public())
+	now := time.Now()
+	st := crdt.NewState(crdt.DefaultOptions(), admin.Public())
+	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: now, Domain: "t", HostTTL: 24 * time.Hour,
+		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{w.Public()}}, admin))
+	recs := []*crdt.Record{set}
+	for i := range 10000 {
+		k := crdtKey(fmt.Sprint("host", i))
+		addr := netip.AddrFrom16([16]byte{0xfd, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+		c := must(crdt.SignClaim(crdt.Claim{Network: admin.Public(), Node: k.Public(), Name: fmt.Sprint("h", i), Created: now}, k))
+		recs = append(recs, must(crdt.SignHost(crdt.Host{Network: admin.Public(), Node: k.Public(), Heartbeat: now,
+			Addresses: []netip.Addr{addr}, HTTPPort: 7331}, k)), c, must(crdt.WitnessClaim(admin.Public(), c.Hash(), now, w)))
+	}
+	if res := st.IngestAll(recs, now); len(res.Rejected) > 0 {
+		b.Fatal(res.Rejected[0])
+	}
+	if err := agent.WriteFileAtomic(filepath.Join(n.dir, "state.bin"), agent.EncodeState(st.Entries(admin.Public()), n.key), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	// A node that had been running: it had verified its peers.
+	var verdicts []wg.Verdict
+	for _, h := range st.Hosts(admin.Public()) {
+		verdicts = append(verdicts, wg.Verdict{Network: admin.Public(), Node: h.Host().Node, Addr: h.Host().Addresses[0], Port: 7331, Checked: now})
+	}
+	vb, _ := json.Marshal(verdicts)
+	if err := os.WriteFile(filepath.Join(n.dir, "reachability.json"), vb, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var firsts []time.Duration
+	var rssMBs []float64
+	var first time.Duration
+	var rssMB float64
+	for b.Loop() {
+		start := time.Now()
+		n.start(b)
+		q := new(dns.Msg)
+		q.SetQuestion("h4242.t.", dns.TypeAAAA)
+		for {
+			m, _, err := (&dns.Client{Timeout: 200 * time.Millisecond}).Exchange(q, "127.0.0.1:"+strconv.Itoa(n.dnsPort))
+			if err == nil && len(m.Answer) == 1 {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				b.Fatalf("no answer after 30 s\n%s", n.log)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		first = time.Since(start)
+		firsts = append(firsts, first)
+		// Resident memory once the node has settled (past the first heap
+		// bound, 10 s after start).
+		ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+		<-ctx.Done()
+		cancel()
+		if p := os.Getenv("DM_HEAP_PROFILE"); p != "" {
+			if out, err := exec.Command("curl", "-s", "-o", p, "http://"+n.metrics+"/debug/pprof/heap").CombinedOutput(); err != nil {
+				b.Logf("heap profile: %v %s", err, out)
+			}
+		}
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				rssMB = float64(kb) / 1024
+			}
+		}
+		rssMBs = append(rssMBs, rssMB)
+		n.kill(syscall.SIGTERM)
+	}
+	if os.Getenv("DM_CHILD_ENV") != "" {
+		b.Log(n.log.String())
+	}
+	slices.Sort(firsts)
+	slices.Sort(rssMBs)
+	b.ReportMetric(float64(firsts[len(firsts)/2].Milliseconds()), "median-ms-to-first-answer")
+	b.ReportMetric(rssMBs[len(rssMBs)/2], "median-RSS-MB")
+}

@@ -163,11 +163,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// The reachability challenge: what this node verified before a restart
 	// counts until it expires, so the names stay while they are re-checked.
+	ttl := time.Duration(a.cfg.ReachabilityTTL)
 	a.prober = &wg.Prober{
-		Peers:    a.ifacePeers,
-		Self:     func(n [32]byte) bool { return n == [32]byte(a.key.Public()) },
-		OnChange: func() { kick(a.viewKick); kick(a.verdictKick) },
-		Logger:   a.opts.Logger.With("component", "challenge"),
+		TTL:        ttl,
+		RetryAfter: min(15*time.Second, ttl/4),
+		Peers:      a.ifacePeers,
+		Self:       func(n [32]byte) bool { return n == [32]byte(a.key.Public()) },
+		OnChange:   func() { kick(a.viewKick); kick(a.verdictKick) },
+		Logger:     a.opts.Logger.With("component", "challenge"),
 	}
 	if n := a.prober.Restore(loadVerdicts(a.verdictPath(), a.log)); n > 0 {
 		a.log.Info("restored reachability verdicts", "count", n)
@@ -208,6 +211,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// a witness.
 	a.stamper = mesh.NewStamper(&mesh.TSAClient{Logger: a.opts.Logger.With("component", "tsa")}, a.pendingStamps,
 		func(r *crdt.Record) { a.publish(r) }, a.opts.Logger.With("component", "tsa"))
+	a.stamper.Interval = time.Duration(a.cfg.TSARetry)
+	a.stamper.MaxBackoff = 10 * time.Duration(a.cfg.TSARetry)
 	run(a.stamper.Run)
 	run(a.witnessLoop)
 	run(a.ownLoop)

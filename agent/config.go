@@ -56,6 +56,13 @@ type Config struct {
 	SyncInterval Duration `json:"sync_interval"`
 	// MaxSkew is how far in the future a record may be dated (default 5 m).
 	MaxSkew Duration `json:"max_skew"`
+	// ReachabilityTTL is how long a passed reachability challenge counts
+	// (default 10 m); it is renewed at half of it, and a failure is
+	// retried after a quarter of it (at most 15 s), doubling.
+	ReachabilityTTL Duration `json:"reachability_ttl"`
+	// TSARetry is how soon a claim without a timestamp asks the TSAs again
+	// after they failed (default 30 s, doubling to ten times that).
+	TSARetry Duration `json:"tsa_retry"`
 }
 
 // NetworkConfig is one joined network.
@@ -204,6 +211,12 @@ func (c *Config) ApplyDefaults() {
 	if c.MaxSkew == 0 {
 		c.MaxSkew = Duration(crdt.DefaultMaxSkew)
 	}
+	if c.ReachabilityTTL == 0 {
+		c.ReachabilityTTL = Duration(10 * time.Minute)
+	}
+	if c.TSARetry == 0 {
+		c.TSARetry = Duration(30 * time.Second)
+	}
 }
 
 // Validate checks the configuration and names every bad field and why.
@@ -314,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.MaxSkew); d < time.Second || d > time.Hour {
 		bad("max_skew", "%v is outside [1s, 1h]", d)
+	}
+	if d := time.Duration(c.ReachabilityTTL); d < 5*time.Second || d > 24*time.Hour {
+		bad("reachability_ttl", "%v is outside [5s, 24h]", d)
+	}
+	if d := time.Duration(c.TSARetry); d < time.Second || d > time.Hour {
+		bad("tsa_retry", "%v is outside [1s, 1h]", d)
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -134,11 +135,16 @@ type Prober struct {
 	OnChange func()
 	Logger   *slog.Logger
 
-	mu    sync.Mutex
-	hosts map[[64]byte]*hostCheck
-	queue chan check
-	once  sync.Once
+	mu     sync.Mutex
+	hosts  map[[64]byte]*hostCheck
+	queue  chan check
+	once   sync.Once
+	checks atomic.Uint64 // checks completed
 }
+
+// Checks counts the checks completed so far (passed or failed): a saver
+// of the verdicts compares it to know whether there is anything new.
+func (p *Prober) Checks() uint64 { return p.checks.Load() }
 
 func (p *Prober) init() {
 	p.once.Do(func() {
@@ -323,6 +329,7 @@ func (p *Prober) check(ctx context.Context, c check) {
 	}
 	backoff := r.backoff
 	p.mu.Unlock()
+	p.checks.Add(1)
 	if err != nil {
 		p.Logger.Info("host failed the reachability challenge; its names stay out of this node's view",
 			"addr", netip.AddrPortFrom(c.addr, c.port), "err", err, "retry_in", backoff)

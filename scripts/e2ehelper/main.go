@@ -1,0 +1,131 @@
+// Command e2ehelper plays the outside world in the end-to-end tests, inside
+// a test-bed namespace:
+//
+//	e2ehelper tsa   --listen ADDR --dir DIR [--down]
+//	                OpenSSL's `openssl ts -reply` behind an HTTP front; the
+//	                root certificate is written to DIR/root.pem; SIGUSR1 takes
+//	                it down (503), SIGUSR2 brings it back
+//	e2ehelper files --listen ADDR --dir DIR
+//	                a plain static file server (not an agent)
+//	e2ehelper forge --key FILE --network KEY --victim KEY PEER-URL…
+//	                what an untrusted node can try: push, straight to peers'
+//	                sync endpoints, a host record for another node and
+//	                network settings, both signed with its own key
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/data-mesher/data-mesher/agent"
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/mesh/tsatest"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: e2ehelper tsa|files|forge …")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	listen := fs.String("listen", "", "address to serve on")
+	dir := fs.String("dir", "", "directory")
+	down := fs.Bool("down", false, "start down")
+	keyFile := fs.String("key", "", "the untrusted node's key")
+	network := fs.String("network", "", "network key")
+	victim := fs.String("victim", "", "the key of the node whose host record to forge")
+	_ = fs.Parse(os.Args[2:])
+	switch os.Args[1] {
+	case "tsa":
+		tsa, err := tsatest.NewOpenSSL(*dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tsa.RootDER})
+		if err := os.WriteFile(filepath.Join(*dir, "root.pem"), root, 0o644); err != nil {
+			log.Fatal(err)
+		}
+		tsa.SetDown(*down)
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+		go func() {
+			for s := range sigs {
+				tsa.SetDown(s == syscall.SIGUSR1)
+				log.Printf("timestamp authority down: %v", s == syscall.SIGUSR1)
+			}
+		}()
+		log.Printf("timestamp authority on %s (down: %v)", *listen, *down)
+		log.Fatal(http.ListenAndServe(*listen, tsa))
+	case "files":
+		log.Fatal(http.ListenAndServe(*listen, http.FileServer(http.Dir(*dir))))
+	case "forge":
+		forge(*keyFile, *network, *victim, fs.Args())
+	default:
+		log.Fatalf("unknown command %s", os.Args[1])
+	}
+}
+
+func forge(keyFile, network, victim string, peers []string) {
+	key, err := agent.LoadKey(keyFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	netKey, err := crdt.ParsePublicKey(network)
+	if err != nil {
+		log.Fatal(err)
+	}
+	victimKey, err := crdt.ParsePublicKey(victim)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A host record claiming to be the victim's, pointing at an address the
+	// attacker chose; signed with the attacker's key, the only one it has.
+	own, err := crdt.SignHost(crdt.Host{Network: netKey, Node: key.Public(), Heartbeat: time.Now(),
+		Addresses: []netip.Addr{netip.MustParseAddr("fd6d:6573::bad")}, HTTPPort: 7331}, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	host := bytes.Clone(own.Bytes())
+	copy(host[2+32:2+64], victimKey[:]) // the node field: now the victim's key
+	// Settings for the network, made by the attacker: itself as the only
+	// witness, everybody else banned.
+	settings := crdt.Settings{Network: key.Public(), Updated: time.Now(), Domain: "demo", HostTTL: time.Hour,
+		Witnesses: []crdt.PublicKey{key.Public()}, Banned: []crdt.PublicKey{victimKey}}
+	fake, err := crdt.SignSettings(settings, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	set := bytes.Clone(fake.Bytes())
+	copy(set[2:2+32], netKey[:]) // the network field: now the real network
+	// The sync endpoint's stage 3 ("push"): version 1, stage 3, one
+	// network, its records.
+	msg := []byte{1, 3}
+	msg = binary.AppendUvarint(msg, 1)
+	msg = append(msg, netKey[:]...)
+	msg = binary.AppendUvarint(msg, 2)
+	for _, r := range [][]byte{host, set} {
+		msg = binary.AppendUvarint(msg, uint64(len(r)))
+		msg = append(msg, r...)
+	}
+	for _, p := range peers {
+		resp, err := http.Post(p+"/v1/sync", "application/x-data-mesher-sync", bytes.NewReader(msg))
+		if err != nil {
+			fmt.Printf("%s: %v\n", p, err)
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		fmt.Printf("%s: %s\n", p, resp.Status)
+	}
+}

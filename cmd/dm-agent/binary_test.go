@@ -346,3 +346,37 @@ func BenchmarkStartup10k(b *testing.B) {
 	b.ReportMetric(float64(firsts[len(firsts)/2].Milliseconds()), "median-ms-to-first-answer")
 	b.ReportMetric(rssMBs[len(rssMBs)/2], "median-RSS-MB")
 }
+
+// TestKeygenNeverOverwrites: keygen refuses to replace a key, and
+// --if-missing keeps the existing one and prints its public half (the
+// NixOS unit runs it before every start).
+func TestKeygenNeverOverwrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	run := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := mainArgs(append([]string{"keygen", "--out", path}, args...), &out, &errb)
+		return strings.TrimSpace(out.String() + errb.String()), code
+	}
+	first, code := run("--comment", "mors")
+	if code != 0 || !strings.HasPrefix(first, "ssh-ed25519 ") {
+		t.Fatalf("first keygen: exit %d, %s", code, first)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(); code == 0 {
+		t.Errorf("keygen over an existing key succeeded: %s", out)
+	}
+	again, code := run("--if-missing")
+	if code != 0 || !strings.HasPrefix(first, again) {
+		t.Errorf("--if-missing: exit %d, printed %q, want the existing key %q", code, again, first)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("the key file changed")
+	}
+}

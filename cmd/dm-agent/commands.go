@@ -118,19 +118,24 @@ Examples:
 	},
 }
 
-type keygenOpts struct{ out, comment *string }
+type keygenOpts struct {
+	out, comment *string
+	ifMissing    *bool
+}
 
 func keygenFlags(fs *flag.FlagSet) *keygenOpts {
 	return &keygenOpts{
-		out:     fs.String("out", "", "key file to create (default: the configuration's key_file)"),
-		comment: fs.String("comment", "", "comment in the public key (e.g. the host name)"),
+		out:       fs.String("out", "", "key file to create (default: the configuration's key_file)"),
+		comment:   fs.String("comment", "", "comment in the public key (e.g. the host name)"),
+		ifMissing: fs.Bool("if-missing", false, "keep an existing key (print its public key) instead of failing"),
 	}
 }
 
 var keygenCmd = &command{
 	name: "keygen", summary: "make a node or admin key", usage: "[--out FILE]",
 	help: `Creates an ed25519 key in OpenSSH format, readable only by its owner,
-and FILE.pub beside it; prints the public key. It never overwrites a key.
+and FILE.pub beside it; prints the public key. It never overwrites a key
+(--if-missing keeps an existing one, for first-start scripts).
 
 Examples:
   dm-agent keygen --out /var/lib/data-mesher/node.key
@@ -148,6 +153,16 @@ Examples:
 				path = cfg.KeyPath()
 			} else {
 				return fmt.Errorf("%w: --out is required without a configuration", errUsage)
+			}
+		}
+		if *o.ifMissing {
+			if _, err := os.Stat(path); err == nil {
+				k, err := agent.LoadKey(path)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stdout, k.Public().AuthorizedKey())
+				return nil
 			}
 		}
 		k, err := agent.WriteKey(path, *o.comment)

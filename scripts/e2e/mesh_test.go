@@ -21,14 +21,14 @@ import (
 // namespaces, queried with kdig.
 type mesh struct {
 	*Bed
-	t                   *testing.T
-	bin, helper         string
-	netA, netB, netC    string // network keys
-	adminA, adminC      string // admin key files
-	keys                map[int]string
-	hostsA, hostsB, hC  map[int][]string
-	boot                map[int][]string
-	started             map[int]bool
+	t                  *testing.T
+	bin, helper        string
+	netA, netB, netC   string // network keys
+	adminA, adminC     string // admin key files
+	keys               map[int]string
+	hostsA, hostsB, hC map[int][]string
+	boot               map[int][]string
+	started            map[int]bool
 }
 
 const (

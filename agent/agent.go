@@ -15,14 +15,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/data-mesher/data-mesher/dnsserver"
 	"github.com/data-mesher/data-mesher/mesh"
 	"github.com/data-mesher/data-mesher/wg"
-	"golang.org/x/sys/unix"
 )
 
 // Version is set at build time (-ldflags "-X …/agent.Version=…").
@@ -345,7 +343,7 @@ func (a *Agent) startMesh(ctx context.Context) error {
 	// The peer endpoint first, so that others can sync and challenge us
 	// as soon as gossip announces us.
 	addr := netip.AddrPortFrom(a.bind, uint16(a.cfg.Ports.HTTP))
-	lc := net.ListenConfig{Control: freebind}
+	lc := net.ListenConfig{Control: dnsserver.FreeBind}
 	l, err := lc.Listen(ctx, "tcp", addr.String())
 	if err != nil {
 		return fmt.Errorf("peer endpoint on %s: %w", addr, err)
@@ -372,22 +370,6 @@ func (a *Agent) stopHTTP() {
 		defer cancel()
 		_ = a.httpSrv.Shutdown(ctx)
 	}
-}
-
-func freebind(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		if network == "tcp6" || network == "udp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 // publish ingests records made here and spreads the new ones.

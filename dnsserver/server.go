@@ -155,8 +155,11 @@ func (s *Server) FastAnswers() int64 {
 	return n
 }
 
-// freebind lets a listener bind the tunnel address before it is up.
-func freebind(network, address string, c syscall.RawConn) error {
+// FreeBind is a net.ListenConfig Control that lets a listener bind the
+// tunnel address before the interface has it (IP_FREEBIND), with
+// SO_REUSEADDR for quick restarts. The agent uses it for its other
+// listeners on the tunnel address too.
+func FreeBind(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
@@ -173,11 +176,11 @@ func freebind(network, address string, c syscall.RawConn) error {
 }
 
 func listenTCP(a netip.AddrPort) (net.Listener, error) {
-	lc := net.ListenConfig{Control: freebind}
+	lc := net.ListenConfig{Control: FreeBind}
 	return lc.Listen(context.Background(), "tcp", a.String())
 }
 
 func listenPacket(a netip.AddrPort) (net.PacketConn, error) {
-	lc := net.ListenConfig{Control: freebind}
+	lc := net.ListenConfig{Control: FreeBind}
 	return lc.ListenPacket(context.Background(), "udp", a.String())
 }

@@ -73,6 +73,23 @@ let
         };
       };
     };
+  member = description: {
+    inherit description interface;
+    perInstance =
+      { settings, ... }:
+      {
+        nixosModule =
+          { config, ... }:
+          {
+            imports = [
+              (common {
+                inherit config settings;
+                networkPub = config.clan.core.vars.generators.data-mesher-network.files."network.pub".value;
+              })
+            ];
+          };
+      };
+  };
 in
 {
   _class = "clan.service";
@@ -80,43 +97,10 @@ in
   manifest.description = "Names for the clan's WireGuard mesh, without a central DNS server";
   manifest.categories = [ "Network" ];
 
-  roles.peer = {
-    description = "A machine of the mesh: claims its hostname, resolves the others.";
-    inherit interface;
-    perInstance =
-      { settings, ... }:
-      {
-        nixosModule =
-          { config, ... }:
-          {
-            imports = [
-              (common {
-                inherit config settings;
-                networkPub = config.clan.core.vars.generators.data-mesher-network.files."network.pub".value;
-              })
-            ];
-          };
-      };
-  };
-
-  roles.signer = {
-    description = "A witness: countersigns claims, so names work without internet access.";
-    inherit interface;
-    perInstance =
-      { settings, ... }:
-      {
-        nixosModule =
-          { config, ... }:
-          {
-            imports = [
-              (common {
-                inherit config settings;
-                networkPub = config.clan.core.vars.generators.data-mesher-network.files."network.pub".value;
-              })
-            ];
-          };
-      };
-  };
+  # A signer runs the same agent as a peer: it countersigns claims because
+  # the admin lists its key as a witness in the network's settings.
+  roles.peer = member "A machine of the mesh: claims its hostname, resolves the others.";
+  roles.signer = member "A witness: countersigns claims, so names work without internet access.";
 
   roles.admin = {
     description = "Holds the network key and publishes the network's settings (witnesses: the signers).";

@@ -28,9 +28,22 @@ func nixInstantiate(t *testing.T) string {
 	return p
 }
 
+// nixCommand runs nix-instantiate without a Nix store or daemon (the
+// dummy store evaluates pure expressions) and with private state, so it
+// works for any user and leaves nothing behind.
+func nixCommand(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	bin := nixInstantiate(t)
+	home := t.TempDir()
+	cmd := exec.Command(bin, append([]string{"--store", "dummy://"}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+home, "NIX_STATE_DIR="+filepath.Join(home, "state"),
+		"NIX_LOG_DIR="+filepath.Join(home, "log"), "NIX_CONF_DIR="+home)
+	return cmd
+}
+
 func nixEval(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(nixInstantiate(t), append([]string{"--eval", "--strict", "--json"}, args...)...)
+	cmd := nixCommand(t, append([]string{"--eval", "--strict", "--json"}, args...)...)
 	cmd.Dir = filepath.Join("..", "nixos")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -45,7 +58,7 @@ func nixEval(t *testing.T, args ...string) []byte {
 // in the module, the clan service, the VM test or the flake fails here
 // rather than on a user's machine.
 func TestNixFilesParse(t *testing.T) {
-	bin := nixInstantiate(t)
+	nixInstantiate(t)
 	files, err := filepath.Glob(filepath.Join("..", "nixos", "*.nix"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +70,7 @@ func TestNixFilesParse(t *testing.T) {
 		}
 	}
 	for _, f := range files {
-		out, err := exec.Command(bin, "--parse", f).CombinedOutput()
+		out, err := nixCommand(t, "--parse", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("%s does not parse: %v\n%s", f, err, out)
 		}

@@ -3,10 +3,12 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -179,5 +181,289 @@ func TestNixKeyFileAndPerNetworkNames(t *testing.T) {
 	}
 	if c.Log.Level != "debug" || !slices.Equal(c.DNS.Forwarders, []string{"9.9.9.9:53"}) {
 		t.Errorf("log level %q forwarders %v", c.Log.Level, c.DNS.Forwarders)
+	}
+}
+
+// moduleSmoke is what nixos/module-smoke.nix reports: the config section
+// module.nix produces for the example's options, and the options it declares.
+type moduleSmoke struct {
+	Config struct {
+		Assertions []struct {
+			Assertion bool
+			Message   string
+		}
+		Networking struct {
+			Firewall struct {
+				Interfaces map[string]struct {
+					AllowedTCPPorts []int
+					AllowedUDPPorts []int
+				}
+			}
+		}
+		Services struct {
+			DataMesher struct {
+				Settings json.RawMessage
+			} `json:"data-mesher"`
+		}
+		Systemd struct {
+			Services struct {
+				DataMesher struct {
+					After, BindsTo, WantedBy []string
+					ServiceConfig            map[string]any
+				} `json:"data-mesher"`
+			}
+		}
+	}
+	Options, NetworkOptions, Undocumented []string
+}
+
+func evalModule(t *testing.T, args string) moduleSmoke {
+	t.Helper()
+	out := nixEval(t, "--expr", "import ./module-smoke.nix "+args)
+	var m moduleSmoke
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("module-smoke.nix: %v\n%s", err, out)
+	}
+	return m
+}
+
+func strs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case string:
+		out = append(out, v)
+	case []any:
+		for _, s := range v {
+			out = append(out, fmt.Sprint(s))
+		}
+	}
+	return out
+}
+
+// TestNixModuleUnit evaluates module.nix's config section (with a stub lib;
+// the module system itself needs nixpkgs) and checks the unit the issue
+// asks for: the example's options exist, the unit is hardened as promised,
+// bound to the WireGuard unit when there is one, the key stays out of the
+// store, split DNS routes only the mesh domains, and the firewall opens the
+// ports on the mesh interface only.
+func TestNixModuleUnit(t *testing.T) {
+	m := evalModule(t, "{ }")
+
+	for _, o := range []string{"enable", "interface", "openFirewall", "networks", "package", "hostnames", "keyFile", "ports", "dns", "splitDNS", "tsaUrls", "logLevel", "settings"} {
+		if !slices.Contains(m.Options, o) {
+			t.Errorf("option services.data-mesher.%s is not declared", o)
+		}
+	}
+	for _, o := range []string{"pubkey", "priority", "bootstrapPeers"} {
+		if !slices.Contains(m.NetworkOptions, o) {
+			t.Errorf("option networks.<name>.%s is not declared", o)
+		}
+	}
+	if len(m.Undocumented) > 0 {
+		t.Errorf("options without a description: %v", m.Undocumented)
+	}
+	for _, a := range m.Config.Assertions {
+		if !a.Assertion {
+			t.Errorf("assertion fails for the example: %s", a.Message)
+		}
+	}
+
+	// The settings the module writes are the ones render.nix gives (and the
+	// golden file holds).
+	golden, err := os.ReadFile(filepath.Join("..", "nixos", "example.golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if err := json.Unmarshal(m.Config.Services.DataMesher.Settings, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(golden, &want); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w {
+		t.Errorf("the module's settings differ from example.golden.json:\n%s\n%s", g, w)
+	}
+
+	unit := m.Config.Systemd.Services.DataMesher
+	sc := unit.ServiceConfig
+	for k, v := range map[string]any{
+		"Type": "notify", "DynamicUser": true, "StateDirectory": "data-mesher",
+		"ProtectSystem": "strict", "NoNewPrivileges": true,
+	} {
+		if sc[k] != v {
+			t.Errorf("%s = %v, want %v", k, sc[k], v)
+		}
+	}
+	if strs(sc["WatchdogSec"]) == nil {
+		t.Error("no WatchdogSec")
+	}
+	if len(strs(sc["SystemCallFilter"])) == 0 {
+		t.Error("no SystemCallFilter")
+	}
+	if got := strs(sc["AmbientCapabilities"]); !slices.Equal(got, []string{"CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"}) {
+		t.Errorf("AmbientCapabilities = %v", got)
+	}
+	if got := strs(sc["CapabilityBoundingSet"]); !slices.Equal(got, []string{"CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"}) {
+		t.Errorf("CapabilityBoundingSet = %v", got)
+	}
+	if got := strs(sc["RestrictAddressFamilies"]); !slices.Equal(got, []string{"AF_INET", "AF_INET6", "AF_NETLINK", "AF_UNIX"}) {
+		t.Errorf("RestrictAddressFamilies = %v", got)
+	}
+	if got := strs(sc["ExecStart"]); len(got) != 1 || !strings.HasSuffix(got[0], "/bin/dm-agent run --config /etc/data-mesher/config.json") {
+		t.Errorf("ExecStart = %v", got)
+	}
+	if !slices.Contains(unit.After, "wireguard-wg0.service") || !slices.Equal(unit.BindsTo, []string{"wireguard-wg0.service"}) {
+		t.Errorf("with wg0 declared: after %v, bindsTo %v; want both on wireguard-wg0.service", unit.After, unit.BindsTo)
+	}
+	if pre := strs(sc["ExecStartPre"]); len(pre) != 1 || !strings.Contains(pre[0], "keygen --if-missing --out /var/lib/data-mesher/node.key") {
+		t.Errorf("without keyFile the key is made on first start; ExecStartPre = %v", pre)
+	}
+	if lc := strs(sc["LoadCredential"]); len(lc) != 0 {
+		t.Errorf("LoadCredential = %v without a keyFile", lc)
+	}
+	post := strings.Join(strs(sc["ExecStartPost"]), "\n")
+	if !strings.Contains(post, "resolvectl dns wg0 127.0.0.153") || !strings.Contains(post, "resolvectl domain wg0 ~clan ~qubasa.clan") {
+		t.Errorf("split DNS does not route the mesh domains to the agent:\n%s", post)
+	}
+	fw := m.Config.Networking.Firewall.Interfaces
+	if len(fw) != 1 || !slices.Equal(fw["wg0"].AllowedTCPPorts, []int{7946, 7331, 53}) || !slices.Equal(fw["wg0"].AllowedUDPPorts, []int{7946, 53}) {
+		t.Errorf("firewall = %+v, want gossip/http/dns on wg0 only", fw)
+	}
+
+	// A key file, no networking.wireguard declaration, no resolved.
+	m = evalModule(t, `{ wireguard = false; keyFile = "/run/secrets/dm-node"; splitDNS = false; }`)
+	unit = m.Config.Systemd.Services.DataMesher
+	sc = unit.ServiceConfig
+	if lc := strs(sc["LoadCredential"]); !slices.Equal(lc, []string{"node-key:/run/secrets/dm-node"}) {
+		t.Errorf("LoadCredential = %v, want the key file as credential node-key", lc)
+	}
+	if pre := strs(sc["ExecStartPre"]); len(pre) != 0 {
+		t.Errorf("with a keyFile nothing is generated; ExecStartPre = %v", pre)
+	}
+	if len(unit.BindsTo) != 0 || slices.Contains(unit.After, "wireguard-wg0.service") {
+		t.Errorf("without a declared interface: after %v, bindsTo %v", unit.After, unit.BindsTo)
+	}
+	if post := strs(sc["ExecStartPost"]); len(post) != 0 {
+		t.Errorf("split DNS off, yet ExecStartPost = %v", post)
+	}
+	var settings Config
+	if err := json.Unmarshal(m.Config.Services.DataMesher.Settings, &settings); err != nil {
+		t.Fatal(err)
+	}
+	if settings.KeyFile != "node-key" {
+		t.Errorf("key_file %q, want the credential node-key", settings.KeyFile)
+	}
+}
+
+// clanInstance is one role's NixOS module as clan-smoke.nix reports it.
+type clanInstance struct {
+	Imports []struct {
+		Services struct {
+			DataMesher struct {
+				Enable       bool
+				Interface    string
+				OpenFirewall bool
+				KeyFile      string
+				Networks     map[string]struct {
+					Pubkey         string
+					Priority       float64
+					BootstrapPeers []string
+				}
+			} `json:"data-mesher"`
+		}
+		Clan struct {
+			Core struct {
+				Vars struct {
+					Generators map[string]struct {
+						Share  bool
+						Script string
+						Files  map[string]map[string]bool
+					}
+				}
+			}
+		}
+	}
+	Systemd struct {
+		Services map[string]struct {
+			Script        string
+			ServiceConfig map[string]any
+		}
+	}
+}
+
+// TestNixClanService evaluates every role of the clan service with a
+// stand-in config (clan-core itself is not available here) and checks the
+// keys, the network each machine joins, and the admin's publishing script.
+func TestNixClanService(t *testing.T) {
+	dir := t.TempDir()
+	signer := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY gate"
+	pubDir := filepath.Join(dir, "vars", "per-machine", "gate", "data-mesher-node", "node.pub")
+	if err := os.MkdirAll(pubDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pubDir, "value"), []byte(signer+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := nixEval(t, "clan-smoke.nix", "--argstr", "clanDir", dir)
+	var got struct {
+		Manifest                        struct{ Name string }
+		Roles                           []string
+		Peer, Signer, Admin, AdminAlone clanInstance
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("clan-smoke.nix: %v\n%s", err, out)
+	}
+	if got.Manifest.Name != "data-mesher" || !slices.Equal(got.Roles, []string{"admin", "peer", "signer"}) {
+		t.Errorf("manifest %q, roles %v", got.Manifest.Name, got.Roles)
+	}
+	const netPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1UM2Cza+GIRyuB9C3NqY0pSWnGC4DzmQOcWOa4SafV"
+	for role, inst := range map[string]clanInstance{"peer": got.Peer, "signer": got.Signer, "admin": got.Admin} {
+		if len(inst.Imports) != 1 {
+			t.Fatalf("%s: %d imports", role, len(inst.Imports))
+		}
+		dm := inst.Imports[0].Services.DataMesher
+		n, ok := dm.Networks["clan"]
+		if !dm.Enable || dm.Interface != "wg0" || !dm.OpenFirewall || !ok || n.Pubkey != netPub || n.Priority != 1.5 ||
+			!slices.Equal(n.BootstrapPeers, []string{"http://[fd27::1]:7331"}) {
+			t.Errorf("%s: services.data-mesher = %+v", role, dm)
+		}
+		if dm.KeyFile != "/run/secrets/vars/data-mesher-node/node.key" {
+			t.Errorf("%s: keyFile %q, want the node key's clan var", role, dm.KeyFile)
+		}
+		gens := inst.Imports[0].Clan.Core.Vars.Generators
+		node, netw := gens["data-mesher-node"], gens["data-mesher-network"]
+		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\"") || node.Files["node.pub"]["secret"] {
+			t.Errorf("%s: node key generator %+v", role, node)
+		}
+		if !netw.Share || netw.Files["network.key"]["deploy"] || netw.Files["network.pub"]["secret"] {
+			t.Errorf("%s: the network key must be shared, its private half not deployed: %+v", role, netw)
+		}
+		for name, g := range gens {
+			if err := exec.Command("bash", "-n", "-c", g.Script).Run(); err != nil {
+				t.Errorf("%s: generator %s script: %v", role, name, err)
+			}
+		}
+	}
+	for name, inst := range map[string]clanInstance{"with a signer": got.Admin, "alone": got.AdminAlone} {
+		pub, ok := inst.Systemd.Services["data-mesher-settings"]
+		if !ok {
+			t.Fatalf("admin %s publishes no settings", name)
+		}
+		if err := exec.Command("bash", "-n", "-c", pub.Script).Run(); err != nil {
+			t.Errorf("admin %s: the publishing script is not valid shell: %v\n%s", name, err, pub.Script)
+		}
+		if !strings.Contains(pub.Script, "network create --domain clan") || !strings.Contains(pub.Script, "settings --network clan --show") {
+			t.Errorf("admin %s: script neither creates nor keeps the settings:\n%s", name, pub.Script)
+		}
+		if lc := strs(pub.ServiceConfig["LoadCredential"]); len(lc) != 1 || lc[0] != "network-key:/run/secrets/vars/data-mesher-network/network.key" {
+			t.Errorf("admin %s: LoadCredential %v", name, lc)
+		}
+	}
+	if w := "--witness '" + signer + "'"; strings.Count(got.Admin.Systemd.Services["data-mesher-settings"].Script, w) != 2 {
+		t.Errorf("the admin does not name the signer as witness (%s) on both paths:\n%s", w, got.Admin.Systemd.Services["data-mesher-settings"].Script)
+	}
+	if strings.Contains(got.AdminAlone.Systemd.Services["data-mesher-settings"].Script, "--witness") {
+		t.Error("witnesses without signers")
 	}
 }

@@ -129,6 +129,7 @@ in
                 builtins.readFile "${config.clan.core.settings.directory}/vars/per-machine/${machine}/data-mesher-node/node.pub/value"
               )
             ) (lib.attrNames (roles.signer.machines or { }));
+            witnesses = lib.concatMapStringsSep " " (k: "--witness ${lib.escapeShellArg k}") signerKeys;
           in
           {
             imports = [
@@ -138,7 +139,11 @@ in
               })
             ];
             clan.core.vars.generators.data-mesher-network.files."network.key".deploy = lib.mkForce true;
-            # Publish the declared policy on every start; newer settings win.
+            # The network's settings: created once, for a new network; after
+            # that only the signers are added, so policy made with
+            # `dm-agent settings` (bans, overrides, extra records) is kept.
+            # The agent gets 30 s to sync existing settings before the
+            # network counts as new.
             systemd.services.data-mesher-settings = {
               description = "Publish the data-mesher network settings";
               wantedBy = [ "multi-user.target" ];
@@ -149,13 +154,26 @@ in
                 LoadCredential = "network-key:${gen.data-mesher-network.files."network.key".path}";
               };
               script = ''
+                dm=${config.services.data-mesher.package}/bin/dm-agent
                 for _ in $(seq 60); do
-                  ${config.services.data-mesher.package}/bin/dm-agent status >/dev/null 2>&1 && break
+                  $dm status >/dev/null 2>&1 && break
                   sleep 1
                 done
-                ${config.services.data-mesher.package}/bin/dm-agent network create --domain ${settings.domain} \
-                  --admin-key "$CREDENTIALS_DIRECTORY/network-key" --publish \
-                  ${lib.concatMapStringsSep " " (k: "--witness ${lib.escapeShellArg k}") signerKeys}
+                has_settings() { $dm settings --network ${settings.domain} --show >/dev/null 2>&1; }
+                for _ in $(seq 30); do
+                  has_settings && break
+                  sleep 1
+                done
+                if has_settings; then
+                  ${
+                    if signerKeys == [ ] then
+                      ":"
+                    else
+                      ''$dm settings --network ${settings.domain} --admin-key "$CREDENTIALS_DIRECTORY/network-key" ${witnesses}''
+                  }
+                else
+                  $dm network create --domain ${settings.domain} --admin-key "$CREDENTIALS_DIRECTORY/network-key" --publish ${witnesses}
+                fi
               '';
             };
           };

@@ -1,0 +1,60 @@
+# Evaluates module.nix without nixpkgs: a stub lib and pkgs, and the
+# example's options (example.nix) as the module system would fill them in.
+# This checks the module's own logic (what its config section produces for
+# given options), not the module system's merging, which needs nixpkgs.
+# agent/nixos_test.go evaluates it:
+#   nix-instantiate --eval --strict --json --expr 'import ./nixos/module-smoke.nix { }'
+{
+  wireguard ? true,
+  keyFile ? null,
+  splitDNS ? true,
+}:
+let
+  inherit (import ./stub-lib.nix) lib pkgs resolve;
+  example = import ./example.nix;
+  cfg = example // {
+    package = pkgs.data-mesher;
+    inherit keyFile splitDNS;
+    settings = { };
+    networks = builtins.mapAttrs (name: n: n // { domain = name; }) example.networks;
+    dns = example.dns // {
+      listen = if splitDNS then [ "127.0.0.153:53" ] else [ ];
+    };
+  };
+  config = {
+    services.data-mesher = cfg;
+    services.resolved.enable = splitDNS;
+    networking.hostName = "mors";
+    networking.wireguard = {
+      enable = wireguard;
+      interfaces = if wireguard then { wg0 = { }; } else { };
+    };
+    environment.etc."data-mesher/config.json".source = "/nix/store/00000000000000000000000000000000-data-mesher.json";
+  };
+  module = import ./module.nix {
+    inherit config lib pkgs;
+  };
+  opts = module.options.services.data-mesher;
+  networkOpts = (opts.networks.type.attrsOf.submodule { name = "example"; }).options;
+  undocumented =
+    prefix: set:
+    builtins.concatMap (
+      n:
+      let
+        o = set.${n};
+      in
+      if o ? _type then
+        (if o ? description && o.description != "" then [ ] else [ "${prefix}.${n}" ])
+      else
+        undocumented "${prefix}.${n}" o
+    ) (builtins.attrNames set);
+in
+{
+  config = resolve module.config;
+  # Declared option names, to check that the documented configuration
+  # uses only options that exist.
+  options = builtins.attrNames opts;
+  networkOptions = builtins.attrNames networkOpts;
+  # Every option, nested ones too, has a description.
+  undocumented = undocumented "services.data-mesher" opts ++ undocumented "networks.<name>" networkOpts;
+}

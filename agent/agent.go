@@ -624,25 +624,24 @@ func (a *Agent) updateView() time.Time {
 		cfg.Reachable = func(_, node crdt.PublicKey) bool { return node == self }
 	}
 	var v *crdt.ResolvedView
-	var targets []wg.Target
-	var version uint64
 	a.store.Read(func(st *crdt.State) {
-		v = st.View(cfg, now)
-		// The hosts to challenge change only with the state.
-		version = st.Version()
-		if version == a.targetsVersion {
-			return
-		}
-		for _, id := range st.Joined() {
-			for _, h := range st.Hosts(id) {
-				targets = append(targets, wg.Target{Network: id, Node: h.Host().Node, Addrs: h.Host().Addresses, Port: h.Host().HTTPPort})
+		// The prober learns the hosts' current addresses before the view
+		// asks it about them: a host that dropped a failing address is
+		// reachable now, on the verdicts its other addresses already have,
+		// and no later event would recompute the view for it. The hosts
+		// to challenge change only with the state.
+		if a.prober != nil && st.Version() != a.targetsVersion {
+			var targets []wg.Target
+			for _, id := range st.Joined() {
+				for _, h := range st.Hosts(id) {
+					targets = append(targets, wg.Target{Network: id, Node: h.Host().Node, Addrs: h.Host().Addresses, Port: h.Host().HTTPPort})
+				}
 			}
+			a.prober.Update(targets)
+			a.targetsVersion = st.Version()
 		}
+		v = st.View(cfg, now)
 	})
-	if a.prober != nil && version != a.targetsVersion {
-		a.prober.Update(targets)
-		a.targetsVersion = version
-	}
 	a.view.Store(v)
 	if a.dns != nil {
 		prev := a.dns.Handler().Table()

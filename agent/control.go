@@ -87,6 +87,7 @@ type HostInfo struct {
 	Heartbeat time.Time `json:"heartbeat"`
 	Reachable bool      `json:"reachable"`
 	Challenge string    `json:"challenge,omitempty"` // last failure
+	Verified  []string  `json:"verified,omitempty"`  // addresses that passed the challenge
 	Names     []string  `json:"names"`               // names it holds
 	Lost      []string  `json:"lost,omitempty"`      // names it claims but does not hold
 }
@@ -383,11 +384,16 @@ func (a *Agent) hosts() []HostInfo {
 	a.mu.Lock()
 	nets := slices.Clone(a.nets)
 	a.mu.Unlock()
-	failures := map[string]string{}
+	type hostKey struct{ network, node crdt.PublicKey }
+	failures := map[hostKey]string{}
+	verified := map[hostKey][]string{}
 	if a.prober != nil {
 		for _, st := range a.prober.Statuses() {
-			if !st.OK {
-				failures[crdt.PublicKey(st.Node).String()] = st.Err.Error()
+			k := hostKey{st.Network, st.Node}
+			if st.OK {
+				verified[k] = append(verified[k], st.Addr.String())
+			} else {
+				failures[k] = st.Err.Error()
 			}
 		}
 	}
@@ -396,7 +402,8 @@ func (a *Agent) hosts() []HostInfo {
 			for _, h := range st.Hosts(n.ID) {
 				host := h.Host()
 				hi := HostInfo{Network: n.Label, Node: host.Node.AuthorizedKey(), Short: host.Node.Short(), Self: host.Node == a.key.Public(),
-					Heartbeat: host.Heartbeat, Challenge: failures[host.Node.String()]}
+					Heartbeat: host.Heartbeat, Challenge: failures[hostKey{n.ID, host.Node}], Verified: verified[hostKey{n.ID, host.Node}]}
+				slices.Sort(hi.Verified)
 				hi.Reachable = hi.Self || (a.prober != nil && a.prober.Reachable(n.ID, host.Node))
 				for _, ad := range host.Addresses {
 					hi.Addresses = append(hi.Addresses, ad.String())

@@ -89,7 +89,6 @@ type Target struct {
 // check is one address to challenge, as a worker gets it.
 type check struct {
 	host          [64]byte // network ‖ node
-	i             int      // index of the address in the host's list
 	network, node [32]byte
 	addr          netip.Addr
 	port          uint16
@@ -249,7 +248,7 @@ func (p *Prober) schedule() {
 				continue
 			}
 			select {
-			case p.queue <- check{host: k, i: i, network: h.network, node: h.node, addr: h.addrs[i].Unmap(), port: h.port}:
+			case p.queue <- check{host: k, network: h.network, node: h.node, addr: h.addrs[i].Unmap(), port: h.port}:
 				r.inFlight = true
 			default: // full: next tick
 				return
@@ -312,12 +311,19 @@ func (p *Prober) check(ctx context.Context, c check) {
 	err := p.challenge(ctx, c)
 	now := time.Now()
 	p.mu.Lock()
+	// The host's record may have changed while we checked: find the
+	// address by value (Update keeps its result, in-flight mark included,
+	// but perhaps at another index).
 	h := p.hosts[c.host]
-	if h == nil || c.i >= len(h.addrs) || h.addrs[c.i].Unmap() != c.addr || h.port != c.port {
-		p.mu.Unlock() // the host moved on while we checked
+	i := -1
+	if h != nil && h.port == c.port {
+		i = slices.IndexFunc(h.addrs, func(a netip.Addr) bool { return a.Unmap() == c.addr })
+	}
+	if i < 0 {
+		p.mu.Unlock() // the host no longer claims this address
 		return
 	}
-	r := &h.results[c.i]
+	r := &h.results[i]
 	changed := r.ok != (err == nil) || r.checked == 0
 	r.inFlight, r.checked, r.ok, r.err = false, now.UnixNano(), err == nil, err
 	if err == nil {

@@ -184,3 +184,42 @@ func TestSeedsAndRoutes(t *testing.T) {
 		}
 	}
 }
+
+// A host's record can change while one of its addresses is being checked
+// (here its addresses are reordered): the result must land on that address
+// wherever it now stands, and the address must not stay marked in flight,
+// never to be checked again.
+func TestChallengeSurvivesAddressesChangingMidCheck(t *testing.T) {
+	net1 := [32]byte{1}
+	alice := key("alice")
+	l, err := net.Listen("tcp4", "0.0.0.0:0") // 127.0.0.1 and 127.0.0.2 alike
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	r := &Responder{Key: alice, Serves: func(n [32]byte, at netip.AddrPort) bool { return n == net1 && at.Port() == port }}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasPrefix(req.Host, "127.0.0.1:") && held.CompareAndSwap(false, true) {
+			close(inFlight) // the first check of a: hold it until the record changed
+			<-release
+		}
+		r.ServeHTTP(w, req)
+	})}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	p, _ := newProber(t, loopbackPeer)
+	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{a}, Port: port}})
+	<-inFlight
+	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{b, a}, Port: port}})
+	close(release)
+	eventually(t, "alice to pass on both addresses", func() bool { return p.Reachable(net1, pub(alice)) })
+	for _, st := range p.Statuses() {
+		if !st.OK {
+			t.Errorf("%s: %v", st.Addr, st.Err)
+		}
+	}
+}

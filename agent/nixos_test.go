@@ -56,6 +56,28 @@ func nixEval(t *testing.T, args ...string) []byte {
 	return out
 }
 
+// matchGolden checks that rendered JSON means the same as
+// nixos/example.golden.json (key order and spacing aside).
+func matchGolden(t *testing.T, what string, rendered []byte) {
+	t.Helper()
+	golden, err := os.ReadFile(filepath.Join("..", "nixos", "example.golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if err := json.Unmarshal(rendered, &got); err != nil {
+		t.Fatalf("%s is not JSON: %v\n%s", what, err, rendered)
+	}
+	if err := json.Unmarshal(golden, &want); err != nil {
+		t.Fatalf("example.golden.json: %v", err)
+	}
+	gotJSON, _ := json.MarshalIndent(got, "", "  ")
+	wantJSON, _ := json.MarshalIndent(want, "", "  ")
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("%s differs from example.golden.json:\ngot  %s\nwant %s", what, gotJSON, wantJSON)
+	}
+}
+
 // TestNixFilesParse parses every Nix file of the repository: a syntax error
 // in the module, the clan service, the VM test or the flake fails here
 // rather than on a user's machine.
@@ -83,22 +105,7 @@ func TestNixFilesParse(t *testing.T) {
 // the golden file, then checks that dm-agent reads it as intended.
 func TestNixExampleRenders(t *testing.T) {
 	out := nixEval(t, "render-example.nix")
-	golden, err := os.ReadFile(filepath.Join("..", "nixos", "example.golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, want any
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("rendered configuration is not JSON: %v\n%s", err, out)
-	}
-	if err := json.Unmarshal(golden, &want); err != nil {
-		t.Fatalf("example.golden.json: %v", err)
-	}
-	gotJSON, _ := json.MarshalIndent(got, "", "  ")
-	wantJSON, _ := json.MarshalIndent(want, "", "  ")
-	if !bytes.Equal(gotJSON, wantJSON) {
-		t.Errorf("render.nix output differs from example.golden.json:\ngot  %s\nwant %s", gotJSON, wantJSON)
-	}
+	matchGolden(t, "render.nix output", out)
 
 	c, err := ParseConfig(out)
 	if err != nil {
@@ -270,20 +277,7 @@ func TestNixModuleUnit(t *testing.T) {
 
 	// The settings the module writes are the ones render.nix gives (and the
 	// golden file holds).
-	golden, err := os.ReadFile(filepath.Join("..", "nixos", "example.golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, want any
-	if err := json.Unmarshal(m.Config.Services.DataMesher.Settings, &got); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(golden, &want); err != nil {
-		t.Fatal(err)
-	}
-	if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w {
-		t.Errorf("the module's settings differ from example.golden.json:\n%s\n%s", g, w)
-	}
+	matchGolden(t, "the module's settings", m.Config.Services.DataMesher.Settings)
 
 	unit := m.Config.Systemd.Services.DataMesher
 	sc := unit.ServiceConfig

@@ -43,13 +43,37 @@
         data-mesher = self.packages.${final.stdenv.hostPlatform.system}.data-mesher;
       };
 
-      nixosModules.default = {
-        imports = [ ./nixos/module.nix ];
-        nixpkgs.overlays = [ self.overlays.default ];
-      };
+      # Each module sets the package to this flake's and leaves nixpkgs'
+      # `pkgs` alone (no overlay), so it also works where pkgs is read-only
+      # (nixpkgs.pkgs, runNixOSTest). The key makes a module listed twice
+      # count once.
+      nixosModules =
+        let
+          withPackage = name: service: file: {
+            key = "data-mesher#nixosModules.${name}";
+            imports = [
+              file
+              (
+                { pkgs, lib, ... }:
+                {
+                  services.${service}.package =
+                    lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.data-mesher;
+                }
+              )
+            ];
+          };
+        in
+        rec {
+          # services.data-mesher, for NixOS machines.
+          data-mesher = withPackage "data-mesher" "data-mesher" ./nixos/module.nix;
+          default = data-mesher;
+          # services.dm-agent, for clan machines (clan-core declares
+          # services.data-mesher for its own data-mesher).
+          dm-agent = withPackage "dm-agent" "dm-agent" ./nixos/dm-agent.nix;
+        };
 
       # The clan-core service (clanServices format).
-      clan.modules.data-mesher = ./nixos/clan-service.nix;
+      clan.modules.dm-agent = import ./nixos/clan-service.nix { agentModule = self.nixosModules.dm-agent; };
 
       checks = forAll (pkgs: {
         vm = pkgs.testers.runNixOSTest (import ./nixos/test.nix { inherit self; });

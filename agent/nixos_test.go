@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,14 @@ func nixCommand(t *testing.T, args ...string) *exec.Cmd {
 
 func nixEval(t *testing.T, args ...string) []byte {
 	t.Helper()
+	out, _ := nixEvalStderr(t, args...)
+	return out
+}
+
+// nixEvalStderr also returns what the evaluation printed on stderr
+// (warnings).
+func nixEvalStderr(t *testing.T, args ...string) ([]byte, string) {
+	t.Helper()
 	cmd := nixCommand(t, append([]string{"--eval", "--strict", "--json"}, args...)...)
 	cmd.Dir = filepath.Join("..", "nixos")
 	var stderr bytes.Buffer
@@ -53,7 +62,7 @@ func nixEval(t *testing.T, args ...string) []byte {
 	if err != nil {
 		t.Fatalf("nix-instantiate %v: %v\n%s", args, err, stderr.String())
 	}
-	return out
+	return out, stderr.String()
 }
 
 // matchGolden checks that rendered JSON means the same as
@@ -211,6 +220,9 @@ type moduleSmoke struct {
 			DataMesher struct {
 				Settings json.RawMessage
 			} `json:"data-mesher"`
+			DMAgent struct {
+				Settings json.RawMessage
+			} `json:"dm-agent"`
 		}
 		Systemd struct {
 			Services struct {
@@ -221,7 +233,7 @@ type moduleSmoke struct {
 			}
 		}
 	}
-	Options, NetworkOptions, Undocumented []string
+	Options, NetworkOptions, Undocumented, SettingsNotDefault []string
 }
 
 func evalModule(t *testing.T, args string) moduleSmoke {
@@ -276,8 +288,12 @@ func TestNixModuleUnit(t *testing.T) {
 	}
 
 	// The settings the module writes are the ones render.nix gives (and the
-	// golden file holds).
+	// golden file holds), each leaf a default that `settings` can replace
+	// alone.
 	matchGolden(t, "the module's settings", m.Config.Services.DataMesher.Settings)
+	if len(m.SettingsNotDefault) > 0 {
+		t.Errorf("rendered settings that are not mkDefault leaves: %v", m.SettingsNotDefault)
+	}
 
 	unit := m.Config.Systemd.Services.DataMesher
 	sc := unit.ServiceConfig
@@ -350,30 +366,70 @@ func TestNixModuleUnit(t *testing.T) {
 	}
 }
 
-// clanInstance is one role's NixOS module as clan-smoke.nix reports it.
-type clanInstance struct {
-	Imports []struct {
-		Services struct {
-			DataMesher struct {
-				Enable       bool
-				Interface    string
-				OpenFirewall bool
-				KeyFile      string
-				Networks     map[string]struct {
-					Pubkey         string
-					Priority       float64
-					BootstrapPeers []string
-				}
-			} `json:"data-mesher"`
+// TestNixModuleForClan checks the module's second instance, dm-agent.nix
+// (services.dm-agent, for clan machines, where clan-core declares
+// services.data-mesher for its own data-mesher): the same options give the
+// same configuration and unit, and running it beside clan-core's
+// data-mesher fails with a clear assertion instead of a unit clash.
+func TestNixModuleForClan(t *testing.T) {
+	m := evalModule(t, `{ service = "dm-agent"; }`)
+	for _, a := range m.Config.Assertions {
+		if !a.Assertion {
+			t.Errorf("assertion fails for the example: %s", a.Message)
 		}
-		Clan struct {
-			Core struct {
-				Vars struct {
-					Generators map[string]struct {
-						Share  bool
-						Script string
-						Files  map[string]map[string]bool
-					}
+	}
+	if !slices.Contains(m.Options, "networks") || len(m.Undocumented) > 0 {
+		t.Errorf("options %v, undocumented %v", m.Options, m.Undocumented)
+	}
+	matchGolden(t, "services.dm-agent's settings", m.Config.Services.DMAgent.Settings)
+	if got := strs(m.Config.Systemd.Services.DataMesher.ServiceConfig["ExecStart"]); len(got) != 1 || !strings.HasSuffix(got[0], "/bin/dm-agent run --config /etc/data-mesher/config.json") {
+		t.Errorf("ExecStart = %v", got)
+	}
+
+	m = evalModule(t, `{ service = "dm-agent"; upstream = true; }`)
+	var failed []string
+	for _, a := range m.Config.Assertions {
+		if !a.Assertion {
+			failed = append(failed, a.Message)
+		}
+	}
+	if len(failed) != 1 || !strings.Contains(failed[0], "services.dm-agent and services.data-mesher") {
+		t.Errorf("beside clan-core's data-mesher: failed assertions %v", failed)
+	}
+	// The NixOS instance has no such assertion: there services.data-mesher
+	// is this module.
+	if m := evalModule(t, "{ }"); len(m.Config.Assertions) != 1 {
+		t.Errorf("services.data-mesher: assertions %+v", m.Config.Assertions)
+	}
+}
+
+// clanMachine is the NixOS module clan-smoke.nix reports for one machine.
+type clanMachine struct {
+	Imports    []string
+	Assertions []struct {
+		Assertion bool
+		Message   string
+	}
+	Services struct {
+		DMAgent *struct {
+			Enable       bool
+			Interface    string
+			OpenFirewall bool
+			KeyFile      string
+			Networks     map[string]struct {
+				Pubkey         string
+				Priority       float64
+				BootstrapPeers []string
+			}
+		} `json:"dm-agent"`
+	}
+	Clan struct {
+		Core struct {
+			Vars struct {
+				Generators map[string]struct {
+					Share  bool
+					Script string
+					Files  map[string]map[string]bool
 				}
 			}
 		}
@@ -386,9 +442,20 @@ type clanInstance struct {
 	}
 }
 
-// TestNixClanService evaluates every role of the clan service with a
-// stand-in config (clan-core itself is not available here) and checks the
-// keys, the network each machine joins, and the admin's publishing script.
+func (m clanMachine) failed() []string {
+	var out []string
+	for _, a := range m.Assertions {
+		if !a.Assertion {
+			out = append(out, a.Message)
+		}
+	}
+	return out
+}
+
+// TestNixClanService evaluates the clan service's per-machine module for
+// the machines of a made-up inventory (clan-smoke.nix; clan-core itself is
+// not available here) and checks the networks each machine joins, the
+// keys, and the admin's publishing unit.
 func TestNixClanService(t *testing.T) {
 	dir := t.TempDir()
 	signer := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY gate"
@@ -399,50 +466,97 @@ func TestNixClanService(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pubDir, "value"), []byte(signer+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := nixEval(t, "clan-smoke.nix", "--argstr", "clanDir", dir)
+	out, stderr := nixEvalStderr(t, "clan-smoke.nix", "--argstr", "clanDir", dir)
 	var got struct {
-		Manifest                        struct{ Name string }
-		Roles                           []string
-		Peer, Signer, Admin, AdminAlone clanInstance
+		Manifest   struct{ Name string }
+		Roles      []string
+		Interfaces map[string][]string
+		Machines   map[string]clanMachine
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("clan-smoke.nix: %v\n%s", err, out)
 	}
-	if got.Manifest.Name != "data-mesher" || !slices.Equal(got.Roles, []string{"admin", "peer", "signer"}) {
+	if got.Manifest.Name != "dm-agent" || !slices.Equal(got.Roles, []string{"admin", "peer", "signer"}) {
 		t.Errorf("manifest %q, roles %v", got.Manifest.Name, got.Roles)
 	}
-	const netPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1UM2Cza+GIRyuB9C3NqY0pSWnGC4DzmQOcWOa4SafV"
-	for role, inst := range map[string]clanInstance{"peer": got.Peer, "signer": got.Signer, "admin": got.Admin} {
-		if len(inst.Imports) != 1 {
-			t.Fatalf("%s: %d imports", role, len(inst.Imports))
+	if !slices.Equal(got.Interfaces["peer"], []string{"bootstrapPeers", "domain", "interface", "priority"}) ||
+		len(got.Interfaces["admin"]) != 0 || len(got.Interfaces["signer"]) != 0 {
+		t.Errorf("role settings %v: the network's settings belong to the peer role only", got.Interfaces)
+	}
+
+	type net struct {
+		pubkey   string
+		priority float64
+		peers    []string
+	}
+	mesh := net{"ssh-ed25519 network-mesh", 1.5, []string{"http://[fd27::1]:7331"}}
+	lab := net{"ssh-ed25519 network-lab", 2, []string{}}
+	// gate: admin, signer and peer of mesh; beta: peer of mesh and lab;
+	// solo: admin of mesh only (joins with the peer role's settings).
+	for name, want := range map[string]map[string]net{
+		"gate": {"clan": mesh},
+		"beta": {"clan": mesh, "lab": lab},
+		"solo": {"clan": mesh},
+	} {
+		m := got.Machines[name]
+		if f := m.failed(); len(f) > 0 {
+			t.Errorf("%s: assertions fail: %v", name, f)
 		}
-		dm := inst.Imports[0].Services.DataMesher
-		n, ok := dm.Networks["clan"]
-		if !dm.Enable || dm.Interface != "wg0" || !dm.OpenFirewall || !ok || n.Pubkey != netPub || n.Priority != 1.5 ||
-			!slices.Equal(n.BootstrapPeers, []string{"http://[fd27::1]:7331"}) {
-			t.Errorf("%s: services.data-mesher = %+v", role, dm)
+		if !slices.Equal(m.Imports, []string{"agent-module"}) {
+			t.Errorf("%s: imports %v, want the agent's module", name, m.Imports)
 		}
-		if dm.KeyFile != "/run/secrets/vars/data-mesher-node/node.key" {
-			t.Errorf("%s: keyFile %q, want the node key's clan var", role, dm.KeyFile)
+		dm := m.Services.DMAgent
+		if dm == nil {
+			t.Errorf("%s: no services.dm-agent", name)
+			continue
 		}
-		gens := inst.Imports[0].Clan.Core.Vars.Generators
-		node, netw := gens["data-mesher-node"], gens["data-mesher-network"]
-		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\"") || node.Files["node.pub"]["secret"] {
-			t.Errorf("%s: node key generator %+v", role, node)
+		if !dm.Enable || dm.Interface != "wg0" || !dm.OpenFirewall || dm.KeyFile != "/run/secrets/vars/data-mesher-node/node.key" {
+			t.Errorf("%s: services.dm-agent = %+v", name, dm)
 		}
-		if !netw.Share || netw.Files["network.key"]["deploy"] || netw.Files["network.pub"]["secret"] {
-			t.Errorf("%s: the network key must be shared, its private half not deployed: %+v", role, netw)
+		if len(dm.Networks) != len(want) {
+			t.Errorf("%s joins %d networks, want %d", name, len(dm.Networks), len(want))
 		}
-		for name, g := range gens {
+		for domain, w := range want {
+			n, ok := dm.Networks[domain]
+			if !ok || n.Pubkey != w.pubkey || n.Priority != w.priority || !slices.Equal(n.BootstrapPeers, w.peers) {
+				t.Errorf("%s: network %s = %+v, want %+v", name, domain, n, w)
+			}
+		}
+		gens := m.Clan.Core.Vars.Generators
+		node := gens["data-mesher-node"]
+		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\" --comment "+name) || node.Files["node.pub"]["secret"] {
+			t.Errorf("%s: node key generator %+v", name, node)
+		}
+		for _, inst := range []string{"mesh", "lab"} {
+			g, ok := gens["data-mesher-network-"+inst]
+			_, member := want[map[string]string{"mesh": "clan", "lab": "lab"}[inst]]
+			if ok != member {
+				t.Errorf("%s: network key generator for %s: %v, member: %v", name, inst, ok, member)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			admin := inst == "mesh" && (name == "gate" || name == "solo")
+			if !g.Share || g.Files["network.key"]["deploy"] != admin || g.Files["network.pub"]["secret"] {
+				t.Errorf("%s: network key of %s must be shared, its private half deployed to admins only: %+v", name, inst, g)
+			}
+		}
+		for gname, g := range gens {
 			if err := exec.Command("bash", "-n", "-c", g.Script).Run(); err != nil {
-				t.Errorf("%s: generator %s script: %v", role, name, err)
+				t.Errorf("%s: generator %s script: %v", name, gname, err)
 			}
 		}
 	}
-	for name, inst := range map[string]clanInstance{"with a signer": got.Admin, "alone": got.AdminAlone} {
-		pub, ok := inst.Systemd.Services["data-mesher-settings"]
-		if !ok {
-			t.Fatalf("admin %s publishes no settings", name)
+
+	// The admins publish mesh's settings; gate names itself (a signer with
+	// a key) as witness, the signer ghost has no key yet and is left out
+	// with a warning.
+	for _, name := range []string{"gate", "solo"} {
+		units := got.Machines[name].Systemd.Services
+		pub, ok := units["data-mesher-settings-mesh"]
+		if !ok || len(units) != 1 {
+			t.Fatalf("admin %s: units %v, want data-mesher-settings-mesh", name, slices.Collect(maps.Keys(units)))
 		}
 		if err := exec.Command("bash", "-n", "-c", pub.Script).Run(); err != nil {
 			t.Errorf("admin %s: the publishing script is not valid shell: %v\n%s", name, err, pub.Script)
@@ -450,14 +564,31 @@ func TestNixClanService(t *testing.T) {
 		if !strings.Contains(pub.Script, "network create --domain clan") || !strings.Contains(pub.Script, "settings --network clan --show") {
 			t.Errorf("admin %s: script neither creates nor keeps the settings:\n%s", name, pub.Script)
 		}
-		if lc := strs(pub.ServiceConfig["LoadCredential"]); len(lc) != 1 || lc[0] != "network-key:/run/secrets/vars/data-mesher-network/network.key" {
+		if w := "--witness '" + signer + "'"; strings.Count(pub.Script, w) != 2 || strings.Count(pub.Script, "--witness") != 2 {
+			t.Errorf("admin %s does not name exactly the signer gate as witness (%s) on both paths:\n%s", name, w, pub.Script)
+		}
+		if lc := strs(pub.ServiceConfig["LoadCredential"]); len(lc) != 1 || lc[0] != "network-key:/run/secrets/vars/data-mesher-network-mesh/network.key" {
 			t.Errorf("admin %s: LoadCredential %v", name, lc)
 		}
 	}
-	if w := "--witness '" + signer + "'"; strings.Count(got.Admin.Systemd.Services["data-mesher-settings"].Script, w) != 2 {
-		t.Errorf("the admin does not name the signer as witness (%s) on both paths:\n%s", w, got.Admin.Systemd.Services["data-mesher-settings"].Script)
+	if !strings.Contains(stderr, "signer ghost has no node key yet") {
+		t.Errorf("no warning for the signer without a key:\n%s", stderr)
 	}
-	if strings.Contains(got.AdminAlone.Systemd.Services["data-mesher-settings"].Script, "--witness") {
-		t.Error("witnesses without signers")
+	if units := got.Machines["beta"].Systemd.Services; len(units) != 0 {
+		t.Errorf("beta is no admin, yet runs %v", units)
+	}
+
+	// A machine in no instance runs nothing; conflicting instances fail
+	// with a clear assertion.
+	if dm := got.Machines["outsider"].Services.DMAgent; dm != nil {
+		t.Errorf("outsider: services.dm-agent = %+v", dm)
+	}
+	for name, want := range map[string]string{
+		"split": "one agent serves one WireGuard interface",
+		"twice": "needs its own domain",
+	} {
+		if f := got.Machines[name].failed(); len(f) != 1 || !strings.Contains(f[0], want) {
+			t.Errorf("%s: failed assertions %v, want one saying %q", name, f, want)
+		}
 	}
 }

@@ -1,47 +1,111 @@
-# Evaluates clan-service.nix without clan-core or nixpkgs: each role's
-# perInstance NixOS module, given a stand-in `config` with the clan vars a
-# deployment would have. Checks the service's own logic, not clan-core's
-# inventory. agent/nixos_test.go evaluates it with --argstr clanDir DIR,
-# where DIR/vars/per-machine/gate/data-mesher-node/node.pub/value holds the
-# signer's public key.
+# Evaluates clan-service.nix without clan-core or nixpkgs: the perMachine
+# NixOS module for several machines of a made-up inventory, given a
+# stand-in `config` with the clan vars a deployment would have. Checks the
+# service's own logic, not clan-core's inventory. agent/nixos_test.go
+# evaluates it with --argstr clanDir DIR, where
+# DIR/vars/per-machine/gate/data-mesher-node/node.pub/value holds the
+# signer gate's public key (the signer ghost has none yet).
 { clanDir }:
 let
   inherit (import ./stub-lib.nix) lib pkgs resolve;
-  service = import ./clan-service.nix { };
-  settings = {
+  service = import ./clan-service.nix { agentModule = "agent-module"; } { };
+  mesh = {
     domain = "clan";
     interface = "wg0";
     priority = 1.5;
     bootstrapPeers = [ "http://[fd27::1]:7331" ];
   };
-  config = {
-    networking.hostName = "gate";
-    services.data-mesher.package = pkgs.data-mesher;
-    clan.core.settings.directory = clanDir;
-    clan.core.vars.generators = {
-      data-mesher-node.files."node.key".path = "/run/secrets/vars/data-mesher-node/node.key";
-      data-mesher-network.files = {
-        "network.pub".value = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1UM2Cza+GIRyuB9C3NqY0pSWnGC4DzmQOcWOa4SafV";
-        "network.key".path = "/run/secrets/vars/data-mesher-network/network.key";
+  lab = {
+    domain = "lab";
+    interface = "wg0";
+    priority = 2;
+    bootstrapPeers = [ ];
+  };
+  # What clan-core passes to perMachine: each instance's roles, with the
+  # role-wide settings and each machine's own.
+  instances = {
+    mesh.roles = {
+      peer.settings = {
+        inherit (mesh) domain priority bootstrapPeers;
+      };
+      peer.machines = {
+        gate.settings = mesh;
+        beta.settings = mesh;
+        split.settings = mesh;
+        twice.settings = mesh;
+      };
+      signer.settings = { };
+      signer.machines = {
+        gate.settings = { };
+        ghost.settings = { };
+      };
+      admin.settings = { };
+      admin.machines = {
+        gate.settings = { };
+        solo.settings = { };
+      };
+    };
+    lab.roles.peer = {
+      settings = { };
+      machines = {
+        beta.settings = lab;
+        split.settings = lab // {
+          interface = "wg1";
+        };
+        twice.settings = lab // {
+          domain = "clan";
+        };
       };
     };
   };
-  # A role's module as NixOS would see it, its imports flattened.
-  instance =
-    role: extra:
+  config = name: {
+    networking.hostName = name;
+    services.dm-agent.package = pkgs.data-mesher;
+    clan.core.settings.directory = clanDir;
+    clan.core.vars.generators = {
+      data-mesher-node.files."node.key".path = "/run/secrets/vars/data-mesher-node/node.key";
+    }
+    // lib.mapAttrs' (
+      n: _:
+      lib.nameValuePair "data-mesher-network-${n}" {
+        files = {
+          "network.pub".value = "ssh-ed25519 network-${n}";
+          "network.key".path = "/run/secrets/vars/data-mesher-network-${n}/network.key";
+        };
+      }
+    ) instances;
+  };
+  # One machine's NixOS module as NixOS would see it (mkIf applied).
+  machine =
+    name:
     let
-      m = (service.roles.${role}.perInstance ({ inherit settings; } // extra)).nixosModule {
-        inherit config lib pkgs;
+      m = service.perMachine {
+        inherit instances;
+        machine = {
+          inherit name;
+          roles = [ ];
+        };
       };
     in
-    resolve (builtins.removeAttrs m [ "imports" ]) // { imports = map resolve m.imports; };
+    resolve (
+      m.nixosModule {
+        inherit lib pkgs;
+        config = config name;
+      }
+    );
 in
 {
   inherit (service) manifest;
   roles = builtins.attrNames service.roles;
-  interfaces = builtins.mapAttrs (_: r: builtins.attrNames (r.interface { inherit lib; }).options) service.roles;
-  peer = instance "peer" { };
-  signer = instance "signer" { };
-  admin = instance "admin" { roles.signer.machines.gate = { }; };
-  adminAlone = instance "admin" { roles = { }; };
+  interfaces = builtins.mapAttrs (
+    _: r: if builtins.isFunction r.interface then builtins.attrNames (r.interface { inherit lib; }).options else [ ]
+  ) service.roles;
+  machines = lib.mapAttrs (name: _: machine name) {
+    gate = { };
+    beta = { };
+    solo = { };
+    outsider = { };
+    split = { };
+    twice = { };
+  };
 }

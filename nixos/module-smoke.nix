@@ -1,10 +1,14 @@
-# Evaluates module.nix without nixpkgs: a stub lib and pkgs, and the
+# Evaluates agent.nix (module.nix, or dm-agent.nix with service = "dm-agent")
+# without nixpkgs: a stub lib and pkgs, and the
 # example's options (example.nix) as the module system would fill them in.
 # This checks the module's own logic (what its config section produces for
 # given options), not the module system's merging, which needs nixpkgs.
 # agent/nixos_test.go evaluates it:
 #   nix-instantiate --eval --strict --json --expr 'import ./nixos/module-smoke.nix { }'
 {
+  service ? "data-mesher",
+  # clan-core's own data-mesher module, declared and enabled.
+  upstream ? false,
   wireguard ? true,
   keyFile ? null,
   splitDNS ? true,
@@ -22,8 +26,11 @@ let
     };
   };
   config = {
-    services.data-mesher = cfg;
-    services.resolved.enable = splitDNS;
+    services = {
+      ${service} = cfg;
+      resolved.enable = splitDNS;
+    }
+    // (if upstream then { data-mesher.enable = true; } else { });
     networking.hostName = "mors";
     networking.wireguard = {
       enable = wireguard;
@@ -31,10 +38,10 @@ let
     };
     environment.etc."data-mesher/config.json".source = "/nix/store/00000000000000000000000000000000-data-mesher.json";
   };
-  module = import ./module.nix {
+  module = import ./agent.nix service {
     inherit config lib pkgs;
   };
-  opts = module.options.services.data-mesher;
+  opts = module.options.services.${service};
   networkOpts = (opts.networks.type.attrsOf.submodule { name = "example"; }).options;
   undocumented =
     prefix: set:
@@ -48,6 +55,16 @@ let
       else
         undocumented "${prefix}.${n}" o
     ) (builtins.attrNames set);
+  # Paths of rendered settings that are not mkDefault leaves (a user's
+  # `settings` value must replace only the leaf it names).
+  notDefault =
+    prefix: v:
+    if builtins.isAttrs v && (v._type or null) == "override" then
+      (if builtins.isAttrs v.content && v.content != { } then [ prefix ] else [ ])
+    else if builtins.isAttrs v && !(v ? _type) then
+      builtins.concatMap (n: notDefault "${prefix}.${n}" v.${n}) (builtins.attrNames v)
+    else
+      [ prefix ];
 in
 {
   config = resolve module.config;
@@ -56,5 +73,6 @@ in
   options = builtins.attrNames opts;
   networkOptions = builtins.attrNames networkOpts;
   # Every option, nested ones too, has a description.
-  undocumented = undocumented "services.data-mesher" opts ++ undocumented "networks.<name>" networkOpts;
+  undocumented = undocumented "services.${service}" opts ++ undocumented "networks.<name>" networkOpts;
+  settingsNotDefault = notDefault "settings" module.config.content.services.${service}.settings;
 }

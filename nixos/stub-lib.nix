@@ -44,6 +44,20 @@ let
     attrValues = s: map (n: s.${n}) (builtins.attrNames s);
     mapAttrs = builtins.mapAttrs;
     attrNames = builtins.attrNames;
+    filterAttrs = pred: set: removeAttrs set (builtins.filter (n: !pred n set.${n}) (builtins.attrNames set));
+    mapAttrsToList = f: set: map (n: f n set.${n}) (builtins.attrNames set);
+    mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${n}) (builtins.attrNames set));
+    nameValuePair = name: value: { inherit name value; };
+    inherit (builtins)
+      any
+      head
+      length
+      listToAttrs
+      concatMap
+      ;
+    unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
+    # Printed on stderr, as nixpkgs does.
+    warn = msg: v: builtins.trace "evaluation warning: ${msg}" v;
     escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
     strings.trim =
       s:

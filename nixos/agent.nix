@@ -1,0 +1,316 @@
+# The agent's NixOS module, under services.<service>. Two instances exist:
+#   module.nix    services.data-mesher, for NixOS machines
+#   dm-agent.nix  services.dm-agent, for clan machines: clan-core imports its
+#                 own data-mesher module (a different program), which already
+#                 declares services.data-mesher
+# The configuration users already write works as it is:
+#
+#   services.data-mesher = {
+#     enable = true;
+#     interface = "wg0";
+#     openFirewall = true;
+#     networks."qubasa.clan" = {
+#       pubkey = "ssh-ed25519 AAAA…";
+#       priority = 1;
+#       bootstrapPeers = [ "http://[fd27:…]:7331" ];
+#     };
+#   };
+service:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkEnableOption
+    mkIf
+    mkOption
+    types
+    literalExpression
+    ;
+  cfg = config.services.${service};
+  opt = "services.${service}";
+  format = pkgs.formats.json { };
+  wgUnit = "wireguard-${cfg.interface}.service";
+  wgDeclared = config.networking.wireguard.enable && builtins.hasAttr cfg.interface config.networking.wireguard.interfaces;
+  splitDNSAddr = "127.0.0.153";
+  # What the options render, each leaf a default: a value set in `settings`
+  # replaces just that leaf (settings.dns.forwarders keeps dns.listen).
+  defaultLeaves = v: if builtins.isAttrs v then builtins.mapAttrs (_: defaultLeaves) v else lib.mkDefault v;
+
+  networkModule =
+    { name, ... }:
+    {
+      options = {
+        pubkey = mkOption {
+          type = types.str;
+          example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY";
+          description = "The network's admin key: its identity. Only settings it signs count.";
+        };
+        priority = mkOption {
+          type = types.number;
+          default = 1;
+          example = 1.5;
+          description = "When two joined networks give the same name, the lower priority wins (a float: 1.5 sits between 1 and 2).";
+        };
+        bootstrapPeers = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "http://[fd27:bb88:dbef:737b:3799:9318:aa77:ec12]:7331" ];
+          description = "Where a new node first gets the network's records: peers' endpoints or any static data.json.";
+        };
+        hostnames = mkOption {
+          type = types.nullOr (types.listOf types.str);
+          default = null;
+          description = "Names to claim in this network; null: ${opt}.hostnames.";
+        };
+        domain = mkOption {
+          type = types.str;
+          default = name;
+          defaultText = literalExpression "<name>";
+          description = "The network's DNS domain, for split DNS. The network's signed settings decide what is served.";
+        };
+      };
+    };
+in
+{
+  options.services.${service} = {
+    enable = mkEnableOption "data-mesher, names for a WireGuard mesh without a central DNS server";
+
+    package = mkOption {
+      type = types.package;
+      description = "The dm-agent package. This flake's NixOS modules set it to the flake's package.";
+    };
+
+    interface = mkOption {
+      type = types.str;
+      default = "wg0";
+      description = "The WireGuard interface of the mesh. The agent listens on its address only.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the agent's ports (gossip, peer endpoint, DNS) on the mesh interface only.";
+    };
+
+    networks = mkOption {
+      type = types.attrsOf (types.submodule networkModule);
+      default = { };
+      description = "The networks this machine joins, by name (usually the domain).";
+    };
+
+    hostnames = mkOption {
+      type = types.listOf types.str;
+      default = [ config.networking.hostName ];
+      defaultText = literalExpression "[ config.networking.hostName ]";
+      description = "Names this machine claims in every network.";
+    };
+
+    keyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/data-mesher-node-key";
+      description = ''
+        The node key, outside the Nix store (passed with LoadCredential).
+        null: a key is generated in the state directory on first start.
+      '';
+    };
+
+    ports = {
+      gossip = mkOption {
+        type = types.port;
+        default = 7946;
+        description = "Gossip port (TCP and UDP).";
+      };
+      http = mkOption {
+        type = types.port;
+        default = 7331;
+        description = "Peer endpoint port (data.json, sync, reachability).";
+      };
+      dns = mkOption {
+        type = types.port;
+        default = 53;
+        description = "DNS port on the tunnel address.";
+      };
+    };
+
+    dns = {
+      listen = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Extra addresses to answer DNS on (address:port).";
+      };
+      forwarders = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Where names outside the mesh go; empty: they are refused (not an open resolver).";
+      };
+    };
+
+    splitDNS = mkOption {
+      type = types.bool;
+      default = config.services.resolved.enable;
+      defaultText = literalExpression "config.services.resolved.enable";
+      description = ''
+        Route the networks' domains to the agent through systemd-resolved
+        (~domain routing on the mesh interface), leaving other names alone.
+        Never touches /etc/hosts or resolv.conf.
+      '';
+    };
+
+    tsaUrls = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Timestamp authorities to ask before those the networks' settings list.";
+    };
+
+    metricsListen = mkOption {
+      type = types.str;
+      default = "127.0.0.1:9103";
+      description = "Loopback address of the Prometheus metrics, or \"off\".";
+    };
+
+    logLevel = mkOption {
+      type = types.enum [
+        "debug"
+        "info"
+        "warn"
+        "error"
+      ];
+      default = "info";
+      description = "Log level.";
+    };
+
+    settings = mkOption {
+      type = types.submodule { freeformType = format.type; };
+      default = { };
+      description = ''
+        The agent's configuration file (RFC 42). The options above fill it;
+        anything set here is merged in, and anything dm-agent reads can be
+        set (see `dm-agent run --help` and the README).
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.networks != { };
+        message = "${opt}.networks is empty: join at least one network (its admin key as pubkey).";
+      }
+    ]
+    ++ lib.optional (service != "data-mesher") {
+      # clan-core's data-mesher (file sync) uses the same unit, state
+      # directory and ports.
+      assertion = !(config.services.data-mesher.enable or false);
+      message = "${opt} and services.data-mesher (clan-core's data-mesher) cannot both run: they use the same unit, state directory and ports.";
+    };
+
+    services.${service} = {
+      dns.listen = mkIf cfg.splitDNS [ "${splitDNSAddr}:53" ];
+      settings = defaultLeaves (
+        import ./render.nix {
+          cfg = cfg // {
+            stateDir = "/var/lib/data-mesher";
+          };
+        }
+      );
+    };
+
+    environment.systemPackages = [ cfg.package ];
+    # A stable path: a changed configuration reloads the agent (SIGHUP)
+    # instead of restarting it.
+    environment.etc."data-mesher/config.json".source = format.generate "data-mesher.json" cfg.settings;
+
+    systemd.services.data-mesher = {
+      description = "data-mesher: names for the WireGuard mesh";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ] ++ lib.optional wgDeclared wgUnit;
+      bindsTo = lib.optional wgDeclared wgUnit;
+      reloadTriggers = [ config.environment.etc."data-mesher/config.json".source ];
+
+      serviceConfig = {
+        Type = "notify";
+        NotifyAccess = "main";
+        ExecStartPre = lib.optional (cfg.keyFile == null) "${cfg.package}/bin/dm-agent keygen --if-missing --out /var/lib/data-mesher/node.key --comment ${config.networking.hostName}";
+        ExecStart = "${cfg.package}/bin/dm-agent run --config /etc/data-mesher/config.json";
+        ExecStartPost = lib.optionals cfg.splitDNS [
+          "+${pkgs.systemd}/bin/resolvectl dns ${cfg.interface} ${splitDNSAddr}"
+          "+${pkgs.systemd}/bin/resolvectl domain ${cfg.interface} ${lib.concatMapStringsSep " " (n: "~${n.domain}") (lib.attrValues cfg.networks)}"
+          "+${pkgs.systemd}/bin/resolvectl default-route ${cfg.interface} false"
+        ];
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        Restart = "on-failure";
+        RestartSec = "5s";
+        WatchdogSec = "60s";
+        TimeoutStopSec = "30s";
+
+        DynamicUser = true;
+        StateDirectory = "data-mesher";
+        StateDirectoryMode = "0700";
+        RuntimeDirectory = "data-mesher";
+        RuntimeDirectoryMode = "0750";
+        LoadCredential = lib.optional (cfg.keyFile != null) "node-key:${cfg.keyFile}";
+        UMask = "0077";
+
+        # Port 53, and reading WireGuard peers through wgctrl.
+        AmbientCapabilities = [
+          "CAP_NET_BIND_SERVICE"
+          "CAP_NET_ADMIN"
+        ];
+        CapabilityBoundingSet = [
+          "CAP_NET_BIND_SERVICE"
+          "CAP_NET_ADMIN"
+        ];
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectHostname = true;
+        ProtectClock = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RemoveIPC = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+          "~@resources"
+        ];
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    networking.firewall.interfaces.${cfg.interface} = mkIf cfg.openFirewall {
+      allowedTCPPorts = [
+        cfg.ports.gossip
+        cfg.ports.http
+        cfg.ports.dns
+      ];
+      allowedUDPPorts = [
+        cfg.ports.gossip
+        cfg.ports.dns
+      ];
+    };
+  };
+}

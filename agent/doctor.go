@@ -472,13 +472,29 @@ func (d *doctor) checkSplitDNS() {
 			missing = append(missing, w)
 		}
 	}
-	serverOK := slices.ContainsFunc(servers, func(s string) bool {
-		return strings.HasPrefix(s, bind.String()) || slices.ContainsFunc(d.cfg.DNS.Listen, func(l string) bool { return strings.HasPrefix(s, strings.Split(l, ":")[0]) })
-	})
+	// The agent answers on the tunnel address and on dns.listen.
+	ours := []netip.Addr{bind}
+	for _, l := range d.cfg.DNS.Listen {
+		if ap, err := netip.ParseAddrPort(l); err == nil {
+			ours = append(ours, ap.Addr())
+		}
+	}
+	var server netip.Addr
+	for _, s := range servers {
+		if a, ok := resolvedServerAddr(s); ok && slices.Contains(ours, a) {
+			server = a
+			break
+		}
+	}
 	switch {
 	case len(want) == 0:
 		d.add("split-dns", StatusSkip, "no network domain known yet", "")
-	case len(missing) > 0 || !serverOK:
+	case len(missing) == 0 && server.IsLoopback():
+		// resolved sends a link's queries with IP_UNICAST_IF set to the
+		// link; the kernel does not deliver those to 127.0.0.0/8.
+		d.add("split-dns", StatusWarn, fmt.Sprintf("resolved sends %s to %s, a loopback address: queries for a link may never reach it", strings.Join(want, " "), server),
+			fmt.Sprintf("resolvectl dns %s %s (the tunnel address)", d.cfg.Interface, bind))
+	case len(missing) > 0 || !server.IsValid():
 		d.add("split-dns", StatusFail, fmt.Sprintf("resolved on %s: servers %v, domains %v; missing %v", d.cfg.Interface, servers, domains, missing),
 			fmt.Sprintf("resolvectl dns %s %s && resolvectl domain %s %s (or services.data-mesher.splitDNS on NixOS)", d.cfg.Interface, bind, d.cfg.Interface, strings.Join(want, " ")))
 	default:
@@ -573,6 +589,25 @@ func stateFileRecords(path string, key crdt.PrivateKey) (int, error) {
 	}
 	entries, _, err := DecodeState(b, key)
 	return len(entries), err
+}
+
+// resolvedServerAddr reads the address of a DNS server as resolvectl
+// prints it: 192.0.2.1, 192.0.2.1:5353, fd00::1, [fd00::1]:5353, each
+// perhaps with %ifindex or #server-name.
+func resolvedServerAddr(s string) (netip.Addr, bool) {
+	s, _, _ = strings.Cut(s, "#")
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		if j := strings.IndexByte(s[i:], ']'); j >= 0 {
+			s = s[:i] + s[i+j:]
+		} else {
+			s = s[:i]
+		}
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return a, err == nil
 }
 
 // resolvedLink asks resolvectl about the interface.

@@ -167,6 +167,22 @@ func TestDoctorBroken(t *testing.T) {
 		{"split DNS missing", func(e *DoctorEnv) {
 			e.Resolved = func(string) (bool, []string, []string, error) { return true, nil, nil, nil }
 		}, "split-dns", StatusFail, "missing", "resolvectl domain wg0 ~clan ~qubasa.clan"},
+		{"split DNS to another server", func(e *DoctorEnv) {
+			e.Resolved = func(string) (bool, []string, []string, error) {
+				return true, []string{"fd00::9", "192.0.2.1:53"}, []string{"~clan", "~qubasa.clan"}, nil
+			}
+		}, "split-dns", StatusFail, "fd00::9", "resolvectl dns wg0 fd00::1"},
+		{"split DNS to a loopback listener", func(e *DoctorEnv) {
+			c := e.Config
+			e.Config = func() (*Config, error) {
+				x, err := c()
+				x.DNS.Listen = []string{"127.0.0.153:53"}
+				return x, err
+			}
+			e.Resolved = func(string) (bool, []string, []string, error) {
+				return true, []string{"127.0.0.153"}, []string{"~clan", "~qubasa.clan"}, nil
+			}
+		}, "split-dns", StatusWarn, "loopback", "resolvectl dns wg0 fd00::1"},
 		{"no attestor answers", func(e *DoctorEnv) {
 			f := e.Facts
 			e.Facts = func(s string) (*Facts, error) {
@@ -206,5 +222,18 @@ func TestDoctorBroken(t *testing.T) {
 				t.Fatalf("the table does not show the remedy:\n%s", b.String())
 			}
 		})
+	}
+}
+
+func TestResolvedServerAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1": "192.0.2.1", "192.0.2.1:5353": "192.0.2.1", "192.0.2.1%3": "192.0.2.1",
+		"fd00::1": "fd00::1", "[fd00::1]:53": "fd00::1", "fd00::1%3": "fd00::1", "[fd00::1%wg0]:53": "fd00::1",
+		"[fd00::1]:5353%3#dns.example": "fd00::1", "1.1.1.1#cloudflare-dns.com": "1.1.1.1", "bogus": "", "[": "",
+	} {
+		a, ok := resolvedServerAddr(in)
+		if got := map[bool]string{true: a.String(), false: ""}[ok]; got != want {
+			t.Errorf("resolvedServerAddr(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -127,8 +129,8 @@ func TestNixExampleRenders(t *testing.T) {
 	if c.Interface != "wg0" {
 		t.Errorf("interface = %q, want wg0", c.Interface)
 	}
-	if !slices.Equal(c.DNS.Listen, []string{"127.0.0.153:53"}) {
-		t.Errorf("dns.listen = %v, want the split-DNS address", c.DNS.Listen)
+	if len(c.DNS.Listen) != 0 {
+		t.Errorf("dns.listen = %v, want DNS on the tunnel address only", c.DNS.Listen)
 	}
 	if len(c.DNS.Forwarders) != 0 {
 		t.Errorf("forwarders = %v: the default must not forward (never an open resolver)", c.DNS.Forwarders)
@@ -323,8 +325,15 @@ func TestNixModuleUnit(t *testing.T) {
 	if got := strs(sc["ExecStart"]); len(got) != 1 || !strings.HasSuffix(got[0], "/bin/dm-agent run --config /etc/data-mesher/config.json") {
 		t.Errorf("ExecStart = %v", got)
 	}
-	if !slices.Contains(unit.After, "wireguard-wg0.service") || !slices.Equal(unit.BindsTo, []string{"wireguard-wg0.service"}) {
-		t.Errorf("with wg0 declared: after %v, bindsTo %v; want both on wireguard-wg0.service", unit.After, unit.BindsTo)
+	if !slices.Contains(unit.After, "wireguard-wg0.service") || !slices.Equal(unit.BindsTo, []string{"wireguard-wg0.service"}) ||
+		!slices.Contains(unit.WantedBy, "wireguard-wg0.service") {
+		t.Errorf("with wg0 declared: after %v, bindsTo %v, wantedBy %v; want all on wireguard-wg0.service", unit.After, unit.BindsTo, unit.WantedBy)
+	}
+	// The networkd backend has no wireguard-wg0.service to bind to.
+	if u := evalModule(t, "{ networkd = true; }").Config.Systemd.Services.DataMesher; len(u.BindsTo) != 0 ||
+		slices.Contains(u.After, "wireguard-wg0.service") || slices.Contains(u.WantedBy, "wireguard-wg0.service") ||
+		!slices.Contains(u.After, "systemd-networkd.service") {
+		t.Errorf("networkd backend: after %v, bindsTo %v, wantedBy %v", u.After, u.BindsTo, u.WantedBy)
 	}
 	if pre := strs(sc["ExecStartPre"]); len(pre) != 1 || !strings.Contains(pre[0], "keygen --if-missing --out /var/lib/data-mesher/node.key") {
 		t.Errorf("without keyFile the key is made on first start; ExecStartPre = %v", pre)
@@ -332,10 +341,11 @@ func TestNixModuleUnit(t *testing.T) {
 	if lc := strs(sc["LoadCredential"]); len(lc) != 0 {
 		t.Errorf("LoadCredential = %v without a keyFile", lc)
 	}
-	post := strings.Join(strs(sc["ExecStartPost"]), "\n")
-	if !strings.Contains(post, "resolvectl dns wg0 127.0.0.153") || !strings.Contains(post, "resolvectl domain wg0 ~clan ~qubasa.clan") {
-		t.Errorf("split DNS does not route the mesh domains to the agent:\n%s", post)
+	post := strs(sc["ExecStartPost"])
+	if len(post) != 1 || !strings.HasPrefix(post[0], "+/nix/store/") {
+		t.Fatalf("split DNS: ExecStartPost = %q, want one script run as root", post)
 	}
+	testResolvedSetup(t, post[0][1:])
 	fw := m.Config.Networking.Firewall.Interfaces
 	if len(fw) != 1 || !slices.Equal(fw["wg0"].AllowedTCPPorts, []int{7946, 7331, 53}) || !slices.Equal(fw["wg0"].AllowedUDPPorts, []int{7946, 53}) {
 		t.Errorf("firewall = %+v, want gossip/http/dns on wg0 only", fw)
@@ -400,6 +410,70 @@ func TestNixModuleForClan(t *testing.T) {
 	// is this module.
 	if m := evalModule(t, "{ }"); len(m.Config.Assertions) != 1 {
 		t.Errorf("services.data-mesher: assertions %+v", m.Config.Assertions)
+	}
+}
+
+// testResolvedSetup runs the module's split-DNS script (as the stub
+// lib's writeShellScript renders it: a store path, then the text) with a
+// stand-in dm-agent and resolvectl, and checks what it tells resolved: the
+// agent's tunnel address, as IPv4 and as IPv6, and only the mesh domains.
+func testResolvedSetup(t *testing.T, script string) {
+	t.Helper()
+	if _, err := exec.LookPath("jq"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("jq is not installed (scripts/test installs it): %v", err)
+		}
+		t.Skip("jq is not installed")
+	}
+	_, text, ok := strings.Cut(script, "\n")
+	if !ok {
+		t.Fatalf("not a stub script: %q", script)
+	}
+	const store = "/nix/store/00000000000000000000000000000000-"
+	// An empty addr: the agent never answers; the script gives up without
+	// touching resolved (and without failing the unit).
+	for _, bind := range []struct{ addr, server string }{
+		{"100.64.0.7", "100.64.0.7:53"},
+		{"fd27:bb88::12", "[fd27:bb88::12]:53"},
+		{"", ""},
+	} {
+		dir := t.TempDir()
+		log := filepath.Join(dir, "resolvectl.log")
+		fakes := map[string]string{
+			"data-mesher/bin/dm-agent": `echo '{"node":"mors","bind":"` + bind.addr + `"}'`,
+			"systemd/bin/resolvectl":   `echo "$*" >> ` + log,
+			"jq/bin/jq":                `exec jq "$@"`,
+			"coreutils/bin/seq":        `exec seq "$@"`,
+			"coreutils/bin/sleep":      `exec sleep "$@"`,
+		}
+		body := text
+		for path, fake := range fakes {
+			bin := filepath.Join(dir, strings.ReplaceAll(path, "/", "_"))
+			if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+fake+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			body = strings.ReplaceAll(body, store+path, bin)
+		}
+		if strings.Contains(body, store) {
+			t.Fatalf("the script calls a program the test does not stand in for:\n%s", body)
+		}
+		if out, err := exec.Command("bash", "-c", body).CombinedOutput(); err != nil {
+			t.Fatalf("split-DNS script: %v\n%s\n%s", err, out, body)
+		}
+		got, err := os.ReadFile(log)
+		if bind.addr == "" {
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the agent never answered, yet resolvectl was called: %s", got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "dns wg0 " + bind.server + "\ndomain wg0 ~clan ~qubasa.clan\ndefault-route wg0 false\n"
+		if string(got) != want {
+			t.Errorf("bind %s: resolvectl was called with\n%s\nwant\n%s", bind.addr, got, want)
+		}
 	}
 }
 

@@ -33,9 +33,38 @@ let
   cfg = config.services.${service};
   opt = "services.${service}";
   format = pkgs.formats.json { };
+  # networking.wireguard's scripted backend brings the interface up in
+  # wireguard-<if>.service; its networkd backend (nixpkgs 25.05 on) has no
+  # such unit. Either way the agent waits for the interface and its address.
+  wg = config.networking.wireguard;
+  wgNetworkd = wg.useNetworkd or false;
   wgUnit = "wireguard-${cfg.interface}.service";
-  wgDeclared = config.networking.wireguard.enable && builtins.hasAttr cfg.interface config.networking.wireguard.interfaces;
-  splitDNSAddr = "127.0.0.153";
+  wgDeclared = wg.enable && !wgNetworkd && builtins.hasAttr cfg.interface wg.interfaces;
+  # Split DNS: systemd-resolved sends the networks' domains to the agent's
+  # DNS on the tunnel address. (Not a loopback address: resolved sends a
+  # link's queries with IP_UNICAST_IF set to that link, and the kernel then
+  # never delivers them to 127.0.0.0/8; the link's own address works.) The
+  # address is the agent's, read from `dm-agent status` once it runs.
+  resolvedSetup = pkgs.writeShellScript "data-mesher-resolved" ''
+    set -eu
+    for _ in $(${pkgs.coreutils}/bin/seq 30); do
+      bind=$(${cfg.package}/bin/dm-agent status --json 2>/dev/null | ${pkgs.jq}/bin/jq -er .bind) && break
+      ${pkgs.coreutils}/bin/sleep 1
+    done
+    if [ -z "''${bind:-}" ]; then
+      # Not fatal: the agent still answers on the tunnel address.
+      echo "data-mesher: the agent does not answer dm-agent status; no split DNS on ${cfg.interface}" >&2
+      exit 0
+    fi
+    case $bind in
+      *:*) server="[$bind]:${toString cfg.ports.dns}" ;;
+      *) server="$bind:${toString cfg.ports.dns}" ;;
+    esac
+    resolvectl=${pkgs.systemd}/bin/resolvectl
+    $resolvectl dns ${cfg.interface} "$server"
+    $resolvectl domain ${cfg.interface} ${lib.concatMapStringsSep " " (n: "~${n.domain}") (lib.attrValues cfg.networks)}
+    $resolvectl default-route ${cfg.interface} false
+  '';
   # What the options render, each leaf a default: a value set in `settings`
   # replaces just that leaf (settings.dns.forwarders keeps dns.listen).
   defaultLeaves = v: if builtins.isAttrs v then builtins.mapAttrs (_: defaultLeaves) v else lib.mkDefault v;
@@ -210,7 +239,6 @@ in
     };
 
     services.${service} = {
-      dns.listen = mkIf cfg.splitDNS [ "${splitDNSAddr}:53" ];
       settings = defaultLeaves (
         import ./render.nix {
           cfg = cfg // {
@@ -227,9 +255,14 @@ in
 
     systemd.services.data-mesher = {
       description = "data-mesher: names for the WireGuard mesh";
-      wantedBy = [ "multi-user.target" ];
+      # Stops with the WireGuard unit, starts again with it.
+      wantedBy = [ "multi-user.target" ] ++ lib.optional wgDeclared wgUnit;
       wants = [ "network-online.target" ];
-      after = [ "network-online.target" ] ++ lib.optional wgDeclared wgUnit;
+      after = [
+        "network-online.target"
+      ]
+      ++ lib.optional wgDeclared wgUnit
+      ++ lib.optional wgNetworkd "systemd-networkd.service";
       bindsTo = lib.optional wgDeclared wgUnit;
       reloadTriggers = [ config.environment.etc."data-mesher/config.json".source ];
 
@@ -238,11 +271,8 @@ in
         NotifyAccess = "main";
         ExecStartPre = lib.optional (cfg.keyFile == null) "${cfg.package}/bin/dm-agent keygen --if-missing --out /var/lib/data-mesher/node.key --comment ${config.networking.hostName}";
         ExecStart = "${cfg.package}/bin/dm-agent run --config /etc/data-mesher/config.json";
-        ExecStartPost = lib.optionals cfg.splitDNS [
-          "+${pkgs.systemd}/bin/resolvectl dns ${cfg.interface} ${splitDNSAddr}"
-          "+${pkgs.systemd}/bin/resolvectl domain ${cfg.interface} ${lib.concatMapStringsSep " " (n: "~${n.domain}") (lib.attrValues cfg.networks)}"
-          "+${pkgs.systemd}/bin/resolvectl default-route ${cfg.interface} false"
-        ];
+        # After READY=1 (Type=notify), as root.
+        ExecStartPost = lib.optional cfg.splitDNS "+${resolvedSetup}";
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         Restart = "on-failure";
         RestartSec = "5s";

@@ -36,7 +36,7 @@ let
       dns = 53;
     };
     dns = {
-      listen = [ "127.0.0.153:53" ]; # splitDNS (on when systemd-resolved is)
+      listen = [ ];
       forwarders = [ ];
     };
     tsaUrls = [ ];

@@ -10,6 +10,8 @@
   # clan-core's own data-mesher module, declared and enabled.
   upstream ? false,
   wireguard ? true,
+  # networking.wireguard with its networkd backend.
+  networkd ? false,
   keyFile ? null,
   splitDNS ? true,
 }:
@@ -21,9 +23,6 @@ let
     inherit keyFile splitDNS;
     settings = { };
     networks = builtins.mapAttrs (name: n: n // { domain = name; }) example.networks;
-    dns = example.dns // {
-      listen = if splitDNS then [ "127.0.0.153:53" ] else [ ];
-    };
   };
   config = {
     services = {
@@ -34,6 +33,7 @@ let
     networking.hostName = "mors";
     networking.wireguard = {
       enable = wireguard;
+      useNetworkd = networkd;
       interfaces = if wireguard then { wg0 = { }; } else { };
     };
     environment.etc."data-mesher/config.json".source = "/nix/store/00000000000000000000000000000000-data-mesher.json";

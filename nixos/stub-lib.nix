@@ -73,6 +73,9 @@ let
     };
     systemd = "/nix/store/00000000000000000000000000000000-systemd";
     coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
+    jq = "/nix/store/00000000000000000000000000000000-jq";
+    # The script's text after a marker line, so tests can read it.
+    writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}\n${text}";
     data-mesher = "/nix/store/00000000000000000000000000000000-data-mesher";
   };
   # Applies mkIf (false: null) and drops mkDefault/mkForce wrappers.

@@ -15,7 +15,15 @@
     in
     {
       packages = forAll (pkgs: rec {
-        data-mesher = (pkgs.buildGo126Module or pkgs.buildGoModule) {
+        # go.mod needs Go 1.26; the sandbox cannot download a toolchain.
+        data-mesher = (
+          if pkgs ? buildGo126Module then
+            pkgs.buildGo126Module
+          else if pkgs ? go_1_26 then
+            pkgs.buildGoModule.override { go = pkgs.go_1_26; }
+          else
+            pkgs.buildGoModule
+        ) {
           pname = "data-mesher";
           inherit version;
           src = self;

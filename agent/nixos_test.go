@@ -598,7 +598,7 @@ func TestNixClanService(t *testing.T) {
 		}
 		gens := m.Clan.Core.Vars.Generators
 		node := gens["data-mesher-node"]
-		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\" --comment "+name) || node.Files["node.pub"]["secret"] {
+		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\" --comment '"+name+"'") || node.Files["node.pub"]["secret"] {
 			t.Errorf("%s: node key generator %+v", name, node)
 		}
 		for _, inst := range []string{"mesh", "lab"} {

@@ -269,7 +269,7 @@ in
       serviceConfig = {
         Type = "notify";
         NotifyAccess = "main";
-        ExecStartPre = lib.optional (cfg.keyFile == null) "${cfg.package}/bin/dm-agent keygen --if-missing --out /var/lib/data-mesher/node.key --comment ${config.networking.hostName}";
+        ExecStartPre = lib.optional (cfg.keyFile == null) "${cfg.package}/bin/dm-agent keygen --if-missing --out /var/lib/data-mesher/node.key --comment ${lib.escapeShellArg config.networking.hostName}";
         ExecStart = "${cfg.package}/bin/dm-agent run --config /etc/data-mesher/config.json";
         # After READY=1 (Type=notify), as root.
         ExecStartPost = lib.optional cfg.splitDNS "+${resolvedSetup}";

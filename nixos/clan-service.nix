@@ -197,7 +197,7 @@ in
               files."node.pub".secret = false;
               runtimeInputs = [ pkg ];
               script = ''
-                dm-agent keygen --out "$out/node.key" --comment ${config.networking.hostName} > "$out/node.pub"
+                dm-agent keygen --out "$out/node.key" --comment ${lib.escapeShellArg config.networking.hostName} > "$out/node.pub"
                 rm -f "$out/node.key.pub"
               '';
             };

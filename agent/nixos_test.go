@@ -645,6 +645,7 @@ func TestNixClanService(t *testing.T) {
 			t.Errorf("admin %s: LoadCredential %v", name, lc)
 		}
 	}
+	testPublishScript(t, got.Machines["gate"].Systemd.Services["data-mesher-settings-mesh"].Script, signer)
 	if !strings.Contains(stderr, "signer ghost has no node key yet") {
 		t.Errorf("no warning for the signer without a key:\n%s", stderr)
 	}
@@ -664,5 +665,67 @@ func TestNixClanService(t *testing.T) {
 		if f := got.Machines[name].failed(); len(f) != 1 || !strings.Contains(f[0], want) {
 			t.Errorf("%s: failed assertions %v, want one saying %q", name, f, want)
 		}
+	}
+}
+
+// testPublishScript runs the admin's publishing script (as NixOS would:
+// bash with -e) against a stand-in dm-agent: a new network gets its
+// settings created once; a machine that created them before never creates
+// them again, even when its agent has not synced them (it fails and
+// retries); existing settings only get the witnesses added.
+func testPublishScript(t *testing.T, script, signer string) {
+	t.Helper()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "calls")
+	agent := filepath.Join(dir, "dm-agent")
+	fake := `#!/bin/sh
+case "$*" in
+  status) exit 0 ;;
+  *--show) [ -e ` + dir + `/has-settings ] ;;
+  *) echo "$*" >> ` + log + ` ;;
+esac
+`
+	if err := os.WriteFile(agent, []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.ReplaceAll(script, "/nix/store/00000000000000000000000000000000-data-mesher/bin/dm-agent", agent)
+	run := func() ([]string, error) {
+		os.Remove(log)
+		cmd := exec.Command("bash", "-e", "-c", body)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "STATE_DIRECTORY="+state, "CREDENTIALS_DIRECTORY=/creds")
+		out, err := cmd.CombinedOutput()
+		calls, _ := os.ReadFile(log)
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		return strings.Split(strings.TrimSpace(string(calls)), "\n"), err
+	}
+	witness := "--witness " + signer
+
+	calls, err := run()
+	if err != nil || len(calls) != 1 || calls[0] != "network create --domain clan --admin-key /creds/network-key --publish "+witness {
+		t.Fatalf("new network: calls %q, err %v; want one network create naming the signer", calls, err)
+	}
+	calls, err = run()
+	if err == nil || calls[0] != "" {
+		t.Errorf("created before, settings not synced: calls %q, err %v; want a failure and no new settings", calls, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "has-settings"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls, err = run()
+	if err != nil || len(calls) != 1 || calls[0] != "settings --network clan --admin-key /creds/network-key "+witness {
+		t.Errorf("existing settings: calls %q, err %v; want the witnesses added", calls, err)
 	}
 }

@@ -122,7 +122,10 @@ in
           # a new network; after that only adds new signers, so policy made
           # with `dm-agent settings` (bans, overrides, extra records) is kept.
           # The agent gets 30 s to sync existing settings before the network
-          # counts as new.
+          # counts as new. Once this machine has created them, it never
+          # creates them again (fresh settings would replace the network's
+          # policy): if the agent has not synced them yet, the unit fails and
+          # tries again a minute later.
           publish =
             name: inst:
             let
@@ -139,9 +142,13 @@ in
               serviceConfig = {
                 Type = "oneshot";
                 LoadCredential = "network-key:${gen.${networkGen name}.files."network.key".path}";
+                StateDirectory = "data-mesher-admin";
+                Restart = "on-failure";
+                RestartSec = "1min";
               };
               script = ''
                 dm=${pkg}/bin/dm-agent
+                created="$STATE_DIRECTORY/${n.domain}.created"
                 for _ in $(seq 60); do
                   $dm status >/dev/null 2>&1 && break
                   sleep 1
@@ -153,8 +160,12 @@ in
                 done
                 if has_settings; then
                   ${if keys == [ ] then ":" else "$dm settings --network ${n.domain} ${key} ${witnesses}"}
+                elif [ -e "$created" ]; then
+                  echo "network ${n.domain}: this machine created its settings before, but the agent has not synced them yet; not creating new ones" >&2
+                  exit 1
                 else
                   $dm network create --domain ${n.domain} ${key} --publish ${witnesses}
+                  touch "$created"
                 fi
               '';
             };

@@ -479,19 +479,20 @@ func testResolvedSetup(t *testing.T, script string) {
 
 // clanMachine is the NixOS module clan-smoke.nix reports for one machine.
 type clanMachine struct {
-	Imports    []string
 	Assertions []struct {
 		Assertion bool
 		Message   string
 	}
 	Services struct {
-		DMAgent *struct {
+		DMAgent struct {
+			ImportedBy   []string
 			Enable       bool
 			Interface    string
 			OpenFirewall bool
 			KeyFile      string
 			Networks     map[string]struct {
 				Pubkey         string
+				Domain         string
 				Priority       float64
 				BootstrapPeers []string
 			}
@@ -503,7 +504,7 @@ type clanMachine struct {
 				Generators map[string]struct {
 					Share  bool
 					Script string
-					Files  map[string]map[string]bool
+					Files  map[string]map[string]any
 				}
 			}
 		}
@@ -526,10 +527,11 @@ func (m clanMachine) failed() []string {
 	return out
 }
 
-// TestNixClanService evaluates the clan service's per-machine module for
-// the machines of a made-up inventory (clan-smoke.nix; clan-core itself is
-// not available here) and checks the networks each machine joins, the
-// keys, and the admin's publishing unit.
+// TestNixClanService evaluates, for each machine of a made-up inventory,
+// the perInstance modules of its roles merged as NixOS would (clan-smoke.nix
+// with stub-lib.nix's small module system; clan-core itself is not
+// available here) and checks the networks each machine joins, the keys,
+// and the admin's publishing unit.
 func TestNixClanService(t *testing.T) {
 	dir := t.TempDir()
 	signer := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY gate"
@@ -559,30 +561,26 @@ func TestNixClanService(t *testing.T) {
 	}
 
 	type net struct {
-		pubkey   string
-		priority float64
-		peers    []string
+		pubkey, domain string
+		priority       float64
+		peers          []string
 	}
-	mesh := net{"ssh-ed25519 network-mesh", 1.5, []string{"http://[fd27::1]:7331"}}
-	lab := net{"ssh-ed25519 network-lab", 2, []string{}}
+	mesh := net{"ssh-ed25519 network-mesh", "clan", 1.5, []string{"http://[fd27::1]:7331"}}
+	lab := net{"ssh-ed25519 network-lab", "lab", 2, []string{}}
 	// gate: admin, signer and peer of mesh; beta: peer of mesh and lab;
 	// solo: admin of mesh only (joins with the peer role's settings).
 	for name, want := range map[string]map[string]net{
-		"gate": {"clan": mesh},
-		"beta": {"clan": mesh, "lab": lab},
-		"solo": {"clan": mesh},
+		"gate": {"mesh": mesh},
+		"beta": {"mesh": mesh, "lab": lab},
+		"solo": {"mesh": mesh},
 	} {
 		m := got.Machines[name]
 		if f := m.failed(); len(f) > 0 {
 			t.Errorf("%s: assertions fail: %v", name, f)
 		}
-		if !slices.Equal(m.Imports, []string{"agent-module"}) {
-			t.Errorf("%s: imports %v, want the agent's module", name, m.Imports)
-		}
 		dm := m.Services.DMAgent
-		if dm == nil {
-			t.Errorf("%s: no services.dm-agent", name)
-			continue
+		if !slices.Equal(dm.ImportedBy, []string{"agent-module"}) {
+			t.Errorf("%s: the agent's module imported %d times, want once", name, len(dm.ImportedBy))
 		}
 		if !dm.Enable || dm.Interface != "wg0" || !dm.OpenFirewall || dm.KeyFile != "/run/secrets/vars/data-mesher-node/node.key" {
 			t.Errorf("%s: services.dm-agent = %+v", name, dm)
@@ -590,29 +588,31 @@ func TestNixClanService(t *testing.T) {
 		if len(dm.Networks) != len(want) {
 			t.Errorf("%s joins %d networks, want %d", name, len(dm.Networks), len(want))
 		}
-		for domain, w := range want {
-			n, ok := dm.Networks[domain]
-			if !ok || n.Pubkey != w.pubkey || n.Priority != w.priority || !slices.Equal(n.BootstrapPeers, w.peers) {
-				t.Errorf("%s: network %s = %+v, want %+v", name, domain, n, w)
+		for label, w := range want {
+			n, ok := dm.Networks[label]
+			if !ok || n.Pubkey != w.pubkey || n.Domain != w.domain || n.Priority != w.priority || !slices.Equal(n.BootstrapPeers, w.peers) {
+				t.Errorf("%s: network %s = %+v, want %+v", name, label, n, w)
 			}
 		}
 		gens := m.Clan.Core.Vars.Generators
 		node := gens["data-mesher-node"]
-		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\" --comment '"+name+"'") || node.Files["node.pub"]["secret"] {
+		if node.Share || !strings.Contains(node.Script, "dm-agent keygen --out \"$out/node.key\" --comment '"+name+"'") || node.Files["node.pub"]["secret"] != false {
 			t.Errorf("%s: node key generator %+v", name, node)
 		}
 		for _, inst := range []string{"mesh", "lab"} {
-			g, ok := gens["data-mesher-network-"+inst]
-			_, member := want[map[string]string{"mesh": "clan", "lab": "lab"}[inst]]
-			if ok != member {
-				t.Errorf("%s: network key generator for %s: %v, member: %v", name, inst, ok, member)
+			// The deployment's stand-in names every generator's files;
+			// the service itself defines (shares) only its instances'.
+			g := gens["data-mesher-network-"+inst]
+			_, member := want[inst]
+			if g.Share != member {
+				t.Errorf("%s: network key generator for %s: defined %v, member %v", name, inst, g.Share, member)
 				continue
 			}
-			if !ok {
+			if !member {
 				continue
 			}
 			admin := inst == "mesh" && (name == "gate" || name == "solo")
-			if !g.Share || g.Files["network.key"]["deploy"] != admin || g.Files["network.pub"]["secret"] {
+			if g.Files["network.key"]["deploy"] != admin || g.Files["network.pub"]["secret"] != false {
 				t.Errorf("%s: network key of %s must be shared, its private half deployed to admins only: %+v", name, inst, g)
 			}
 		}
@@ -635,7 +635,7 @@ func TestNixClanService(t *testing.T) {
 		if err := exec.Command("bash", "-n", "-c", pub.Script).Run(); err != nil {
 			t.Errorf("admin %s: the publishing script is not valid shell: %v\n%s", name, err, pub.Script)
 		}
-		if !strings.Contains(pub.Script, "network create --domain clan") || !strings.Contains(pub.Script, "settings --network clan --show") {
+		if !strings.Contains(pub.Script, "network create --domain clan") || !strings.Contains(pub.Script, "settings --network mesh --show") {
 			t.Errorf("admin %s: script neither creates nor keeps the settings:\n%s", name, pub.Script)
 		}
 		if w := "--witness '" + signer + "'"; strings.Count(pub.Script, w) != 2 || strings.Count(pub.Script, "--witness") != 2 {
@@ -655,7 +655,7 @@ func TestNixClanService(t *testing.T) {
 
 	// A machine in no instance runs nothing; conflicting instances fail
 	// with a clear assertion.
-	if dm := got.Machines["outsider"].Services.DMAgent; dm != nil {
+	if dm := got.Machines["outsider"].Services.DMAgent; dm.Enable || len(dm.ImportedBy) != 0 || len(dm.Networks) != 0 {
 		t.Errorf("outsider: services.dm-agent = %+v", dm)
 	}
 	for name, want := range map[string]string{
@@ -725,7 +725,7 @@ esac
 		t.Fatal(err)
 	}
 	calls, err = run()
-	if err != nil || len(calls) != 1 || calls[0] != "settings --network clan --admin-key /creds/network-key "+witness {
+	if err != nil || len(calls) != 1 || calls[0] != "settings --network mesh --admin-key /creds/network-key "+witness {
 		t.Errorf("existing settings: calls %q, err %v; want the witnesses added", calls, err)
 	}
 }

@@ -1,16 +1,17 @@
 # data-mesher as a clan-core service (clanServices format), exported by the
-# flake as clan.modules.dm-agent. Roles, per instance (one instance is one
-# network):
-#   peer    every machine of the mesh: claims its hostname, resolves the
+# flake as clan.modules.dm-agent. One instance is one network. Roles:
+#   peer    a machine of the mesh: claims its hostname, resolves the
 #           others. Its settings are the network's: domain, interface,
 #           priority, bootstrap peers.
 #   signer  countersigns every claim it sees, so names work without internet
 #   admin   holds the network key and publishes the network's settings,
 #           naming the signers as witnesses
 # Admins and signers join the network too, with the peer role's settings
-# when they are not peers themselves. A machine runs one agent for all the
-# instances it is in (perMachine); it is configured under services.dm-agent,
-# since clan-core declares services.data-mesher for its own data-mesher.
+# when they are not peers themselves. Each role's perInstance module adds
+# what that role brings; they all import one machine-wide module (keyed, so
+# it counts once) that runs one agent for every instance the machine is in.
+# The agent is configured under services.dm-agent, since clan-core declares
+# services.data-mesher for its own data-mesher.
 #
 # agentModule: the NixOS module that declares services.dm-agent and sets
 # its package (the flake passes nixosModules.dm-agent).
@@ -23,6 +24,8 @@ let
     priority = 1;
     bootstrapPeers = [ ];
   };
+  networkGen = instanceName: "data-mesher-network-${instanceName}";
+
   networkOptions =
     { lib, ... }:
     {
@@ -49,6 +52,120 @@ let
         };
       };
     };
+
+  # Machine-wide: the agent, the machine's key, and checks across the
+  # instances the roles below record in clan.dm-agent.networks.
+  machineModule = {
+    key = "data-mesher#clan-service-machine";
+    imports = [
+      agentModule
+      (
+        { config, lib, ... }:
+        let
+          nets = lib.attrValues config.clan.dm-agent.networks;
+          interfaces = lib.unique (map (n: n.interface) nets);
+          domains = map (n: n.domain) nets;
+        in
+        {
+          options.clan.dm-agent.networks = lib.mkOption {
+            internal = true;
+            type = lib.types.attrsOf (
+              lib.types.submodule {
+                options = {
+                  domain = lib.mkOption {
+                    type = lib.types.str;
+                    description = "The network's domain.";
+                  };
+                  interface = lib.mkOption {
+                    type = lib.types.str;
+                    description = "The network's WireGuard interface.";
+                  };
+                };
+              }
+            );
+            default = { };
+            description = "The dm-agent instances (networks) this machine is in, by instance name.";
+          };
+
+          config = lib.mkIf (nets != [ ]) {
+            assertions = [
+              {
+                assertion = lib.length interfaces == 1;
+                message = "dm-agent: one agent serves one WireGuard interface, but the networks of machine ${config.networking.hostName} name several: ${toString interfaces}.";
+              }
+              {
+                assertion = lib.length (lib.unique domains) == lib.length domains;
+                message = "dm-agent: each network of machine ${config.networking.hostName} needs its own domain; they are: ${toString domains}.";
+              }
+            ];
+            services.dm-agent = {
+              enable = true;
+              interface = lib.head (interfaces ++ [ defaults.interface ]);
+              openFirewall = true;
+              keyFile = config.clan.core.vars.generators.data-mesher-node.files."node.key".path;
+            };
+            # The machine's own key, one for all its networks.
+            clan.core.vars.generators.data-mesher-node = {
+              files."node.key" = { };
+              files."node.pub".secret = false;
+              runtimeInputs = [ config.services.dm-agent.package ];
+              script = ''
+                dm-agent keygen --out "$out/node.key" --comment ${lib.escapeShellArg config.networking.hostName} > "$out/node.pub"
+                rm -f "$out/node.key.pub"
+              '';
+            };
+          };
+        }
+      )
+    ];
+  };
+
+  # Joins the machine to one instance's network. Exactly one role module
+  # per machine and instance does this: the first of peer, signer, admin
+  # that the machine has there.
+  join =
+    {
+      instanceName,
+      machine,
+      role,
+      settings,
+    }:
+    { config, lib, ... }:
+    let
+      n = defaults // settings;
+      first = lib.head (lib.filter (r: lib.elem r machine.roles) [ "peer" "signer" "admin" ]);
+      gen = networkGen instanceName;
+    in
+    {
+      imports = [ machineModule ];
+    }
+    // lib.optionalAttrs (first == role) {
+      clan.dm-agent.networks.${instanceName} = {
+        inherit (n) domain interface;
+      };
+      # Labelled by instance: two instances that name the same domain meet
+      # the assertion above, not a merge conflict.
+      services.dm-agent.networks.${instanceName} = {
+        pubkey = config.clan.core.vars.generators.${gen}.files."network.pub".value;
+        inherit (n) domain priority bootstrapPeers;
+      };
+      # The network's key: one per instance, shared by its machines; only
+      # admins get the private half.
+      clan.core.vars.generators.${gen} = {
+        share = true;
+        files."network.key".deploy = lib.mkDefault false;
+        files."network.pub".secret = false;
+        runtimeInputs = [ config.services.dm-agent.package ];
+        script = ''
+          dm-agent keygen --out "$out/network.key" --comment ${lib.escapeShellArg "data-mesher ${instanceName}"} > "$out/network.pub"
+          rm -f "$out/network.key.pub"
+        '';
+      };
+    };
+
+  # The network's settings as a role other than peer sees them: the peer
+  # role's (role-wide) settings.
+  peerSettings = roles: roles.peer.settings or { };
 in
 {
   _class = "clan.service";
@@ -59,107 +176,118 @@ in
   roles.peer = {
     description = "A machine of the mesh: claims its hostname, resolves the others. Its settings are the network's.";
     interface = networkOptions;
+    perInstance =
+      {
+        instanceName,
+        machine,
+        settings,
+        ...
+      }:
+      {
+        nixosModule = join {
+          inherit instanceName machine settings;
+          role = "peer";
+        };
+      };
   };
+
   roles.signer = {
     description = "A witness: countersigns claims, so names work without internet access.";
     interface = { };
+    perInstance =
+      {
+        instanceName,
+        machine,
+        roles,
+        ...
+      }:
+      {
+        nixosModule = join {
+          inherit instanceName machine;
+          settings = peerSettings roles;
+          role = "signer";
+        };
+      };
   };
+
   roles.admin = {
     description = "Holds the network key and publishes the network's settings, with the signers as witnesses.";
     interface = { };
-  };
+    perInstance =
+      {
+        instanceName,
+        machine,
+        roles,
+        ...
+      }:
+      {
+        nixosModule =
+          { config, lib, ... }:
+          let
+            n = defaults // (if lib.elem "peer" machine.roles then roles.peer.machines.${machine.name}.settings else peerSettings roles);
+            gen = config.clan.core.vars.generators.${networkGen instanceName};
+            dm = "${config.services.dm-agent.package}/bin/dm-agent";
 
-  perMachine =
-    { instances, machine, ... }:
-    {
-      nixosModule =
-        {
-          config,
-          lib,
-          ...
-        }:
-        let
-          me = machine.name;
-          has = inst: role: (inst.roles.${role}.machines or { }) ? ${me};
-          joined = lib.filterAttrs (
-            _: inst:
-            lib.any (has inst) [
-              "peer"
-              "signer"
-              "admin"
-            ]
-          ) instances;
-          # The network's settings as this machine sees them.
-          network =
-            inst:
-            defaults
-            // (
-              if has inst "peer" then inst.roles.peer.machines.${me}.settings else inst.roles.peer.settings or { }
-            );
-          networks = lib.mapAttrs (_: network) joined;
-          nets = lib.attrValues networks;
-          domains = map (n: n.domain) nets;
-          interfaces = lib.unique (map (n: n.interface) nets);
+            # A signer's public key, from its vars (public files live in the
+            # clan's repository). A signer whose vars are not generated yet
+            # is left out, with a warning.
+            signerKey =
+              signer:
+              let
+                file = "${config.clan.core.settings.directory}/vars/per-machine/${signer}/data-mesher-node/node.pub/value";
+              in
+              if builtins.pathExists file then
+                [ (lib.strings.trim (builtins.readFile file)) ]
+              else
+                lib.warn "dm-agent: signer ${signer} has no node key yet (run `clan vars generate ${signer}`); it is not a witness until then" [ ];
+            keys = lib.concatMap signerKey (lib.attrNames (roles.signer.machines or { }));
+            witnesses = lib.concatMapStringsSep " " (k: "--witness ${lib.escapeShellArg k}") keys;
+            key = ''--admin-key "$CREDENTIALS_DIRECTORY/network-key"'';
+          in
+          {
+            imports = [
+              (join {
+                inherit instanceName machine;
+                settings = peerSettings roles;
+                role = "admin";
+              })
+            ];
+            clan.core.vars.generators.${networkGen instanceName}.files."network.key".deploy = true;
 
-          gen = config.clan.core.vars.generators;
-          networkGen = name: "data-mesher-network-${name}";
-          pkg = config.services.dm-agent.package;
-
-          # A signer's public key, from its vars (public files live in the
-          # clan's repository). A signer whose vars are not generated yet
-          # is left out, with a warning.
-          signerKey =
-            machine:
-            let
-              file = "${config.clan.core.settings.directory}/vars/per-machine/${machine}/data-mesher-node/node.pub/value";
-            in
-            if builtins.pathExists file then
-              [ (lib.strings.trim (builtins.readFile file)) ]
-            else
-              lib.warn "dm-agent: signer ${machine} has no node key yet (run `clan vars generate ${machine}`); it is not a witness until then" [ ];
-
-          # The admin's unit for one network: creates its settings once, for
-          # a new network; after that only adds new signers, so policy made
-          # with `dm-agent settings` (bans, overrides, extra records) is kept.
-          # The agent gets 30 s to sync existing settings before the network
-          # counts as new. Once this machine has created them, it never
-          # creates them again (fresh settings would replace the network's
-          # policy): if the agent has not synced them yet, the unit fails and
-          # tries again a minute later.
-          publish =
-            name: inst:
-            let
-              n = networks.${name};
-              keys = lib.concatMap signerKey (lib.attrNames (inst.roles.signer.machines or { }));
-              witnesses = lib.concatMapStringsSep " " (k: "--witness ${lib.escapeShellArg k}") keys;
-              key = ''--admin-key "$CREDENTIALS_DIRECTORY/network-key"'';
-            in
-            {
+            # Creates the network's settings once, for a new network; after
+            # that only adds new signers, so policy made with `dm-agent
+            # settings` (bans, overrides, extra records) is kept. The agent
+            # gets 30 s to sync existing settings before the network counts
+            # as new. Once this machine has created them, it never creates
+            # them again (fresh settings would replace the network's policy):
+            # if the agent has not synced them yet, the unit fails and tries
+            # again a minute later.
+            systemd.services."data-mesher-settings-${instanceName}" = {
               description = "Publish the settings of data-mesher network ${n.domain}";
               wantedBy = [ "multi-user.target" ];
               after = [ "data-mesher.service" ];
               requires = [ "data-mesher.service" ];
               serviceConfig = {
                 Type = "oneshot";
-                LoadCredential = "network-key:${gen.${networkGen name}.files."network.key".path}";
+                LoadCredential = "network-key:${gen.files."network.key".path}";
                 StateDirectory = "data-mesher-admin";
                 Restart = "on-failure";
                 RestartSec = "1min";
               };
               script = ''
-                dm=${pkg}/bin/dm-agent
-                created="$STATE_DIRECTORY/${n.domain}.created"
+                dm=${dm}
+                created="$STATE_DIRECTORY/${instanceName}.created"
                 for _ in $(seq 60); do
                   $dm status >/dev/null 2>&1 && break
                   sleep 1
                 done
-                has_settings() { $dm settings --network ${n.domain} --show >/dev/null 2>&1; }
+                has_settings() { $dm settings --network ${instanceName} --show >/dev/null 2>&1; }
                 for _ in $(seq 30); do
                   has_settings && break
                   sleep 1
                 done
                 if has_settings; then
-                  ${if keys == [ ] then ":" else "$dm settings --network ${n.domain} ${key} ${witnesses}"}
+                  ${if keys == [ ] then ":" else "$dm settings --network ${instanceName} ${key} ${witnesses}"}
                 elif [ -e "$created" ]; then
                   echo "network ${n.domain}: this machine created its settings before, but the agent has not synced them yet; not creating new ones" >&2
                   exit 1
@@ -169,69 +297,7 @@ in
                 fi
               '';
             };
-          administered = lib.filterAttrs (_: inst: has inst "admin") joined;
-        in
-        {
-          imports = [ agentModule ];
-
-          assertions = [
-            {
-              assertion = lib.length interfaces <= 1;
-              message = "dm-agent: one agent serves one WireGuard interface, but the networks of machine ${me} name several: ${toString interfaces}.";
-            }
-            {
-              assertion = lib.length (lib.unique domains) == lib.length domains;
-              message = "dm-agent: each network of machine ${me} needs its own domain; they are: ${toString domains}.";
-            }
-          ];
-
-          services.dm-agent = lib.mkIf (joined != { }) {
-            enable = true;
-            interface = lib.head (interfaces ++ [ defaults.interface ]);
-            openFirewall = true;
-            keyFile = gen.data-mesher-node.files."node.key".path;
-            networks = lib.listToAttrs (
-              lib.mapAttrsToList (name: n: {
-                name = n.domain;
-                value = {
-                  pubkey = gen.${networkGen name}.files."network.pub".value;
-                  inherit (n) priority bootstrapPeers;
-                };
-              }) networks
-            );
           };
-
-          clan.core.vars.generators = {
-            # The machine's own key, one for all its networks.
-            data-mesher-node = {
-              files."node.key" = { };
-              files."node.pub".secret = false;
-              runtimeInputs = [ pkg ];
-              script = ''
-                dm-agent keygen --out "$out/node.key" --comment ${lib.escapeShellArg config.networking.hostName} > "$out/node.pub"
-                rm -f "$out/node.key.pub"
-              '';
-            };
-          }
-          # Each network's key: one per instance, shared by its machines;
-          # only admins get the private half.
-          // lib.mapAttrs' (
-            name: inst:
-            lib.nameValuePair (networkGen name) {
-              share = true;
-              files."network.key".deploy = has inst "admin";
-              files."network.pub".secret = false;
-              runtimeInputs = [ pkg ];
-              script = ''
-                dm-agent keygen --out "$out/network.key" --comment ${lib.escapeShellArg "data-mesher ${name}"} > "$out/network.pub"
-                rm -f "$out/network.key.pub"
-              '';
-            }
-          ) joined;
-
-          systemd.services = lib.mapAttrs' (
-            name: inst: lib.nameValuePair "data-mesher-settings-${name}" (publish name inst)
-          ) administered;
-        };
-    };
+      };
+  };
 }

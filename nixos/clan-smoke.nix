@@ -1,14 +1,21 @@
-# Evaluates clan-service.nix without clan-core or nixpkgs: the perMachine
-# NixOS module for several machines of a made-up inventory, given a
-# stand-in `config` with the clan vars a deployment would have. Checks the
-# service's own logic, not clan-core's inventory. agent/nixos_test.go
-# evaluates it with --argstr clanDir DIR, where
+# Evaluates clan-service.nix without clan-core or nixpkgs: for each machine
+# of a made-up inventory, the perInstance NixOS modules of its roles, as
+# clan-core would hand them to NixOS, merged by the small module system of
+# stub-lib.nix with a stand-in for what a deployment provides (clan vars,
+# the host name, the package). Checks the service's own logic, not
+# clan-core's inventory. agent/nixos_test.go evaluates it with
+# --argstr clanDir DIR, where
 # DIR/vars/per-machine/gate/data-mesher-node/node.pub/value holds the
 # signer gate's public key (the signer ghost has none yet).
 { clanDir }:
 let
-  inherit (import ./stub-lib.nix) lib pkgs resolve;
-  service = import ./clan-service.nix { agentModule = "agent-module"; } { };
+  inherit (import ./stub-lib.nix) lib pkgs evalModules;
+  # Stands in for nixosModules.dm-agent: records each time it is imported.
+  agentModule = {
+    key = "agent-module";
+    config.services.dm-agent.importedBy = [ "agent-module" ];
+  };
+  service = import ./clan-service.nix { inherit agentModule; } { };
   mesh = {
     domain = "clan";
     interface = "wg0";
@@ -21,8 +28,8 @@ let
     priority = 2;
     bootstrapPeers = [ ];
   };
-  # What clan-core passes to perMachine: each instance's roles, with the
-  # role-wide settings and each machine's own.
+  # The inventory: each instance's roles, with the role-wide settings and
+  # each machine's own, as clan-core passes them to perInstance.
   instances = {
     mesh.roles = {
       peer.settings = {
@@ -58,7 +65,8 @@ let
       };
     };
   };
-  config = name: {
+  # What a deployment provides.
+  base = name: {
     networking.hostName = name;
     services.dm-agent.package = pkgs.data-mesher;
     clan.core.settings.directory = clanDir;
@@ -75,24 +83,29 @@ let
       }
     ) instances;
   };
-  # One machine's NixOS module as NixOS would see it (mkIf applied).
-  machine =
+  # The perInstance modules of one machine's roles.
+  roleModules =
     name:
-    let
-      m = service.perMachine {
-        inherit instances;
-        machine = {
-          inherit name;
-          roles = [ ];
-        };
-      };
-    in
-    resolve (
-      m.nixosModule {
-        inherit lib pkgs;
-        config = config name;
-      }
-    );
+    lib.concatMap (
+      instanceName:
+      let
+        inst = instances.${instanceName};
+        mine = builtins.filter (r: (inst.roles.${r}.machines or { }) ? ${name}) (builtins.attrNames inst.roles);
+      in
+      map (
+        role:
+        (service.roles.${role}.perInstance {
+          inherit instanceName;
+          inherit (inst) roles;
+          settings = inst.roles.${role}.machines.${name}.settings;
+          machine = {
+            inherit name;
+            roles = mine;
+          };
+        }).nixosModule
+      ) mine
+    ) (builtins.attrNames instances);
+  machine = name: evalModules ([ (base name) ] ++ roleModules name);
 in
 {
   inherit (service) manifest;

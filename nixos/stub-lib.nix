@@ -9,10 +9,12 @@ let
     };
     mkDefault = content: {
       _type = "override";
+      priority = 1000;
       inherit content;
     };
     mkForce = content: {
       _type = "override";
+      priority = 50;
       inherit content;
     };
     mkOption = o: { _type = "option"; } // o;
@@ -48,8 +50,11 @@ let
     mapAttrsToList = f: set: map (n: f n set.${n}) (builtins.attrNames set);
     mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${n}) (builtins.attrNames set));
     nameValuePair = name: value: { inherit name value; };
+    optionalAttrs = c: set: if c then set else { };
     inherit (builtins)
       any
+      filter
+      elem
       head
       length
       listToAttrs
@@ -91,7 +96,144 @@ let
       map resolve v
     else
       v;
+
+  # A small module system for the smoke tests: imports flattened and
+  # deduplicated by key; mkIf and overrides of an attribute set applied to
+  # each attribute, as nixpkgs does; definitions merged as nixpkgs merges
+  # them for the options involved (attribute sets attribute by attribute,
+  # lists concatenated, equal values once, the higher priority alone,
+  # anything else a conflict); `config` is the fixpoint. Option
+  # declarations are not checked.
+  evalModules =
+    modules:
+    let
+      args = { inherit config lib pkgs; };
+      load =
+        m:
+        let
+          v = if builtins.isPath m then import m else m;
+        in
+        if builtins.isFunction v then v args else v;
+      collect =
+        state: m:
+        let
+          a = load m;
+          key = a.key or null;
+        in
+        if key != null && builtins.elem key state.keys then
+          state
+        else
+          builtins.foldl' collect {
+            keys = state.keys ++ (if key == null then [ ] else [ key ]);
+            decls = state.decls ++ optionPaths "" (a.options or { });
+            defs =
+              state.defs
+              ++ [
+                (
+                  if a ? config then
+                    a.config
+                  else
+                    removeAttrs a [
+                      "imports"
+                      "options"
+                      "key"
+                      "_file"
+                    ]
+                )
+              ];
+          } (a.imports or [ ]);
+      all = builtins.foldl' collect {
+        keys = [ ];
+        decls = [ ];
+        defs = [ ];
+      } modules;
+      # As in nixpkgs, an option is declared once: a module imported twice
+      # without a key declares its options twice.
+      twice = builtins.filter (
+        p: builtins.length (builtins.filter (q: q == p) all.decls) > 1
+      ) all.decls;
+      config =
+        if twice != [ ] then
+          throw "options declared more than once: ${toString twice}"
+        else
+          merge "config" all.defs;
+    in
+    config;
+
+  optionPaths =
+    prefix: o:
+    if isType "option" o then
+      [ prefix ]
+    else if builtins.isAttrs o then
+      builtins.concatMap (n: optionPaths "${prefix}.${n}" o.${n}) (builtins.attrNames o)
+    else
+      [ ];
+  isType = t: v: builtins.isAttrs v && (v._type or null) == t;
+  plain = v: builtins.isAttrs v && !(v ? _type) && v != { };
+  push =
+    d:
+    if isType "if" d || isType "override" d then
+      let
+        c = push d.content;
+      in
+      if plain c then builtins.mapAttrs (_: v: d // { content = v; }) c else d // { content = c; }
+    else
+      d;
+  # A definition after push: null if a false mkIf, else priority and value.
+  discharge =
+    d:
+    if isType "if" d then
+      (if d.condition then discharge d.content else null)
+    else if isType "override" d then
+      (
+        let
+          c = discharge d.content;
+        in
+        if c == null then null else c // { priority = d.priority; }
+      )
+    else
+      {
+        priority = 100;
+        value = d;
+      };
+  merge =
+    path: defs:
+    let
+      pushed = map push defs;
+      # Attribute sets merge by name before any mkIf inside is decided, so
+      # that `config` can be read while it is being defined.
+      attrsets = builtins.filter plain pushed;
+    in
+    if attrsets != [ ] && builtins.length attrsets == builtins.length pushed then
+      builtins.zipAttrsWith (n: vs: merge "${path}.${n}" vs) attrsets
+    else
+      let
+        live = builtins.filter (d: d != null) (map discharge pushed);
+        top = builtins.foldl' (p: d: if d.priority < p then d.priority else p) 1000000 live;
+        vals = map (d: d.value) (builtins.filter (d: d.priority == top) live);
+        first = builtins.head vals;
+      in
+      if vals == [ ] then
+        throw "${path}: no definition left"
+      else if builtins.all builtins.isList vals then
+        builtins.concatLists vals
+      else if builtins.all (v: builtins.isAttrs v && !(v ? _type)) vals then
+        (
+          let
+            nonEmpty = builtins.filter (v: v != { }) vals;
+          in
+          if nonEmpty == [ ] then { } else merge path nonEmpty
+        )
+      else if builtins.all (v: v == first) vals then
+        first
+      else
+        throw "${path}: conflicting definitions: ${builtins.toJSON vals}";
 in
 {
-  inherit lib pkgs resolve;
+  inherit
+    lib
+    pkgs
+    resolve
+    evalModules
+    ;
 }

@@ -236,6 +236,7 @@ type moduleSmoke struct {
 		}
 	}
 	Options, NetworkOptions, Undocumented, SettingsNotDefault []string
+	UserSettings                                              json.RawMessage
 }
 
 func evalModule(t *testing.T, args string) moduleSmoke {
@@ -295,6 +296,16 @@ func TestNixModuleUnit(t *testing.T) {
 	matchGolden(t, "the module's settings", m.Config.Services.DataMesher.Settings)
 	if len(m.SettingsNotDefault) > 0 {
 		t.Errorf("rendered settings that are not mkDefault leaves: %v", m.SettingsNotDefault)
+	}
+	// Merged with a user's settings.dns.forwarders and settings.log.level,
+	// the rest of dns and log stays as the options render it.
+	uc, err := ParseConfig(m.UserSettings)
+	if err != nil {
+		t.Fatalf("dm-agent rejects the settings merged with the user's: %v\n%s", err, m.UserSettings)
+	}
+	if !slices.Equal(uc.DNS.Forwarders, []string{"9.9.9.9:53"}) || uc.Log.Level != "debug" ||
+		uc.DNS.JSONFile != "/var/lib/data-mesher/dns.json" || uc.Log.Format != "text" || len(uc.JoinedNetworks()) != 2 {
+		t.Errorf("settings merged with the user's: %s", m.UserSettings)
 	}
 
 	unit := m.Config.Systemd.Services.DataMesher

@@ -16,7 +16,12 @@
   splitDNS ? true,
 }:
 let
-  inherit (import ./stub-lib.nix) lib pkgs resolve;
+  inherit (import ./stub-lib.nix)
+    lib
+    pkgs
+    resolve
+    evalModules
+    ;
   example = import ./example.nix;
   cfg = example // {
     package = pkgs.data-mesher;
@@ -75,4 +80,23 @@ in
   # Every option, nested ones too, has a description.
   undocumented = undocumented "services.${service}" opts ++ undocumented "networks.<name>" networkOpts;
   settingsNotDefault = notDefault "settings" module.config.content.services.${service}.settings;
+  # The module merged with a user's `settings` (stub-lib.nix's module
+  # system): the user's values replace only the leaves they name.
+  userSettings =
+    (evalModules [
+      (import ./agent.nix service)
+      (
+        removeAttrs config [ "environment" ]
+        // {
+          services = config.services // {
+            ${service} = cfg // {
+              settings = {
+                dns.forwarders = [ "9.9.9.9:53" ];
+                log.level = "debug";
+              };
+            };
+          };
+        }
+      )
+    ]).services.${service}.settings;
 }

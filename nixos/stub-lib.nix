@@ -98,8 +98,8 @@ let
       v;
 
   # A small module system for the smoke tests: imports flattened and
-  # deduplicated by key; mkIf and overrides of an attribute set applied to
-  # each attribute, as nixpkgs does; definitions merged as nixpkgs merges
+  # deduplicated by key; mkIf of an attribute set applied to each
+  # attribute, as nixpkgs does; definitions merged as nixpkgs merges
   # them for the options involved (attribute sets attribute by attribute,
   # lists concatenated, equal values once, the higher priority alone,
   # anything else a conflict); `config` is the fixpoint. Option
@@ -170,9 +170,13 @@ let
       [ ];
   isType = t: v: builtins.isAttrs v && (v._type or null) == t;
   plain = v: builtins.isAttrs v && !(v ? _type) && v != { };
+  # mkIf of an attribute set applies to each attribute. An override
+  # (mkDefault, mkForce) of an attribute set stays whole, as it does for an
+  # option's value; nixpkgs also pushes overrides down through the option
+  # tree above options, which the modules tested here do not rely on.
   push =
     d:
-    if isType "if" d || isType "override" d then
+    if isType "if" d then
       let
         c = push d.content;
       in

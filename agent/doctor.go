@@ -496,7 +496,7 @@ func (d *doctor) checkSplitDNS() {
 			fmt.Sprintf("resolvectl dns %s %s (the tunnel address)", d.cfg.Interface, bind))
 	case len(missing) > 0 || !server.IsValid():
 		d.add("split-dns", StatusFail, fmt.Sprintf("resolved on %s: servers %v, domains %v; missing %v", d.cfg.Interface, servers, domains, missing),
-			fmt.Sprintf("resolvectl dns %s %s && resolvectl domain %s %s (or services.data-mesher.splitDNS on NixOS)", d.cfg.Interface, bind, d.cfg.Interface, strings.Join(want, " ")))
+			fmt.Sprintf("resolvectl dns %s %s && resolvectl domain %s %s (on NixOS: splitDNS, on by default with systemd-resolved)", d.cfg.Interface, bind, d.cfg.Interface, strings.Join(want, " ")))
 	default:
 		d.add("split-dns", StatusOK, fmt.Sprintf("resolved routes %s to %s", strings.Join(want, " "), bind), "")
 	}

@@ -127,12 +127,12 @@ let
     {
       instanceName,
       machine,
+      roles,
       role,
-      settings,
     }:
     { config, lib, ... }:
     let
-      n = defaults // settings;
+      n = network machine roles;
       first = lib.head (lib.filter (r: lib.elem r machine.roles) [ "peer" "signer" "admin" ]);
       gen = networkGen instanceName;
     in
@@ -163,9 +163,17 @@ let
       };
     };
 
-  # The network's settings as a role other than peer sees them: the peer
-  # role's (role-wide) settings.
-  peerSettings = roles: roles.peer.settings or { };
+  # The network's settings as a machine sees them: its own as a peer, else
+  # the peer role's (role-wide) settings.
+  network =
+    machine: roles:
+    defaults
+    // (
+      if builtins.elem "peer" machine.roles then
+        roles.peer.machines.${machine.name}.settings
+      else
+        roles.peer.settings or { }
+    );
 in
 {
   _class = "clan.service";
@@ -180,12 +188,12 @@ in
       {
         instanceName,
         machine,
-        settings,
+        roles,
         ...
       }:
       {
         nixosModule = join {
-          inherit instanceName machine settings;
+          inherit instanceName machine roles;
           role = "peer";
         };
       };
@@ -203,8 +211,7 @@ in
       }:
       {
         nixosModule = join {
-          inherit instanceName machine;
-          settings = peerSettings roles;
+          inherit instanceName machine roles;
           role = "signer";
         };
       };
@@ -224,7 +231,7 @@ in
         nixosModule =
           { config, lib, ... }:
           let
-            n = defaults // (if lib.elem "peer" machine.roles then roles.peer.machines.${machine.name}.settings else peerSettings roles);
+            n = network machine roles;
             gen = config.clan.core.vars.generators.${networkGen instanceName};
             dm = "${config.services.dm-agent.package}/bin/dm-agent";
 
@@ -247,8 +254,7 @@ in
           {
             imports = [
               (join {
-                inherit instanceName machine;
-                settings = peerSettings roles;
+                inherit instanceName machine roles;
                 role = "admin";
               })
             ];

@@ -1,5 +1,6 @@
 # NixOS VM test: three machines joined by networking.wireguard; every
-# machine resolves the others' names through its agent, and doctor passes.
+# machine resolves the others' names through its agent (gamma also through
+# systemd-resolved, by split DNS), and doctor passes.
 #   nix build .#checks.x86_64-linux.vm
 { self }:
 let
@@ -48,6 +49,9 @@ let
           bootstrapPeers = lib.optional (name != "alpha") "http://[${tunnel 1}]:7331";
         };
       };
+      # gamma resolves through systemd-resolved: split DNS routes the
+      # mesh domain to its agent.
+      services.resolved.enable = name == "gamma";
       environment.systemPackages = [ pkgs.dnsutils ];
       environment.etc."dm-admin.key" = lib.mkIf (name == "alpha") {
         source = "${keys}/admin.key";
@@ -78,6 +82,9 @@ in
                 f"dig +short @fd42::{i} {other.name}.test AAAA | grep -x fd42::{j}", timeout=120
             )
             m.wait_until_succeeds(f"dig +short @fd42::{i} -x fd42::{j} | grep -x {other.name}.test.", timeout=60)
+    # Split DNS: a plain lookup on gamma goes through resolved to the agent.
+    gamma.wait_until_succeeds("resolvectl query alpha.test | grep -F fd42::1", timeout=60)
+    gamma.succeed("getent ahosts beta.test | grep -F fd42::2")
     for m in machines:
         m.succeed("dm-agent doctor >&2")
   '';

@@ -680,22 +680,31 @@ func TestNixClanService(t *testing.T) {
 }
 
 // testPublishScript runs the admin's publishing script (as NixOS would:
-// bash with -e) against a stand-in dm-agent: a new network gets its
-// settings created once; a machine that created them before never creates
-// them again, even when its agent has not synced them (it fails and
-// retries); existing settings only get the witnesses added.
+// bash with -e) against a stand-in dm-agent. A new network gets its
+// settings created once: at once when the agent has synced with the mesh
+// and found none, after five minutes of polls when it finds no peer. A
+// machine that created them before never creates them again, even when its
+// agent has not synced them (it fails and retries); existing settings only
+// get the witnesses added.
 func testPublishScript(t *testing.T, script, signer string) {
 	t.Helper()
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed")
+	}
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	log := filepath.Join(dir, "calls")
+	polls := filepath.Join(dir, "polls")
 	agent := filepath.Join(dir, "dm-agent")
 	fake := `#!/bin/sh
 case "$*" in
   status) exit 0 ;;
+  "status --json")
+    echo >> ` + polls + `
+    if [ -e ` + dir + `/alone ]; then echo '{"synced":false}'; else echo '{"synced":true}'; fi ;;
   *--show) [ -e ` + dir + `/has-settings ] ;;
   *) echo "$*" >> ` + log + ` ;;
 esac
@@ -710,33 +719,58 @@ esac
 	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	jq, _ := exec.LookPath("jq")
 	body := strings.ReplaceAll(script, "/nix/store/00000000000000000000000000000000-data-mesher/bin/dm-agent", agent)
-	run := func() ([]string, error) {
+	body = strings.ReplaceAll(body, "/nix/store/00000000000000000000000000000000-jq/bin/jq", jq)
+	if strings.Contains(body, "/nix/store/") {
+		t.Fatalf("the script calls a program the test does not stand in for:\n%s", body)
+	}
+	touch := func(name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run returns the calls other than status, and how often the script
+	// asked whether the agent has synced.
+	run := func() ([]string, int, error) {
 		os.Remove(log)
+		os.Remove(polls)
 		cmd := exec.Command("bash", "-e", "-c", body)
 		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "STATE_DIRECTORY="+state, "CREDENTIALS_DIRECTORY=/creds")
 		out, err := cmd.CombinedOutput()
 		calls, _ := os.ReadFile(log)
+		p, _ := os.ReadFile(polls)
 		if err != nil {
 			err = fmt.Errorf("%w: %s", err, out)
 		}
-		return strings.Split(strings.TrimSpace(string(calls)), "\n"), err
+		return strings.Split(strings.TrimSpace(string(calls)), "\n"), strings.Count(string(p), "\n"), err
 	}
-	witness := "--witness " + signer
+	create := "network create --domain clan --admin-key /creds/network-key --publish --witness " + signer
 
-	calls, err := run()
-	if err != nil || len(calls) != 1 || calls[0] != "network create --domain clan --admin-key /creds/network-key --publish "+witness {
-		t.Fatalf("new network: calls %q, err %v; want one network create naming the signer", calls, err)
+	// Alone: no peer to sync with; created after five minutes of polls.
+	touch("alone")
+	calls, n, err := run()
+	if err != nil || len(calls) != 1 || calls[0] != create || n != 300 {
+		t.Fatalf("new network, no peers: calls %q after %d polls, err %v; want one network create after 300", calls, n, err)
 	}
-	calls, err = run()
+	if err := os.Remove(filepath.Join(state, "mesh.created")); err != nil {
+		t.Fatalf("no marker of the creation: %v", err)
+	}
+	// Synced with the mesh, which has no settings: created at once.
+	os.Remove(filepath.Join(dir, "alone"))
+	calls, n, err = run()
+	if err != nil || len(calls) != 1 || calls[0] != create || n != 1 {
+		t.Fatalf("new network, synced: calls %q after %d polls, err %v; want one network create at once", calls, n, err)
+	}
+	// Created here before, settings not (yet) in the agent: never again.
+	calls, _, err = run()
 	if err == nil || calls[0] != "" {
 		t.Errorf("created before, settings not synced: calls %q, err %v; want a failure and no new settings", calls, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "has-settings"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	calls, err = run()
-	if err != nil || len(calls) != 1 || calls[0] != "settings --network mesh --admin-key /creds/network-key "+witness {
+	touch("has-settings")
+	calls, _, err = run()
+	if err != nil || len(calls) != 1 || calls[0] != "settings --network mesh --admin-key /creds/network-key --witness "+signer {
 		t.Errorf("existing settings: calls %q, err %v; want the witnesses added", calls, err)
 	}
 }

@@ -229,7 +229,12 @@ in
       }:
       {
         nixosModule =
-          { config, lib, ... }:
+          {
+            config,
+            lib,
+            pkgs,
+            ...
+          }:
           let
             n = network machine roles;
             gen = config.clan.core.vars.generators.${networkGen instanceName};
@@ -262,9 +267,10 @@ in
 
             # Creates the network's settings once, for a new network; after
             # that only adds new signers, so policy made with `dm-agent
-            # settings` (bans, overrides, extra records) is kept. The agent
-            # gets 30 s to sync existing settings before the network counts
-            # as new. Once this machine has created them, it never creates
+            # settings` (bans, overrides, extra records) is kept. The network
+            # counts as new when the agent has synced with the mesh and
+            # found no settings, or has found no peer to sync with in five
+            # minutes. Once this machine has created them, it never creates
             # them again (fresh settings would replace the network's policy):
             # if the agent has not synced them yet, the unit fails and tries
             # again a minute later.
@@ -288,8 +294,9 @@ in
                   sleep 1
                 done
                 has_settings() { $dm settings --network ${instanceName} --show >/dev/null 2>&1; }
-                for _ in $(seq 30); do
-                  has_settings && break
+                synced() { $dm status --json 2>/dev/null | ${pkgs.jq}/bin/jq -e .synced >/dev/null; }
+                for _ in $(seq 300); do
+                  if has_settings || synced; then break; fi
                   sleep 1
                 done
                 if has_settings; then

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,12 +40,17 @@ func nixInstantiate(t *testing.T) string {
 // works for any user and leaves nothing behind.
 func nixCommand(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	bin := nixInstantiate(t)
-	home := t.TempDir()
-	cmd := exec.Command(bin, append([]string{"--store", "dummy://"}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+home, "NIX_STATE_DIR="+filepath.Join(home, "state"),
-		"NIX_LOG_DIR="+filepath.Join(home, "log"), "NIX_CONF_DIR="+home)
+	cmd := exec.Command(nixInstantiate(t), append([]string{"--store", "dummy://"}, args...)...)
+	cmd.Env = nixEnv(t)
 	return cmd
+}
+
+// nixEnv is an environment in which Nix's tools keep their state in a
+// private temporary home.
+func nixEnv(t *testing.T) []string {
+	home := t.TempDir()
+	return append(os.Environ(), "HOME="+home, "NIX_STATE_DIR="+filepath.Join(home, "state"),
+		"NIX_LOG_DIR="+filepath.Join(home, "log"), "NIX_CONF_DIR="+home)
 }
 
 func nixEval(t *testing.T, args ...string) []byte {
@@ -772,5 +779,95 @@ esac
 	calls, _, err = run()
 	if err != nil || len(calls) != 1 || calls[0] != "settings --network mesh --admin-key /creds/network-key --witness "+signer {
 		t.Errorf("existing settings: calls %q, err %v; want the witnesses added", calls, err)
+	}
+}
+
+// TestNixFlake evaluates flake.nix's outputs with a stand-in for nixpkgs
+// (flake-smoke.nix) and checks their wiring: the package builds dm-agent
+// with Go 1.26 and its version; the NixOS modules set the package to the
+// flake's without touching nixpkgs (no overlay: runNixOSTest's pkgs is
+// read-only) and count once when imported twice; the clan service and the
+// VM test are there; and vendorHash is the NAR hash of `go mod vendor`.
+func TestNixFlake(t *testing.T) {
+	out := nixEval(t, "flake-smoke.nix")
+	type machine struct {
+		Defined   map[string][]string
+		Package   struct{ Pname, BuiltWith string }
+		ExecStart string
+	}
+	var got struct {
+		Package struct {
+			Pname, BuiltWith, VendorHash string
+			SubPackages, Ldflags         []string
+			Meta                         struct{ MainProgram string }
+		}
+		DefaultIsPackage, DefaultIsDataMesher bool
+		NixosDefault, NixosDmAgent            machine
+		ClanClass                             string
+		ClanRoles                             []string
+		VM                                    struct {
+			Name  string
+			Nodes []string
+		}
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("flake-smoke.nix: %v\n%s", err, out)
+	}
+	p := got.Package
+	if p.Pname != "data-mesher" || p.BuiltWith != "buildGo126Module" || !slices.Equal(p.SubPackages, []string{"cmd/dm-agent"}) ||
+		p.Meta.MainProgram != "dm-agent" || !got.DefaultIsPackage {
+		t.Errorf("package: %+v", p)
+	}
+	if !slices.ContainsFunc(p.Ldflags, func(f string) bool {
+		return strings.HasPrefix(f, "-X github.com/data-mesher/data-mesher/agent.Version=")
+	}) {
+		t.Errorf("ldflags %v do not set agent.Version", p.Ldflags)
+	}
+	for service, m := range map[string]machine{"data-mesher": got.NixosDefault, "dm-agent": got.NixosDmAgent} {
+		if m.Package.Pname != "data-mesher" || m.Package.BuiltWith != "buildGo126Module" {
+			t.Errorf("services.%s.package = %+v, want the flake's package", service, m.Package)
+		}
+		if !strings.HasSuffix(m.ExecStart, "-data-mesher-0.1.0/bin/dm-agent run --config /etc/data-mesher/config.json") {
+			t.Errorf("services.%s: ExecStart %q does not run the flake's package", service, m.ExecStart)
+		}
+		if _, ok := m.Defined["nixpkgs"]; ok {
+			t.Errorf("services.%s: the module defines nixpkgs.%v", service, m.Defined["nixpkgs"])
+		}
+		if !slices.Contains(m.Defined["services"], service) {
+			t.Errorf("services.%s: defined %v", service, m.Defined)
+		}
+	}
+	if !got.DefaultIsDataMesher || got.ClanClass != "clan.service" || !slices.Equal(got.ClanRoles, []string{"admin", "peer", "signer"}) {
+		t.Errorf("default module is data-mesher: %v; clan service %q with roles %v", got.DefaultIsDataMesher, got.ClanClass, got.ClanRoles)
+	}
+	if got.VM.Name != "data-mesher" || !slices.Equal(got.VM.Nodes, []string{"alpha", "beta", "gamma"}) {
+		t.Errorf("VM test %+v", got.VM)
+	}
+
+	// vendorHash: the NAR hash of the vendor tree, as buildGoModule makes
+	// it; go.sum changes without it failing the Nix build only later.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go is not on PATH")
+	}
+	vendor := filepath.Join(t.TempDir(), "vendor")
+	cmd := exec.Command(goBin, "mod", "vendor", "-o", vendor)
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go mod vendor: %v\n%s", err, out)
+	}
+	nixHash := filepath.Join(filepath.Dir(nixInstantiate(t)), "nix-hash")
+	h := exec.Command(nixHash, "--type", "sha256", vendor)
+	h.Env = nixEnv(t)
+	hexOut, err := h.Output()
+	if err != nil {
+		t.Fatalf("nix-hash: %v", err)
+	}
+	sum, err := hex.DecodeString(strings.TrimSpace(string(hexOut)))
+	if err != nil {
+		t.Fatalf("nix-hash printed %q: %v", hexOut, err)
+	}
+	if want := "sha256-" + base64.StdEncoding.EncodeToString(sum); p.VendorHash != want {
+		t.Errorf("flake.nix vendorHash = %s, but the vendor tree's NAR hash is %s: update it", p.VendorHash, want)
 	}
 }

@@ -79,6 +79,7 @@ let
     systemd = "/nix/store/00000000000000000000000000000000-systemd";
     coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
     jq = "/nix/store/00000000000000000000000000000000-jq";
+    stdenv.hostPlatform.system = "x86_64-linux";
     # The script's text after a marker line, so tests can read it.
     writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}\n${text}";
     data-mesher = "/nix/store/00000000000000000000000000000000-data-mesher";
@@ -98,7 +99,7 @@ let
       v;
 
   # A small module system for the smoke tests: imports flattened and
-  # deduplicated by key; mkIf of an attribute set applied to each
+  # deduplicated by key (or file); mkIf of an attribute set applied to each
   # attribute, as nixpkgs does; definitions merged as nixpkgs merges
   # them for the options involved (attribute sets attribute by attribute,
   # lists concatenated, equal values once, the higher priority alone,
@@ -118,7 +119,8 @@ let
         state: m:
         let
           a = load m;
-          key = a.key or null;
+          # As in nixpkgs, a module's key is its own or its file's.
+          key = a.key or (if builtins.isPath m then toString m else null);
         in
         if key != null && builtins.elem key state.keys then
           state
@@ -152,13 +154,39 @@ let
       twice = builtins.filter (
         p: builtins.length (builtins.filter (q: q == p) all.decls) > 1
       ) all.decls;
+      opts = builtins.listToAttrs (map (p: lib.nameValuePair "config${p}" true) all.decls);
       config =
         if twice != [ ] then
           throw "options declared more than once: ${toString twice}"
         else
-          merge "config" all.defs;
+          merge opts false "config" all.defs;
     in
-    config;
+    (
+      let
+        r = prune config;
+      in
+      if isType "absent" r then { } else r
+    );
+
+  # What only false mkIfs defined is absent: inside the fixpoint it is a
+  # marker (attribute names cannot wait for conditions that read config),
+  # in the result it is gone, and so is a set of nothing but such.
+  absent = {
+    _type = "absent";
+  };
+  prune =
+    v:
+    if plain v then
+      (
+        let
+          kept = lib.filterAttrs (_: x: !(isType "absent" x)) (builtins.mapAttrs (_: prune) v);
+        in
+        if kept == { } then absent else kept
+      )
+    else if builtins.isList v then
+      map prune v
+    else
+      v;
 
   optionPaths =
     prefix: o:
@@ -169,7 +197,9 @@ let
     else
       [ ];
   isType = t: v: builtins.isAttrs v && (v._type or null) == t;
-  plain = v: builtins.isAttrs v && !(v ? _type) && v != { };
+  # A non-empty attribute set that merges attribute by attribute; a
+  # derivation is a value of its own.
+  plain = v: builtins.isAttrs v && !(v ? _type) && v != { } && (v.type or null) != "derivation";
   # mkIf of an attribute set applies to each attribute. An override
   # (mkDefault, mkForce) of an attribute set stays whole, as it does for an
   # option's value; nixpkgs also pushes overrides down through the option
@@ -200,16 +230,20 @@ let
         priority = 100;
         value = d;
       };
+  # opts: the declared options' paths. Above an option, a mkIf applies to
+  # each attribute before its condition is decided, so that `config` can
+  # be read while it is being defined; at an option and within its value,
+  # conditions are decided first, as in nixpkgs.
   merge =
-    path: defs:
+    opts: inValue: path: defs:
     let
-      pushed = map push defs;
-      # Attribute sets merge by name before any mkIf inside is decided, so
-      # that `config` can be read while it is being defined.
+      here = inValue || opts ? ${path};
+      pushed = if here then defs else map push defs;
       attrsets = builtins.filter plain pushed;
+      zip = vs: builtins.zipAttrsWith (n: merge opts here "${path}.${n}") vs;
     in
-    if attrsets != [ ] && builtins.length attrsets == builtins.length pushed then
-      builtins.zipAttrsWith (n: vs: merge "${path}.${n}" vs) attrsets
+    if !here && attrsets != [ ] && builtins.length attrsets == builtins.length pushed then
+      zip attrsets
     else
       let
         live = builtins.filter (d: d != null) (map discharge pushed);
@@ -218,20 +252,28 @@ let
         first = builtins.head vals;
       in
       if vals == [ ] then
-        throw "${path}: no definition left"
+        absent
       else if builtins.all builtins.isList vals then
         builtins.concatLists vals
-      else if builtins.all (v: builtins.isAttrs v && !(v ? _type)) vals then
+      else if builtins.all (v: v == { } || plain v) vals then
         (
           let
             nonEmpty = builtins.filter (v: v != { }) vals;
           in
-          if nonEmpty == [ ] then { } else merge path nonEmpty
+          if nonEmpty == [ ] then { } else zip nonEmpty
         )
+      else if builtins.length vals == 1 then
+        first
+      # A package, like nixpkgs' types.package, is unique: two definitions
+      # at one priority are an error even when equal.
+      else if builtins.any (v: (v.type or null) == "derivation") vals then
+        throw "${path}: a package defined ${toString (builtins.length vals)} times"
       else if builtins.all (v: v == first) vals then
         first
       else
-        throw "${path}: conflicting definitions: ${builtins.toJSON vals}";
+        throw "${path}: conflicting definitions: ${
+          toString (map (v: if builtins.isAttrs v || builtins.isFunction v then builtins.typeOf v else builtins.toJSON v) vals)
+        }";
 in
 {
   inherit

@@ -54,7 +54,8 @@ let
     };
 
   # Machine-wide: the agent, the machine's key, and checks across the
-  # instances the roles below record in clan.dm-agent.networks.
+  # instances the roles below record in services.dm-agent.clanInstances
+  # (under our own namespace: clan-core owns clan.*).
   machineModule = {
     key = "data-mesher#clan-service-machine";
     imports = [
@@ -62,12 +63,12 @@ let
       (
         { config, lib, ... }:
         let
-          nets = lib.attrValues config.clan.dm-agent.networks;
+          nets = lib.attrValues config.services.dm-agent.clanInstances;
           interfaces = lib.unique (map (n: n.interface) nets);
           domains = map (n: n.domain) nets;
         in
         {
-          options.clan.dm-agent.networks = lib.mkOption {
+          options.services.dm-agent.clanInstances = lib.mkOption {
             internal = true;
             type = lib.types.attrsOf (
               lib.types.submodule {
@@ -140,7 +141,7 @@ let
       imports = [ machineModule ];
     }
     // lib.optionalAttrs (first == role) {
-      clan.dm-agent.networks.${instanceName} = {
+      services.dm-agent.clanInstances.${instanceName} = {
         inherit (n) domain interface;
       };
       # Labelled by instance: two instances that name the same domain meet

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -378,5 +379,57 @@ func TestKeygenNeverOverwrites(t *testing.T) {
 	}
 	if !bytes.Equal(before, after) {
 		t.Error("the key file changed")
+	}
+}
+
+// `network create --publish` never silently replaces settings the agent
+// already has (they carry the network's bans, overrides and extra
+// records); --replace does, on purpose.
+func TestNetworkCreateKeepsExistingSettings(t *testing.T) {
+	dir := t.TempDir()
+	adminKey := filepath.Join(dir, "admin.key")
+	admin, err := agent.WriteKey(adminKey, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newLoopNode(t, admin.Public())
+	n.start(t)
+	defer n.kill(syscall.SIGTERM)
+	n.client(t).Close()
+
+	run := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := mainArgs(append([]string{"network", "create", "--domain", "t", "--admin-key", adminKey, "--config", n.config, "--publish"}, args...), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	show := func() string {
+		var out, errb bytes.Buffer
+		if code := mainArgs([]string{"settings", "--network", "t", "--config", n.config, "--show"}, &out, &errb); code != 0 {
+			t.Fatalf("settings --show: exit %d: %s", code, errb.String())
+		}
+		return out.String()
+	}
+
+	pub := n.key.Public()
+	witnessB64 := base64.StdEncoding.EncodeToString(pub[:]) // as data.json writes keys
+	if out, code := run("--witness", pub.AuthorizedKey()); code != 0 {
+		t.Fatalf("first network create: exit %d: %s", code, out)
+	}
+	first := show()
+	if !strings.Contains(first, witnessB64) {
+		t.Fatalf("the published settings do not name the witness:\n%s", first)
+	}
+	out, code := run()
+	if code == 0 || !strings.Contains(out, "already has settings") || !strings.Contains(out, "--replace") {
+		t.Errorf("second network create: exit %d: %s; want a refusal naming --replace", code, out)
+	}
+	if again := show(); again != first {
+		t.Errorf("refused, yet the settings changed:\n%s\nwas\n%s", again, first)
+	}
+	if out, code := run("--replace"); code != 0 {
+		t.Fatalf("network create --replace: exit %d: %s", code, out)
+	}
+	if replaced := show(); replaced == first || strings.Contains(replaced, witnessB64) {
+		t.Errorf("--replace did not publish the new settings (without the witness):\n%s", replaced)
 	}
 }

@@ -176,7 +176,7 @@ Examples:
 
 type networkOpts struct {
 	domain, adminKey, out, hostTTL *string
-	freeTSA, publish               *bool
+	freeTSA, publish, replace      *bool
 	witness, tsaRoot, tsaURL       multi
 	cf                             *configFlags
 }
@@ -189,6 +189,7 @@ func networkFlags(fs *flag.FlagSet) *networkOpts {
 		hostTTL:  fs.String("host-ttl", "24h", "how long a host stays without a heartbeat"),
 		freeTSA:  fs.Bool("freetsa", false, "trust FreeTSA (freetsa.org) as timestamp authority"),
 		publish:  fs.Bool("publish", false, "hand the settings to the local agent (it must have joined the network)"),
+		replace:  fs.Bool("replace", false, "with --publish: replace settings the agent already has (drops their bans, overrides, extra records)"),
 	}
 	fs.Var(&o.witness, "witness", "a witness node's key (repeatable): it countersigns claims; works offline")
 	fs.Var(&o.tsaRoot, "tsa-root", "PEM root certificate of a timestamp authority to trust (repeatable)")
@@ -206,7 +207,10 @@ needed) or a timestamp authority.
 
 Put the printed "pubkey" into every node's configuration, keep the admin
 key safe, and give the settings to the mesh (--publish on a node that
-joined the network, or --out to make a bootstrap file).
+joined the network, or --out to make a bootstrap file). --publish refuses
+when the agent already has settings for the network: newer settings would
+replace them with their bans, overrides and extra records. Change them
+with "dm-agent settings", or start over with --replace.
 
 Examples:
   dm-agent network create --domain clan --admin-key admin.key \
@@ -231,6 +235,11 @@ Examples:
 		admin, err := loadOrCreate(*o.adminKey, "data-mesher admin "+*o.domain, c)
 		if err != nil {
 			return err
+		}
+		if *o.publish && !*o.replace {
+			if err := refuseExisting(o.cf, admin.Public()); err != nil {
+				return err
+			}
 		}
 		s := agent.NewSettings(admin.Public(), strings.ToLower(*o.domain), time.Now())
 		s.HostTTL = ttl
@@ -266,6 +275,29 @@ func loadOrCreate(path, comment string, c *cli) (crdt.PrivateKey, error) {
 }
 
 // deliver writes a signed settings record to a file and/or the agent.
+// refuseExisting fails if the running agent already has settings for the
+// network: new settings would replace them, and with them the network's
+// policy (bans, overrides, extra records).
+func refuseExisting(cf *configFlags, network crdt.PublicKey) error {
+	cl, err := agent.Dial(cf.socketPath())
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var raw []byte
+	if err := cl.Call(agent.Request{Op: "settings", Network: network.AuthorizedKey()}, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		return nil
+	}
+	when := "earlier"
+	if r, err := crdt.DecodeRecord(raw); err == nil {
+		when = "at " + r.Time().UTC().Format(time.RFC3339)
+	}
+	return fmt.Errorf("the agent already has settings for this network (signed %s): `dm-agent settings` changes them; --replace publishes new ones, dropping their bans, overrides and extra records", when)
+}
+
 func deliver(c *cli, cf *configFlags, rec *crdt.Record, out string, publish bool) error {
 	if out != "" {
 		st := crdt.NewState(crdt.DefaultOptions(), rec.Network())

@@ -164,6 +164,19 @@ let
       };
     };
 
+  # A role's perInstance that only joins the network.
+  joinAs =
+    role:
+    {
+      instanceName,
+      machine,
+      roles,
+      ...
+    }:
+    {
+      nixosModule = join { inherit instanceName machine roles role; };
+    };
+
   # The network's settings as a machine sees them: its own as a peer, else
   # the peer role's (role-wide) settings.
   network =
@@ -185,37 +198,13 @@ in
   roles.peer = {
     description = "A machine of the mesh: claims its hostname, resolves the others. Its settings are the network's.";
     interface = networkOptions;
-    perInstance =
-      {
-        instanceName,
-        machine,
-        roles,
-        ...
-      }:
-      {
-        nixosModule = join {
-          inherit instanceName machine roles;
-          role = "peer";
-        };
-      };
+    perInstance = joinAs "peer";
   };
 
   roles.signer = {
     description = "A witness: countersigns claims, so names work without internet access.";
     interface = { };
-    perInstance =
-      {
-        instanceName,
-        machine,
-        roles,
-        ...
-      }:
-      {
-        nixosModule = join {
-          inherit instanceName machine roles;
-          role = "signer";
-        };
-      };
+    perInstance = joinAs "signer";
   };
 
   roles.admin = {

@@ -520,9 +520,10 @@ type clanMachine struct {
 		Core struct {
 			Vars struct {
 				Generators map[string]struct {
-					Share  bool
-					Script string
-					Files  map[string]map[string]any
+					Share        bool
+					Script       string
+					Dependencies []string
+					Files        map[string]map[string]any
 				}
 			}
 		}
@@ -629,15 +630,52 @@ func TestNixClanService(t *testing.T) {
 			if !member {
 				continue
 			}
+			// clan refuses a shared generator defined differently on two
+			// machines: the private half is deployed nowhere, and admins
+			// copy it with a generator of their own.
+			if g.Files["network.key"]["deploy"] != false || g.Files["network.pub"]["secret"] != false {
+				t.Errorf("%s: network key of %s: the private half must not be deployed, the public one not secret: %+v", name, inst, g)
+			}
 			admin := inst == "mesh" && (name == "gate" || name == "solo")
-			if g.Files["network.key"]["deploy"] != admin || g.Files["network.pub"]["secret"] != false {
-				t.Errorf("%s: network key of %s must be shared, its private half deployed to admins only: %+v", name, inst, g)
+			a := gens["data-mesher-admin-"+inst]
+			if hasAdminGen := a.Script != ""; hasAdminGen != admin {
+				t.Errorf("%s: admin key generator for %s: %v, want %v", name, inst, hasAdminGen, admin)
+			} else if admin && (a.Share || !slices.Equal(a.Dependencies, []string{"data-mesher-network-" + inst}) ||
+				!strings.Contains(a.Script, `cp "$in/data-mesher-network-`+inst+`/network.key" "$out/network.key"`) || a.Files["network.key"]["deploy"] == false) {
+				t.Errorf("%s: admin key generator for %s: %+v", name, inst, a)
 			}
 		}
 		for gname, g := range gens {
 			if err := exec.Command("bash", "-n", "-c", g.Script).Run(); err != nil {
 				t.Errorf("%s: generator %s script: %v", name, gname, err)
 			}
+		}
+	}
+
+	// As clan-cli checks: a shared generator is defined alike on every
+	// machine that has it (files, dependencies, script).
+	type genDef struct {
+		machine, def string
+	}
+	shared := map[string]genDef{}
+	for name, m := range got.Machines {
+		for gname, g := range m.Clan.Core.Vars.Generators {
+			if !g.Share {
+				continue
+			}
+			files := map[string]map[string]any{}
+			for f, attrs := range g.Files {
+				files[f] = map[string]any{"deploy": attrs["deploy"], "secret": attrs["secret"]}
+			}
+			def, _ := json.Marshal(struct {
+				Files        any
+				Dependencies []string
+				Script       string
+			}{files, g.Dependencies, g.Script})
+			if prev, ok := shared[gname]; ok && prev.def != string(def) {
+				t.Errorf("shared generator %s differs between %s and %s:\n%s\n%s", gname, prev.machine, name, prev.def, def)
+			}
+			shared[gname] = genDef{name, string(def)}
 		}
 	}
 
@@ -659,7 +697,7 @@ func TestNixClanService(t *testing.T) {
 		if w := "--witness '" + signer + "'"; strings.Count(pub.Script, w) != 2 || strings.Count(pub.Script, "--witness") != 2 {
 			t.Errorf("admin %s does not name exactly the signer gate as witness (%s) on both paths:\n%s", name, w, pub.Script)
 		}
-		if lc := strs(pub.ServiceConfig["LoadCredential"]); len(lc) != 1 || lc[0] != "network-key:/run/secrets/vars/data-mesher-network-mesh/network.key" {
+		if lc := strs(pub.ServiceConfig["LoadCredential"]); len(lc) != 1 || lc[0] != "network-key:/run/secrets/vars/data-mesher-admin-mesh/network.key" {
 			t.Errorf("admin %s: LoadCredential %v", name, lc)
 		}
 	}

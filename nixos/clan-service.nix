@@ -25,6 +25,7 @@ let
     bootstrapPeers = [ ];
   };
   networkGen = instanceName: "data-mesher-network-${instanceName}";
+  adminGen = instanceName: "data-mesher-admin-${instanceName}";
 
   networkOptions =
     { lib, ... }:
@@ -150,11 +151,13 @@ let
         pubkey = config.clan.core.vars.generators.${gen}.files."network.pub".value;
         inherit (n) domain priority bootstrapPeers;
       };
-      # The network's key: one per instance, shared by its machines; only
-      # admins get the private half.
+      # The network's key: one per instance, shared by its machines. A
+      # shared generator must be defined alike on every machine (clan
+      # checks), so its private half is deployed nowhere; admins get a copy
+      # from their own generator (see roles.admin).
       clan.core.vars.generators.${gen} = {
         share = true;
-        files."network.key".deploy = lib.mkDefault false;
+        files."network.key".deploy = false;
         files."network.pub".secret = false;
         runtimeInputs = [ config.services.dm-agent.package ];
         script = ''
@@ -227,7 +230,7 @@ in
           }:
           let
             n = network machine roles;
-            gen = config.clan.core.vars.generators.${networkGen instanceName};
+            adminKey = config.clan.core.vars.generators.${adminGen instanceName}.files."network.key".path;
             dm = "${config.services.dm-agent.package}/bin/dm-agent";
 
             # A signer's public key, from its vars (public files live in the
@@ -253,7 +256,15 @@ in
                 role = "admin";
               })
             ];
-            clan.core.vars.generators.${networkGen instanceName}.files."network.key".deploy = true;
+            # The admin's copy of the network's private key, deployed to
+            # this machine only.
+            clan.core.vars.generators.${adminGen instanceName} = {
+              dependencies = [ (networkGen instanceName) ];
+              files."network.key" = { };
+              script = ''
+                cp "$in/${networkGen instanceName}/network.key" "$out/network.key"
+              '';
+            };
 
             # Creates the network's settings once, for a new network; after
             # that only adds new signers, so policy made with `dm-agent
@@ -271,7 +282,7 @@ in
               requires = [ "data-mesher.service" ];
               serviceConfig = {
                 Type = "oneshot";
-                LoadCredential = "network-key:${gen.files."network.key".path}";
+                LoadCredential = "network-key:${adminKey}";
                 StateDirectory = "data-mesher-admin";
                 Restart = "on-failure";
                 RestartSec = "1min";

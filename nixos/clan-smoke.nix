@@ -81,6 +81,12 @@ let
           "network.key".path = "/run/secrets/vars/data-mesher-network-${n}/network.key";
         };
       }
+    ) instances
+    // lib.mapAttrs' (
+      n: _:
+      lib.nameValuePair "data-mesher-admin-${n}" {
+        files."network.key".path = "/run/secrets/vars/data-mesher-admin-${n}/network.key";
+      }
     ) instances;
   };
   # The perInstance modules of one machine's roles.

@@ -563,7 +563,10 @@ func TestNixClanService(t *testing.T) {
 	}
 	out, stderr := nixEvalStderr(t, "clan-smoke.nix", "--argstr", "clanDir", dir)
 	var got struct {
-		Manifest   struct{ Name string }
+		Manifest struct {
+			Name, Readme string
+			Categories   []string
+		}
 		Roles      []string
 		Interfaces map[string][]string
 		Machines   map[string]clanMachine
@@ -571,8 +574,9 @@ func TestNixClanService(t *testing.T) {
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("clan-smoke.nix: %v\n%s", err, out)
 	}
-	if got.Manifest.Name != "dm-agent" || !slices.Equal(got.Roles, []string{"admin", "peer", "signer"}) {
-		t.Errorf("manifest %q, roles %v", got.Manifest.Name, got.Roles)
+	if got.Manifest.Name != "dm-agent" || !slices.Equal(got.Roles, []string{"admin", "peer", "signer"}) ||
+		!slices.Equal(got.Manifest.Categories, []string{"Network"}) || !strings.Contains(got.Manifest.Readme, "One instance is one network") {
+		t.Errorf("manifest %+v, roles %v", got.Manifest, got.Roles)
 	}
 	if !slices.Equal(got.Interfaces["peer"], []string{"bootstrapPeers", "domain", "interface", "priority"}) ||
 		len(got.Interfaces["admin"]) != 0 || len(got.Interfaces["signer"]) != 0 {

@@ -197,6 +197,7 @@ in
   manifest.name = "dm-agent";
   manifest.description = "Names for the clan's WireGuard mesh, without a central DNS server (data-mesher)";
   manifest.categories = [ "Network" ];
+  manifest.readme = builtins.readFile ./clan-service.md;
 
   roles.peer = {
     description = "A machine of the mesh: claims its hostname, resolves the others. Its settings are the network's.";

@@ -54,13 +54,19 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
 type events struct{ n *Node }
 
 func (e *events) NotifyJoin(m *memberlist.Node) {
+	e.n.memberUp(m)
 	if m.Name != e.n.cfg.Name.String() {
 		e.n.log.Debug("member joined", "member", m.Name, "addr", m.Addr)
 		e.n.SyncNow()
 	}
 }
-func (e *events) NotifyLeave(m *memberlist.Node)  { e.n.log.Debug("member left", "member", m.Name) }
-func (e *events) NotifyUpdate(m *memberlist.Node) {}
+
+func (e *events) NotifyLeave(m *memberlist.Node) {
+	e.n.memberDown(m)
+	e.n.log.Debug("member left", "member", m.Name)
+}
+
+func (e *events) NotifyUpdate(m *memberlist.Node) { e.n.memberUp(m) }
 
 type broadcast struct {
 	msg []byte

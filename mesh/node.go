@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -157,6 +158,14 @@ type Node struct {
 	running atomic.Bool
 	kick    chan struct{}
 	synced  atomic.Bool // one sync or bootstrap succeeded
+
+	// The live members other than this node, copied in memberlist's event
+	// callbacks: the *memberlist.Node values Members() hands out are
+	// rewritten in place by gossip (hashicorp/memberlist#306), and the
+	// callbacks run under memberlist's lock, the one safe place to read
+	// them.
+	membersMu sync.Mutex
+	members   map[string]Member
 }
 
 // Stats counts what crossed this node; the agent exports them as metrics.
@@ -274,23 +283,37 @@ type Member struct {
 	HTTPPort int
 }
 
-// Members lists the live members other than this node.
+// Members lists the live members other than this node, by name.
 func (n *Node) Members() []Member {
-	if n.ml == nil {
-		return nil
-	}
-	var out []Member
-	for _, m := range n.ml.Members() {
-		if m.Name == n.ml.LocalNode().Name {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(m.Addr)
-		if !ok {
-			continue
-		}
-		out = append(out, Member{Name: m.Name, Addr: addr.Unmap(), HTTPPort: metaPort(m.Meta)})
-	}
+	n.membersMu.Lock()
+	out := slices.Collect(maps.Values(n.members))
+	n.membersMu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// memberUp records a member that joined or changed; memberDown one that
+// left or died. Both run inside memberlist's event callbacks.
+func (n *Node) memberUp(m *memberlist.Node) {
+	if m.Name == n.cfg.Name.String() {
+		return
+	}
+	addr, ok := netip.AddrFromSlice(m.Addr)
+	if !ok {
+		return
+	}
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	if n.members == nil {
+		n.members = map[string]Member{}
+	}
+	n.members[m.Name] = Member{Name: m.Name, Addr: addr.Unmap(), HTTPPort: metaPort(m.Meta)}
+}
+
+func (n *Node) memberDown(m *memberlist.Node) {
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	delete(n.members, m.Name)
 }
 
 func metaPort(meta []byte) int {

@@ -188,6 +188,13 @@ func TestStamperActivatesClaimWhenTSAReturns(t *testing.T) {
 		}
 		delivered.Add(1)
 	}
+	// Count the stamper's requests (the handler is swapped before the
+	// stamper starts: the server reads it on every request).
+	var tries atomic.Int32
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		tsa.ServeHTTP(w, r)
+	})
 	s := NewStamper(&TSAClient{Attempts: 1, Timeout: 2 * time.Second}, pending, deliver, nil)
 	s.Interval = 20 * time.Millisecond
 	s.MaxBackoff = 50 * time.Millisecond
@@ -198,11 +205,6 @@ func TestStamperActivatesClaimWhenTSAReturns(t *testing.T) {
 
 	// While the TSA is down the stamper keeps trying, and the claim stays
 	// inactive.
-	var tries atomic.Int32
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tries.Add(1)
-		tsa.ServeHTTP(w, r)
-	})
 	eventually(t, 10*time.Second, "three failed attempts", func() bool { return tries.Load() >= 3 })
 	if resolves() || delivered.Load() != 0 {
 		t.Fatal("claim active while the TSA is down")

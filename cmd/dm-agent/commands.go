@@ -274,30 +274,19 @@ func loadOrCreate(path, comment string, c *cli) (crdt.PrivateKey, error) {
 	return k, err
 }
 
-// deliver writes a signed settings record to a file and/or the agent.
 // refuseExisting fails if the running agent already has settings for the
 // network: new settings would replace them, and with them the network's
 // policy (bans, overrides, extra records).
 func refuseExisting(cf *configFlags, network crdt.PublicKey) error {
-	cl, err := agent.Dial(cf.socketPath())
-	if err != nil {
+	r, err := agentSettings(cf, network.AuthorizedKey(), "")
+	if err != nil || r == nil {
 		return err
 	}
-	defer cl.Close()
-	var raw []byte
-	if err := cl.Call(agent.Request{Op: "settings", Network: network.AuthorizedKey()}, &raw); err != nil {
-		return err
-	}
-	if raw == nil {
-		return nil
-	}
-	when := "earlier"
-	if r, err := crdt.DecodeRecord(raw); err == nil {
-		when = "at " + r.Time().UTC().Format(time.RFC3339)
-	}
-	return fmt.Errorf("the agent already has settings for this network (signed %s): `dm-agent settings` changes them; --replace publishes new ones, dropping their bans, overrides and extra records", when)
+	return fmt.Errorf("the agent already has settings for this network (signed at %s): `dm-agent settings` changes them; --replace publishes new ones, dropping their bans, overrides and extra records",
+		r.Time().UTC().Format(time.RFC3339))
 }
 
+// deliver writes a signed settings record to a file and/or the agent.
 func deliver(c *cli, cf *configFlags, rec *crdt.Record, out string, publish bool) error {
 	if out != "" {
 		st := crdt.NewState(crdt.DefaultOptions(), rec.Network())
@@ -464,17 +453,28 @@ func currentSettings(o *settingsOpts) (*crdt.Record, error) {
 		}
 		return nil, fmt.Errorf("%s holds no settings", *o.from)
 	}
-	cl, err := agent.Dial(o.cf.socketPath())
+	r, err := agentSettings(o.cf, *o.network, " (or use --from FILE)")
+	if err == nil && r == nil {
+		return nil, fmt.Errorf("the agent has no settings for %s yet: create them with `dm-agent network create`", *o.network)
+	}
+	return r, err
+}
+
+// agentSettings asks the running agent for a network's settings (network:
+// its label or key); nil if it has none. dialHint follows an error to reach
+// the agent.
+func agentSettings(cf *configFlags, network, dialHint string) (*crdt.Record, error) {
+	cl, err := agent.Dial(cf.socketPath())
 	if err != nil {
-		return nil, fmt.Errorf("%w (or use --from FILE)", err)
+		return nil, fmt.Errorf("%w%s", err, dialHint)
 	}
 	defer cl.Close()
 	var raw []byte
-	if err := cl.Call(agent.Request{Op: "settings", Network: *o.network}, &raw); err != nil {
+	if err := cl.Call(agent.Request{Op: "settings", Network: network}, &raw); err != nil {
 		return nil, err
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("the agent has no settings for %s yet: create them with `dm-agent network create`", *o.network)
+		return nil, nil
 	}
 	return crdt.DecodeRecord(raw)
 }

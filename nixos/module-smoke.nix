@@ -1,9 +1,9 @@
 # Evaluates agent.nix (module.nix, or dm-agent.nix with service = "dm-agent")
-# without nixpkgs: a stub lib and pkgs, and the
-# example's options (example.nix) as the module system would fill them in.
-# This checks the module's own logic (what its config section produces for
-# given options), not the module system's merging, which needs nixpkgs.
-# agent/nixos_test.go evaluates it:
+# without nixpkgs: a stub lib and pkgs, the small module system of
+# stub-lib.nix, and the example's options (example.nix) as nixpkgs' module
+# system would fill them in. It checks the module's own logic (what its
+# config section produces for given options), not option types or
+# defaults, which need nixpkgs. agent/nixos_test.go evaluates it:
 #   nix-instantiate --eval --strict --json --expr 'import ./nixos/module-smoke.nix { }'
 {
   service ? "data-mesher",
@@ -19,7 +19,6 @@ let
   inherit (import ./stub-lib.nix)
     lib
     pkgs
-    resolve
     evalModules
     ;
   example = import ./example.nix;
@@ -29,9 +28,13 @@ let
     settings = { };
     networks = builtins.mapAttrs (name: n: n // { domain = name; }) example.networks;
   };
-  config = {
+  # The stand-in deployment: the example's options (as the module system
+  # fills them in), what else the module reads, and a user's `settings`.
+  deployment = settings: {
     services = {
-      ${service} = cfg;
+      ${service} = cfg // {
+        inherit settings;
+      };
       resolved.enable = splitDNS;
     }
     // (if upstream then { data-mesher.enable = true; } else { });
@@ -41,8 +44,13 @@ let
       useNetworkd = networkd;
       interfaces = if wireguard then { wg0 = { }; } else { };
     };
-    environment.etc."data-mesher/config.json".source = "/nix/store/00000000000000000000000000000000-data-mesher.json";
   };
+  evaluate = settings: evalModules [
+    (import ./agent.nix service)
+    (deployment settings)
+  ];
+  config = evaluate { };
+  # The module itself, for its declarations and its raw definitions.
   module = import ./agent.nix service {
     inherit config lib pkgs;
   };
@@ -72,7 +80,7 @@ let
       [ prefix ];
 in
 {
-  config = resolve module.config;
+  inherit config;
   # Declared option names, to check that the documented configuration
   # uses only options that exist.
   options = builtins.attrNames opts;
@@ -80,23 +88,11 @@ in
   # Every option, nested ones too, has a description.
   undocumented = undocumented "services.${service}" opts ++ undocumented "networks.<name>" networkOpts;
   settingsNotDefault = notDefault "settings" module.config.content.services.${service}.settings;
-  # The module merged with a user's `settings` (stub-lib.nix's module
-  # system): the user's values replace only the leaves they name.
+  # The module merged with a user's `settings`: the user's values replace
+  # only the leaves they name.
   userSettings =
-    (evalModules [
-      (import ./agent.nix service)
-      (
-        removeAttrs config [ "environment" ]
-        // {
-          services = config.services // {
-            ${service} = cfg // {
-              settings = {
-                dns.forwarders = [ "9.9.9.9:53" ];
-                log.level = "debug";
-              };
-            };
-          };
-        }
-      )
-    ]).services.${service}.settings;
+    (evaluate {
+      dns.forwarders = [ "9.9.9.9:53" ];
+      log.level = "debug";
+    }).services.${service}.settings;
 }

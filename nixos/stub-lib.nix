@@ -1,6 +1,7 @@
-# A stand-in for nixpkgs' lib and pkgs, just enough to evaluate module.nix
-# and clan-service.nix without nixpkgs (module-smoke.nix, clan-smoke.nix).
-# mkIf and mkDefault/mkForce leave markers that `resolve` applies.
+# A stand-in for nixpkgs' lib and pkgs, just enough to evaluate agent.nix,
+# clan-service.nix and flake.nix without nixpkgs (module-smoke.nix,
+# clan-smoke.nix, flake-smoke.nix). mkIf and mkDefault/mkForce leave
+# markers that evalModules below applies.
 let
   lib = {
     mkIf = condition: content: {
@@ -84,27 +85,14 @@ let
     writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}\n${text}";
     data-mesher = "/nix/store/00000000000000000000000000000000-data-mesher";
   };
-  # Applies mkIf (false: null) and drops mkDefault/mkForce wrappers.
-  resolve =
-    v:
-    if builtins.isAttrs v && v ? _type && v._type == "if" then
-      (if v.condition then resolve v.content else null)
-    else if builtins.isAttrs v && v ? _type && v._type == "override" then
-      resolve v.content
-    else if builtins.isAttrs v then
-      builtins.mapAttrs (_: resolve) v
-    else if builtins.isList v then
-      map resolve v
-    else
-      v;
-
   # A small module system for the smoke tests: imports flattened and
   # deduplicated by key (or file); mkIf of an attribute set applied to each
   # attribute, as nixpkgs does; definitions merged as nixpkgs merges
   # them for the options involved (attribute sets attribute by attribute,
   # lists concatenated, equal values once, the higher priority alone,
-  # anything else a conflict); `config` is the fixpoint. Option
-  # declarations are not checked.
+  # anything else a conflict); `config` is the fixpoint. Declarations only
+  # mark where options are and must be unique; types and defaults are not
+  # applied.
   evalModules =
     modules:
     let
@@ -279,7 +267,6 @@ in
   inherit
     lib
     pkgs
-    resolve
     evalModules
     ;
 }

@@ -431,11 +431,9 @@ func TestNixModuleForClan(t *testing.T) {
 	}
 }
 
-// testResolvedSetup runs the module's split-DNS script (as the stub
-// lib's writeShellScript renders it: a store path, then the text) with a
-// stand-in dm-agent and resolvectl, and checks what it tells resolved: the
-// agent's tunnel address, as IPv4 and as IPv6, and only the mesh domains.
-func testResolvedSetup(t *testing.T, script string) {
+// needJQ skips a test whose script needs jq where it is missing (CI
+// installs it, so there it fails instead).
+func needJQ(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("jq"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -443,11 +441,40 @@ func testResolvedSetup(t *testing.T, script string) {
 		}
 		t.Skip("jq is not installed")
 	}
+}
+
+// stubStore is the store path prefix of the stub lib's packages.
+const stubStore = "/nix/store/00000000000000000000000000000000-"
+
+// standIns replaces each program a rendered script calls from the stub
+// store (stubStore+path) with a shell script in dir running the given
+// body, and fails if the script still calls something from the store.
+func standIns(t *testing.T, dir, script string, fakes map[string]string) string {
+	t.Helper()
+	for path, fake := range fakes {
+		bin := filepath.Join(dir, strings.ReplaceAll(path, "/", "_"))
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+fake+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		script = strings.ReplaceAll(script, stubStore+path, bin)
+	}
+	if strings.Contains(script, "/nix/store/") {
+		t.Fatalf("the script calls a program the test does not stand in for:\n%s", script)
+	}
+	return script
+}
+
+// testResolvedSetup runs the module's split-DNS script (as the stub
+// lib's writeShellScript renders it: a store path, then the text) with a
+// stand-in dm-agent and resolvectl, and checks what it tells resolved: the
+// agent's tunnel address, as IPv4 and as IPv6, and only the mesh domains.
+func testResolvedSetup(t *testing.T, script string) {
+	t.Helper()
+	needJQ(t)
 	_, text, ok := strings.Cut(script, "\n")
 	if !ok {
 		t.Fatalf("not a stub script: %q", script)
 	}
-	const store = "/nix/store/00000000000000000000000000000000-"
 	// An empty addr: the agent never answers; the script gives up without
 	// touching resolved (and without failing the unit).
 	for _, bind := range []struct{ addr, server string }{
@@ -457,24 +484,13 @@ func testResolvedSetup(t *testing.T, script string) {
 	} {
 		dir := t.TempDir()
 		log := filepath.Join(dir, "resolvectl.log")
-		fakes := map[string]string{
+		body := standIns(t, dir, text, map[string]string{
 			"data-mesher/bin/dm-agent": `echo '{"node":"mors","bind":"` + bind.addr + `"}'`,
 			"systemd/bin/resolvectl":   `echo "$*" >> ` + log,
 			"jq/bin/jq":                `exec jq "$@"`,
 			"coreutils/bin/seq":        `exec seq "$@"`,
 			"coreutils/bin/sleep":      `exec sleep "$@"`,
-		}
-		body := text
-		for path, fake := range fakes {
-			bin := filepath.Join(dir, strings.ReplaceAll(path, "/", "_"))
-			if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+fake+"\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			body = strings.ReplaceAll(body, store+path, bin)
-		}
-		if strings.Contains(body, store) {
-			t.Fatalf("the script calls a program the test does not stand in for:\n%s", body)
-		}
+		})
 		if out, err := exec.Command("bash", "-c", body).CombinedOutput(); err != nil {
 			t.Fatalf("split-DNS script: %v\n%s\n%s", err, out, body)
 		}
@@ -737,9 +753,7 @@ func TestNixClanService(t *testing.T) {
 // get the witnesses added.
 func testPublishScript(t *testing.T, script, signer string) {
 	t.Helper()
-	if _, err := exec.LookPath("jq"); err != nil {
-		t.Skip("jq is not installed")
-	}
+	needJQ(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
@@ -747,20 +761,6 @@ func testPublishScript(t *testing.T, script, signer string) {
 	}
 	log := filepath.Join(dir, "calls")
 	polls := filepath.Join(dir, "polls")
-	agent := filepath.Join(dir, "dm-agent")
-	fake := `#!/bin/sh
-case "$*" in
-  status) exit 0 ;;
-  "status --json")
-    echo >> ` + polls + `
-    if [ -e ` + dir + `/alone ]; then echo '{"synced":false}'; else echo '{"synced":true}'; fi ;;
-  *--show) [ -e ` + dir + `/has-settings ] ;;
-  *) echo "$*" >> ` + log + ` ;;
-esac
-`
-	if err := os.WriteFile(agent, []byte(fake), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(dir, "bin")
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
@@ -768,12 +768,17 @@ esac
 	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	jq, _ := exec.LookPath("jq")
-	body := strings.ReplaceAll(script, "/nix/store/00000000000000000000000000000000-data-mesher/bin/dm-agent", agent)
-	body = strings.ReplaceAll(body, "/nix/store/00000000000000000000000000000000-jq/bin/jq", jq)
-	if strings.Contains(body, "/nix/store/") {
-		t.Fatalf("the script calls a program the test does not stand in for:\n%s", body)
-	}
+	body := standIns(t, dir, script, map[string]string{
+		"data-mesher/bin/dm-agent": `case "$*" in
+  status) exit 0 ;;
+  "status --json")
+    echo >> ` + polls + `
+    if [ -e ` + dir + `/alone ]; then echo '{"synced":false}'; else echo '{"synced":true}'; fi ;;
+  *--show) [ -e ` + dir + `/has-settings ] ;;
+  *) echo "$*" >> ` + log + ` ;;
+esac`,
+		"jq/bin/jq": `exec jq "$@"`,
+	})
 	touch := func(name string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {

@@ -3,17 +3,14 @@ package agent
 import (
 	"context"
 	"net"
-	"net/http"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/data-mesher/data-mesher/control"
 	"github.com/data-mesher/data-mesher/crdt"
-	"github.com/data-mesher/data-mesher/mesh"
 	"github.com/data-mesher/data-mesher/wg"
 	"github.com/miekg/dns"
 )
@@ -100,36 +97,26 @@ func TestAgentOnLoopback(t *testing.T) {
 	admin := crdtKey("admin")
 	dnsPort := freePort(t)
 	cfg, start := loopbackAgent(t, dir, admin.Public(), dnsPort)
-	a, cancel, done := start()
-	eventually(t, 10*time.Second, "the control socket", func() bool {
-		c, err := Dial(cfg.ControlSocket)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+	_, cancel, done := start()
+	c := control.NewClient(cfg.ControlSocket)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "the agent to run the mesh", func() bool {
+		s, err := c.Status(ctx)
+		return err == nil && s.Waiting == ""
 	})
 	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "t", HostTTL: time.Hour,
 		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{node.Public()}}, admin))
-	c, err := Dial(cfg.ControlSocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res PublishResult
-	if err := c.Call(Request{Op: "publish", Records: [][]byte{set.Bytes()}}, &res); err != nil || res.Added != 1 {
+	if res, err := c.Publish(ctx, set); err != nil || res.Added != 1 {
 		t.Fatalf("publish: %+v %v", res, err)
 	}
 	dnsAddr := "127.0.0.1:" + strconv.Itoa(dnsPort)
 	eventually(t, 15*time.Second, "solo.t to resolve", func() bool { return len(lookup(dnsAddr, "solo.t")) == 1 })
-	var st Status
-	if err := c.Call(Request{Op: "status"}, &st); err != nil || len(st.Networks) != 1 || st.Networks[0].Names[0] != "solo" || !st.Networks[0].Witness {
+	if st, err := c.Status(ctx); err != nil || len(st.Networks) != 1 || st.Networks[0].Names[0] != "solo" || !st.Networks[0].Witness {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	var r Resolution
-	if err := c.Call(Request{Op: "resolve", Name: "solo.t."}, &r); err != nil || !r.Found || r.Holder != node.Public().AuthorizedKey() {
+	if r, err := c.Resolve(ctx, "solo.t."); err != nil || !r.Found || r.Holder != node.Public().AuthorizedKey() {
 		t.Fatalf("resolve: %+v %v", r, err)
 	}
-	c.Close()
-	_ = a
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -145,74 +132,9 @@ func TestAgentOnLoopback(t *testing.T) {
 	}
 }
 
-// A host whose record drops a failing address is back in the view with the
-// next view computation, on the verdict its other address already has: the
-// prober must learn the new addresses before the view asks it. (It used to
-// be asked first; nothing else recomputed the view until the next pass was
-// renewed, so the host could stay out for minutes.)
-func TestHostBackWhenItDropsAFailingAddress(t *testing.T) {
-	admin, host := crdtKey("admin"), crdtKey("host")
-	// The host answers challenges on 127.0.0.1; the only WireGuard peer
-	// routes 127.0.0.1, so 127.0.0.3 fails (not routed).
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func must[T any](v T, err error) T {
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
-	port := uint16(l.Addr().(*net.TCPAddr).Port)
-	mux := http.NewServeMux()
-	mux.Handle("POST "+wg.ChallengePath, &wg.Responder{Key: host.Ed25519(),
-		Serves: func(n [32]byte, at netip.AddrPort) bool { return n == admin.Public() && at.Port() == port }})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-
-	st := crdt.NewState(crdt.DefaultOptions(), admin.Public())
-	self := crdtKey("self")
-	now := time.Now()
-	hostRec := func(addrs ...string) *crdt.Record {
-		h := crdt.Host{Network: admin.Public(), Node: host.Public(), Heartbeat: time.Now(), HTTPPort: port}
-		for _, a := range addrs {
-			h.Addresses = append(h.Addresses, netip.MustParseAddr(a))
-		}
-		return must(crdt.SignHost(h, host))
-	}
-	claim := must(crdt.SignClaim(crdt.Claim{Network: admin.Public(), Node: host.Public(), Name: "h", Created: now}, host))
-	if res := st.IngestAll([]*crdt.Record{
-		must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: now, Domain: "t", HostTTL: time.Hour,
-			DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{self.Public()}}, admin)),
-		claim, must(crdt.WitnessClaim(admin.Public(), claim.Hash(), now, self)), hostRec("127.0.0.1", "127.0.0.3"),
-	}, now); len(res.Rejected) > 0 {
-		t.Fatal(res.Rejected[0])
-	}
-	peers := []wg.Peer{{AllowedIPs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
-	a := &Agent{cfg: &Config{DNS: DNS{JSONFile: "off"}}, key: self, now: time.Now,
-		nets: []Joined{{Label: "t", ID: admin.Public(), Priority: 1}}, store: mesh.NewStore(st, nil),
-		prober: &wg.Prober{Peers: func() []wg.Peer { return peers }, TTL: time.Hour}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go a.prober.Run(ctx)
-
-	a.updateView()
-	eventually(t, 10*time.Second, "127.0.0.1 to pass and 127.0.0.3 to fail", func() bool {
-		for _, h := range a.hosts() {
-			if h.Node == host.Public().AuthorizedKey() {
-				return slices.Equal(h.Verified, []string{"127.0.0.1"}) && strings.Contains(h.Challenge, "not routed")
-			}
-		}
-		return false
-	})
-	a.updateView()
-	if n := a.view.Load().Names["h.t"]; n != nil {
-		t.Fatalf("h.t is in the view while 127.0.0.3 fails: %+v", n)
-	}
-	a.store.Write(func(st *crdt.State, now time.Time) []*crdt.Record {
-		if _, err := st.Ingest(hostRec("127.0.0.1"), now); err != nil {
-			t.Fatal(err)
-		}
-		return nil
-	})
-	a.updateView()
-	if n := a.view.Load().Names["h.t"]; n == nil {
-		t.Fatal("h.t is still out of the view after its host dropped the failing address")
-	}
+	return v
 }

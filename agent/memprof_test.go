@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
-	"github.com/data-mesher/data-mesher/wg"
+	"github.com/data-mesher/data-mesher/mesh"
 )
 
 // TestMemProfile10k runs an agent with 10,000 hosts in-process and writes a
@@ -30,14 +30,14 @@ func TestMemProfile10k(t *testing.T) {
 	st := crdt.NewState(crdt.DefaultOptions(), admin.Public())
 	recs := []*crdt.Record{must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: now, Domain: "t", HostTTL: 24 * time.Hour,
 		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{w.Public()}}, admin))}
-	var verdicts []wg.Verdict
+	var verdicts []mesh.Verdict
 	for i := range 10000 {
 		k := crdtKey(fmt.Sprint("host", i))
 		addr := netip.AddrFrom16([16]byte{0xfd, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		c := must(crdt.SignClaim(crdt.Claim{Network: admin.Public(), Node: k.Public(), Name: fmt.Sprint("h", i), Created: now}, k))
 		recs = append(recs, must(crdt.SignHost(crdt.Host{Network: admin.Public(), Node: k.Public(), Heartbeat: now,
 			Addresses: []netip.Addr{addr}, HTTPPort: 7331}, k)), c, must(crdt.WitnessClaim(admin.Public(), c.Hash(), now, w)))
-		verdicts = append(verdicts, wg.Verdict{Network: admin.Public(), Node: k.Public(), Addr: addr, Port: 7331, Checked: now})
+		verdicts = append(verdicts, mesh.Verdict{Network: admin.Public(), Node: k.Public(), Addr: addr, Port: 7331, Checked: now})
 	}
 	st.IngestAll(recs, now)
 	WriteFileAtomic(filepath.Join(dir, "state.bin"), EncodeState(st.Entries(admin.Public()), node), 0o600)

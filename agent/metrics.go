@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
-	"github.com/data-mesher/data-mesher/dnsserver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -59,11 +58,11 @@ func (m *metrics) viewUpdated(v *crdt.ResolvedView) {
 	m.viewAt.Set(float64(m.a.now().Unix()))
 }
 
-func (m *metrics) serve(ctx context.Context, run func(func(context.Context))) error {
-	if m.a.cfg.MetricsListen == "off" {
+func (m *metrics) serve(ctx context.Context, listen string, run func(func(context.Context))) error {
+	if listen == "off" {
 		return nil
 	}
-	l, err := net.Listen("tcp", m.a.cfg.MetricsListen)
+	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
@@ -126,9 +125,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSig, prometheus.CounterValue, float64(s.SignaturesChecked), "signature")
 		ch <- prometheus.MustNewConstMetric(descSig, prometheus.CounterValue, float64(s.AttestationsVerified), "attestation")
 	})
-	if a.node != nil {
-		st := a.node.Stats()
-		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(a.node.Members())))
+	p := a.up.Load()
+	if p == nil {
+		return
+	}
+	{
+		st := p.node.Stats()
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(p.node.Members())))
 		ch <- prometheus.MustNewConstMetric(descSync, prometheus.CounterValue, float64(st.SyncBytesOut.Load()), "out")
 		ch <- prometheus.MustNewConstMetric(descSync, prometheus.CounterValue, float64(st.SyncBytesIn.Load()), "in")
 		ch <- prometheus.MustNewConstMetric(descSyncRounds, prometheus.CounterValue, float64(st.SyncRounds.Load()), "started")
@@ -138,17 +141,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.Broadcasts.Load()), "broadcast")
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(st.Rejected.Load()))
 	}
-	if a.dns != nil {
-		h := a.dns.Handler()
-		for _, r := range []dnsserver.Result{dnsserver.ResultAnswer, dnsserver.ResultNoData, dnsserver.ResultNXDomain,
-			dnsserver.ResultRefused, dnsserver.ResultError, dnsserver.ResultForwarded} {
+	{
+		h := p.dns.Handler()
+		for _, r := range dnsResults {
 			ch <- prometheus.MustNewConstMetric(descDNS, prometheus.CounterValue, float64(h.Count(r)), r.String())
 		}
-		ch <- prometheus.MustNewConstMetric(descDNSFast, prometheus.CounterValue, float64(a.dns.FastAnswers()))
+		ch <- prometheus.MustNewConstMetric(descDNSFast, prometheus.CounterValue, float64(p.dns.FastAnswers()))
 	}
-	if a.prober != nil {
+	{
 		ok, bad := 0, 0
-		for _, s := range a.prober.Statuses() {
+		for _, s := range p.prober.Statuses() {
 			if s.OK {
 				ok++
 			} else {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/data-mesher/data-mesher/control"
 	"github.com/data-mesher/data-mesher/crdt"
 )
 
@@ -34,48 +35,33 @@ func TestReloadWhileClaimsAndStampsRun(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	eventually(t, 10*time.Second, "the control socket", func() bool {
-		c, err := Dial(cfg.ControlSocket)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+	c := control.NewClient(cfg.ControlSocket)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "the agent to run the mesh", func() bool {
+		s, err := c.Status(ctx)
+		return err == nil && s.Waiting == ""
 	})
 	// The settings pin a timestamp authority that never answers, so every
 	// new claim keeps the stamper asking; the node witnesses its own claims.
 	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "t", HostTTL: time.Hour,
 		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{node.Public()}, TSARoots: [][]byte{crdt.FreeTSARoot()},
 		TSAURLs: []string{"http://127.0.0.1:1/tsr"}}, admin))
-	c, err := Dial(cfg.ControlSocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var res PublishResult
-	if err := c.Call(Request{Op: "publish", Records: [][]byte{set.Bytes()}}, &res); err != nil || res.Added != 1 {
+	if res, err := c.Publish(ctx, set); err != nil || res.Added != 1 {
 		t.Fatalf("publish: %+v %v", res, err)
 	}
 
-	ctx := context.Background()
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Add(1)
 	go func() { // doctor's questions, all the while
 		defer wg.Done()
-		fc, err := Dial(cfg.ControlSocket)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer fc.Close()
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			var f Facts
-			if err := fc.Call(Request{Op: "facts"}, &f); err != nil {
+			if _, err := c.Facts(ctx); err != nil {
 				t.Error(err)
 				return
 			}
@@ -86,14 +72,14 @@ func TestReloadWhileClaimsAndStampsRun(t *testing.T) {
 		next := *cfg
 		next.Hostnames = []string{"n" + strconv.Itoa(i%4), "m" + strconv.Itoa(i%3)}
 		next.TSAURLs = []string{fmt.Sprintf("http://127.0.0.1:1/tsa%d", i)}
-		if restart, err := a.Reload(ctx, &next); err != nil || len(restart) > 0 {
+		if restart, err := a.Reload(&next); err != nil || len(restart) > 0 {
 			t.Fatalf("reload %d: %v (restart %v)", i, err, restart)
 		}
 		// The round's claims are made (and handed to the stamper) before
 		// the next reload rewrites the configuration under them.
 		eventually(t, 10*time.Second, fmt.Sprintf("round %d's claims", i), func() bool {
-			var st Status
-			if err := c.Call(Request{Op: "status"}, &st); err != nil || len(st.Networks) != 1 {
+			st, err := c.Status(ctx)
+			if err != nil || len(st.Networks) != 1 {
 				return false
 			}
 			return slices.Contains(st.Networks[0].Names, next.Hostnames[0]) && slices.Contains(st.Networks[0].Names, next.Hostnames[1])

@@ -1,22 +1,30 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/data-mesher/data-mesher/wg"
+	"github.com/data-mesher/data-mesher/mesh"
 )
 
-func (a *Agent) verdictPath() string { return filepath.Join(a.cfg.StateDir, "reachability.json") }
+// The reachability verdicts are saved so that a restarted node keeps what
+// it verified (within the TTL) instead of dropping every name until it has
+// challenged every host again: the loop saves them every quarter of their
+// TTL (between 5 s and 2 min) when checks completed since the last save,
+// within 5 s of a verdict changing, and when the agent stops. Renewals
+// change no verdict but make it younger: without saving them, the file
+// would age past the TTL and a restarted node would restore nothing.
+
+func (a *Agent) verdictPath(conf *live) string {
+	return filepath.Join(conf.StateDir, "reachability.json")
+}
 
 // loadVerdicts reads the saved reachability verdicts; a missing or damaged
 // file means none (they are only an optimization of start-up).
-func loadVerdicts(path string, log *slog.Logger) []wg.Verdict {
+func loadVerdicts(path string, log *slog.Logger) []mesh.Verdict {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -24,7 +32,7 @@ func loadVerdicts(path string, log *slog.Logger) []wg.Verdict {
 		}
 		return nil
 	}
-	var vs []wg.Verdict
+	var vs []mesh.Verdict
 	if err := json.Unmarshal(b, &vs); err != nil {
 		log.Warn("saved reachability verdicts are damaged; checking every host again", "path", path, "err", err)
 		return nil
@@ -32,39 +40,20 @@ func loadVerdicts(path string, log *slog.Logger) []wg.Verdict {
 	return vs
 }
 
-// verdictLoop saves the verdicts every quarter of their TTL (between 5 s
-// and 2 min) when checks completed since the last save, sooner when one
-// changed, and when the agent stops. Renewals change no verdict but make
-// it younger: without saving them, the file would age past the TTL and a
-// restarted node would restore nothing.
-func (a *Agent) verdictLoop(ctx context.Context) {
-	every := min(max(time.Duration(a.cfg.ReachabilityTTL)/4, 5*time.Second), 2*time.Minute)
-	var saved uint64
-	save := func() {
-		n := a.prober.Checks()
-		if n == saved {
-			return
-		}
-		b, err := json.Marshal(a.prober.Passed())
-		if err == nil {
-			err = WriteFileAtomic(a.verdictPath(), b, 0o600)
-		}
-		if err != nil {
-			a.log.Warn("saving reachability verdicts", "err", err)
-			return
-		}
-		saved = n
+// saveVerdicts writes the prober's passes if checks completed since the
+// save that returned saved; it returns the count now on disk.
+func (a *Agent) saveVerdicts(p *mesh.Prober, saved uint64) uint64 {
+	n := p.Checks()
+	if n == saved {
+		return saved
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			save()
-			return
-		case <-a.verdictKick:
-		case <-t.C:
-		}
-		save()
+	b, err := json.Marshal(p.Passed())
+	if err == nil {
+		err = WriteFileAtomic(a.verdictPath(a.conf.Load()), b, 0o600)
 	}
+	if err != nil {
+		a.log.Warn("saving reachability verdicts", "err", err)
+		return saved
+	}
+	return n
 }

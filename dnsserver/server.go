@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"syscall"
 
+	"github.com/data-mesher/data-mesher/internal/sockopt"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -155,32 +155,10 @@ func (s *Server) FastAnswers() int64 {
 	return n
 }
 
-// FreeBind is a net.ListenConfig Control that lets a listener bind the
-// tunnel address before the interface has it (IP_FREEBIND), with
-// SO_REUSEADDR for quick restarts. The agent uses it for its other
-// listeners on the tunnel address too.
-func FreeBind(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		if network == "tcp6" || network == "udp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
 func listenTCP(a netip.AddrPort) (net.Listener, error) {
-	lc := net.ListenConfig{Control: FreeBind}
-	return lc.Listen(context.Background(), "tcp", a.String())
+	return sockopt.ListenTCP(context.Background(), a)
 }
 
 func listenPacket(a netip.AddrPort) (net.PacketConn, error) {
-	lc := net.ListenConfig{Control: FreeBind}
-	return lc.ListenPacket(context.Background(), "udp", a.String())
+	return sockopt.ListenUDP(context.Background(), a)
 }

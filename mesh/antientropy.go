@@ -51,7 +51,7 @@ type SyncResult struct {
 func (n *Node) SyncWith(ctx context.Context, peer Member) (SyncResult, error) {
 	var res SyncResult
 	n.stats.SyncRounds.Add(1)
-	u := n.peerURL(peer, "/v1/sync")
+	u := n.peerURL(peer, PathSync)
 	// Stage 1: network and group fingerprints.
 	req := &wireMsg{stage: 1}
 	n.store.Read(func(st *crdt.State) {

@@ -50,7 +50,7 @@ func BootstrapURL(src string) (string, error) {
 		return "", fmt.Errorf("bootstrap source %q is not an http(s) URL", src)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = "/data.json"
+		u.Path = PathDataJSON
 	}
 	return u.String(), nil
 }

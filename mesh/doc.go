@@ -1,9 +1,13 @@
-// Package mesh moves records between nodes: gossip membership and broadcast
-// over hashicorp/memberlist, digest-based anti-entropy, bootstrap from peers
-// and static data.json URLs, the peer HTTP endpoint, and the client that
-// asks RFC 3161 timestamp authorities for tokens.
+// Package mesh is the whole peer protocol: gossip membership and broadcast
+// over hashicorp/memberlist, digest-based anti-entropy, bootstrap from
+// peers and static data.json URLs, the peer HTTP endpoint and its routes
+// (routes.go), the reachability challenge with its prober (challenge.go,
+// prober.go), the peer clock (clock.go), and the client that asks RFC 3161
+// timestamp authorities for tokens (tsa.go, stamper.go).
 //
-// It knows the crdt package and nothing else of data-mesher: the agent gives
-// it a state to serve and a place to deliver what arrives. Every record that
-// arrives goes through crdt ingestion before it is stored or forwarded.
+// It imports crdt and nothing else of data-mesher: the agent gives it a
+// Store to serve and the functions it needs from elsewhere (which
+// addresses WireGuard routes, which addresses this node answers for).
+// Every record that arrives goes through crdt ingestion before it is
+// stored or forwarded.
 package mesh

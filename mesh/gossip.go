@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/hashicorp/memberlist"
@@ -112,7 +111,9 @@ func (n *Node) receive(ctx context.Context) {
 			case msgRecord:
 				n.ingestAndForward([][]byte{msg[1:]}, "gossip")
 			case msgHave:
-				n.fetchAnnounced(ctx, msg[1:])
+				if net, h, from, ok := haveMsg(msg[1:]); ok {
+					n.announced(net, h, from)
+				}
 			default:
 				n.log.Debug("unknown gossip message", "type", msg[0])
 			}
@@ -148,39 +149,16 @@ func (n *Node) logRejected(res crdt.BatchResult, from string) int {
 	return bad
 }
 
-// fetchAnnounced gets a record too large for gossip from the node that
-// announced it.
-func (n *Node) fetchAnnounced(ctx context.Context, b []byte) {
-	if len(b) < 64+1 {
-		return
-	}
+// haveMsg parses an announcement: network, hash, announcer.
+func haveMsg(b []byte) (crdt.PublicKey, crdt.Hash, string, bool) {
 	var net crdt.PublicKey
 	var h crdt.Hash
+	if len(b) < 64+1 {
+		return net, h, "", false
+	}
 	copy(net[:], b[:32])
 	copy(h[:], b[32:64])
-	announcer := string(b[64:])
-	held := false
-	n.store.Read(func(st *crdt.State) { held = st.Lookup(net, h) != nil })
-	if held {
-		return
-	}
-	var from *Member
-	for _, m := range n.Members() {
-		if m.Name == announcer {
-			from = &m
-			break
-		}
-	}
-	if from == nil {
-		return // anti-entropy will bring it
-	}
-	n.stats.Fetches.Add(1)
-	raw, err := n.get(ctx, n.peerURL(*from, fmt.Sprintf("/v1/records/%s/%s", url.PathEscape(net.String()), h)), crdt.MaxRecordSize)
-	if err != nil {
-		n.log.Debug("fetching an announced record", "from", from.Addr, "hash", h.Short(), "err", err)
-		return
-	}
-	n.ingestAndForward([][]byte{raw}, from.Addr.String())
+	return net, h, string(b[64:]), true
 }
 
 // get fetches a URL with the node's client, refusing bodies over max bytes.

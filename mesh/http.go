@@ -11,51 +11,6 @@ import (
 	"github.com/data-mesher/data-mesher/crdt"
 )
 
-// Handler is the peer HTTP endpoint (default port 7331 on the tunnel
-// address):
-//
-//	GET  /data.json[?network=KEY]      the signed records of joined networks
-//	GET  /v1/records/{network}/{hash}  one record, encoded
-//	POST /v1/sync                      anti-entropy (see wire.go)
-//	POST /v1/challenge                 the reachability challenge
-//	GET  /v1/time                      this node's clock (doctor's skew check)
-//
-// Everything served is signed and verified by whoever receives it; requests
-// are rate-limited per peer, bodies bounded, and a peer that sends invalid
-// records is ignored for a while.
-func (n *Node) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /data.json", n.serveDataJSON)
-	mux.HandleFunc("GET /v1/records/{network}/{hash}", n.serveRecord)
-	mux.HandleFunc("POST /v1/sync", n.serveSync)
-	mux.HandleFunc("GET /v1/time", func(w http.ResponseWriter, r *http.Request) {
-		// This node's clock, for doctor's skew check.
-		_, _ = w.Write([]byte(n.store.Now().UTC().Format(time.RFC3339Nano)))
-	})
-	mux.HandleFunc("POST /v1/challenge", func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.Challenge == nil {
-			http.Error(w, "this node does not answer challenges", http.StatusServiceUnavailable)
-			return
-		}
-		n.cfg.Challenge.ServeHTTP(w, r)
-	})
-	return n.limit(mux)
-}
-
-func (n *Node) limit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := remoteAddr(r)
-		if ok, why := n.limits.allow(addr, time.Now()); !ok {
-			w.Header().Set("Retry-After", "10")
-			http.Error(w, why, http.StatusTooManyRequests)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBody)
-		n.stats.Served.Add(1)
-		next.ServeHTTP(w, r)
-	})
-}
-
 func remoteAddr(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -267,7 +267,7 @@ func TestOnlyJoinedNetworks(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	other := testKey("other-admin")
 	both := c.nodes[0]
-	both.store.Write(func(st *crdt.State, _ time.Time) []*crdt.Record { st.Join(other.Public()); return nil })
+	both.store.Join(other.Public())
 	set2 := must(crdt.SignSettings(crdt.Settings{Network: other.Public(), Updated: time.Now(), Domain: "other", HostTTL: time.Hour}, other))
 	h2 := must(crdt.SignHost(crdt.Host{Network: other.Public(), Node: both.key.Public(), Heartbeat: time.Now()}, both.key))
 	if res := both.node.Publish(set2, h2); res.Added != 2 {
@@ -288,6 +288,55 @@ func TestOnlyJoinedNetworks(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("data.json of a network not joined: %s", resp.Status)
 	}
+}
+
+// A fetch that fails is tried again, with back-off, until the record
+// comes: here the announcer's peer endpoint is down until every other node
+// has tried, and until gossip has stopped retransmitting the announcement
+// (each copy that arrives is another chance, within a fraction of a
+// second). Anti-entropy is off and nobody else holds the record to
+// announce it, so only the fetcher's own retries can deliver it.
+func TestFetchRetriesUntilTheAnnouncerAnswers(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.SyncInterval = time.Hour })
+	eventually(t, 60*time.Second, "full membership", func() bool {
+		for _, tn := range c.nodes {
+			if len(tn.node.Members()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	src := c.nodes[0]
+	c.net.Serve(src.host, nil) // down: every fetch from it fails
+	s := crdt.Settings{Network: c.id, Updated: time.Now(), Domain: "mesh", HostTTL: time.Hour,
+		Witnesses: []crdt.PublicKey{c.witness.Public()}}
+	for i := range 40 {
+		s.Extra = append(s.Extra, crdt.ExtraRecord{Name: fmt.Sprintf("txt%d", i), Type: crdt.TypeTXT, Data: strings.Repeat("x", 60)})
+	}
+	big := must(crdt.SignSettings(s, c.admin))
+	src.node.Publish(big)
+	eventually(t, 40*time.Second, "every other node to have tried to fetch it, and the announcement's retransmissions to end", func() bool {
+		for _, tn := range c.nodes[1:] {
+			if tn.node.Stats().Fetches.Load() == 0 {
+				return false
+			}
+		}
+		return src.node.queue.NumQueued() == 0
+	})
+	for _, tn := range c.nodes[1:] {
+		if tn.holds(c.id, big.Hash()) {
+			t.Fatal("a node holds the record while its only holder did not answer")
+		}
+	}
+	c.net.Serve(src.host, src.node.Handler())
+	eventually(t, 40*time.Second, "the record on every node once its holder answers", func() bool {
+		for _, tn := range c.nodes {
+			if !tn.holds(c.id, big.Hash()) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Records too large for a gossip packet are announced and fetched over

@@ -77,8 +77,8 @@ type Config struct {
 	// (tests: MemNetwork.HTTPClient).
 	HTTPClient *http.Client
 	// Challenge, if set, answers the reachability challenge on the peer
-	// endpoint (POST /v1/challenge); the wg package provides it.
-	Challenge http.Handler
+	// endpoint (PathChallenge).
+	Challenge *Responder
 	Logger    *slog.Logger
 }
 
@@ -150,6 +150,7 @@ type Node struct {
 	queue  *memberlist.TransmitLimitedQueue
 	limits *peerLimits
 	inbox  chan []byte
+	fetch  *fetcher
 
 	stats Stats
 
@@ -184,7 +185,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
-		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1),
+		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(),
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return n.numMembers() },
@@ -231,8 +232,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml = ml
 	ctx, n.stop = context.WithCancel(ctx)
 	n.running.Store(true)
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.receive(ctx)
+	go n.fetchLoop(ctx)
 	go n.syncLoop(ctx)
 	go n.joinLoop(ctx)
 	go n.bootstrapLoop(ctx)
@@ -404,10 +406,6 @@ func (n *Node) absentHosts(k int) []string {
 	}
 	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	return cands[:min(k, len(cands))]
-}
-
-func (n *Node) peerURL(m Member, path string) string {
-	return "http://" + net.JoinHostPort(m.Addr.String(), strconv.Itoa(m.HTTPPort)) + path
 }
 
 // randomPeer picks a live member not in the penalty box.

@@ -10,16 +10,23 @@ import (
 // Store is a node's replicated state, safe for concurrent use: the gossip
 // receiver, the anti-entropy client and server, bootstrap and the agent all
 // go through it. Every record enters through crdt ingestion, and every
-// record that was added is handed to the subscribers (the mesh spreads it,
-// the agent persists it and recomputes the view): nothing is forwarded
-// that was not verified here first.
+// change (records added, records dropped by Prune or by leaving a network,
+// a network joined) is handed to the subscribers after the lock is
+// released: the agent persists it and recomputes its view from it. Nothing
+// is forwarded that was not verified here first.
 type Store struct {
 	mu    sync.Mutex
 	state *crdt.State
 	now   func() time.Time
 
 	subMu sync.Mutex
-	subs  []func([]*crdt.Record)
+	subs  []func(Change)
+}
+
+// Change is what one write did to the state. A change with no records in
+// it still changed the state (a network was joined).
+type Change struct {
+	Added, Dropped []*crdt.Record
 }
 
 // NewStore wraps state. now is the clock ingestion uses (time.Now in
@@ -31,23 +38,28 @@ func NewStore(state *crdt.State, now func() time.Time) *Store {
 	return &Store{state: state, now: now}
 }
 
-// OnAdded registers f to receive every batch of records added to the state,
-// after the lock is released. f must not block for long.
-func (s *Store) OnAdded(f func([]*crdt.Record)) {
+// Subscribe registers f to receive every change, in order, after the lock
+// is released. f runs on the writer's goroutine and must not block for
+// long.
+func (s *Store) Subscribe(f func(Change)) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	s.subs = append(s.subs, f)
 }
 
-func (s *Store) notify(added []*crdt.Record) {
-	if len(added) == 0 {
+// unlockAndNotify releases the state and tells the subscribers what
+// changed, if the state's version moved since before.
+func (s *Store) unlockAndNotify(before uint64, c Change) {
+	changed := s.state.Version() != before
+	s.mu.Unlock()
+	if !changed {
 		return
 	}
 	s.subMu.Lock()
 	subs := s.subs
 	s.subMu.Unlock()
 	for _, f := range subs {
-		f(added)
+		f(c)
 	}
 }
 
@@ -55,9 +67,9 @@ func (s *Store) notify(added []*crdt.Record) {
 // of recs).
 func (s *Store) Ingest(recs []*crdt.Record) crdt.BatchResult {
 	s.mu.Lock()
+	before := s.state.Version()
 	res := s.state.IngestAll(recs, s.now())
-	s.mu.Unlock()
-	s.notify(res.AddedRecords)
+	s.unlockAndNotify(before, Change{Added: res.AddedRecords})
 	return res
 }
 
@@ -67,6 +79,7 @@ func (s *Store) IngestBytes(raws [][]byte) crdt.BatchResult {
 	var res crdt.BatchResult
 	var fresh []*crdt.Record
 	s.mu.Lock()
+	before := s.state.Version()
 	now := s.now()
 	for _, raw := range raws {
 		if s.state.Holds(raw) {
@@ -81,28 +94,45 @@ func (s *Store) IngestBytes(raws [][]byte) crdt.BatchResult {
 		fresh = append(fresh, r)
 	}
 	batch := s.state.IngestAll(fresh, now)
-	s.mu.Unlock()
+	s.unlockAndNotify(before, Change{Added: batch.AddedRecords})
 	batch.Known += res.Known
 	batch.Rejected = append(res.Rejected, batch.Rejected...)
-	s.notify(batch.AddedRecords)
 	return batch
 }
 
+// Prune drops what decayed or what the settings no longer admit, at the
+// store's now, and returns it.
+func (s *Store) Prune() []*crdt.Record {
+	s.mu.Lock()
+	before := s.state.Version()
+	dropped := s.state.Prune(s.now())
+	s.unlockAndNotify(before, Change{Dropped: dropped})
+	return dropped
+}
+
+// Join makes the state accept network id's records.
+func (s *Store) Join(id crdt.PublicKey) {
+	s.mu.Lock()
+	before := s.state.Version()
+	s.state.Join(id)
+	s.unlockAndNotify(before, Change{})
+}
+
+// Leave drops network id and its records.
+func (s *Store) Leave(id crdt.PublicKey) {
+	s.mu.Lock()
+	before := s.state.Version()
+	dropped := s.state.Records(id)
+	s.state.Leave(id)
+	s.unlockAndNotify(before, Change{Dropped: dropped})
+}
+
 // Read runs f with the state locked. f must not keep the state or modify
-// it; use Write for that.
+// it; the other methods do that.
 func (s *Store) Read(f func(*crdt.State)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(s.state)
-}
-
-// Write runs f with the state locked, at the store's now, and tells the
-// subscribers about the records f reports as added.
-func (s *Store) Write(f func(st *crdt.State, now time.Time) []*crdt.Record) {
-	s.mu.Lock()
-	added := f(s.state, s.now())
-	s.mu.Unlock()
-	s.notify(added)
 }
 
 // Now is the store's clock.

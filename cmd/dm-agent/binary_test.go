@@ -21,8 +21,9 @@ import (
 	"time"
 
 	"github.com/data-mesher/data-mesher/agent"
+	"github.com/data-mesher/data-mesher/control"
 	"github.com/data-mesher/data-mesher/crdt"
-	"github.com/data-mesher/data-mesher/wg"
+	"github.com/data-mesher/data-mesher/mesh"
 	"github.com/miekg/dns"
 )
 
@@ -142,17 +143,19 @@ func (n *loopNode) start(t testing.TB) {
 	}
 }
 
-func (n *loopNode) client(t testing.TB) *agent.Client {
+// client waits until the agent runs its mesh and returns a client of it.
+func (n *loopNode) client(t testing.TB) *control.Client {
+	c := control.NewClient(n.socket)
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := agent.Dial(n.socket)
-		if err == nil {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		s, err := c.Status(context.Background())
+		if err == nil && s.Waiting == "" {
 			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("control socket never answered: %v\n%s", err, n.log)
+			t.Fatalf("the agent never got ready: %v %+v\n%s", err, s, n.log)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait)
 	}
 }
 
@@ -180,8 +183,7 @@ func TestKillDuringWrites(t *testing.T) {
 		n.start(t)
 		c := n.client(t)
 		if round == 0 {
-			var res agent.PublishResult
-			if err := c.Call(agent.Request{Op: "publish", Records: [][]byte{set.Bytes()}}, &res); err != nil {
+			if _, err := c.Publish(context.Background(), set); err != nil {
 				t.Fatal(err)
 			}
 			acked = append(acked, set.Hash())
@@ -194,18 +196,17 @@ func TestKillDuringWrites(t *testing.T) {
 		go func() {
 			defer close(writerDone)
 			for time.Now().Before(killAt.Add(200 * time.Millisecond)) {
-				var batch [][]byte
+				var batch []*crdt.Record
 				var hashes []crdt.Hash
 				for range 5 {
 					seq++
 					k := crdtKey(fmt.Sprint("w", seq))
 					h := must(crdt.SignHost(crdt.Host{Network: admin.Public(), Node: k.Public(), Heartbeat: time.Now(),
 						Addresses: []netip.Addr{netip.AddrFrom16([16]byte{0xfd, 13: byte(seq >> 16), 14: byte(seq >> 8), 15: byte(seq)})}}, k))
-					batch = append(batch, h.Bytes())
+					batch = append(batch, h)
 					hashes = append(hashes, h.Hash())
 				}
-				var res agent.PublishResult
-				if err := c.Call(agent.Request{Op: "publish", Records: batch}, &res); err != nil {
+				if _, err := c.Publish(context.Background(), batch...); err != nil {
 					return // killed mid-call: not acknowledged
 				}
 				mu.Lock()
@@ -242,7 +243,7 @@ func TestKillDuringWrites(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(n.dir, ".state.bin.tmp-*"))
 	// The next start clears what the kills left.
 	n.start(t)
-	n.client(t).Close()
+	n.client(t)
 	n.kill(syscall.SIGTERM)
 	after, _ := filepath.Glob(filepath.Join(n.dir, ".*.tmp-*"))
 	if len(after) != 0 {
@@ -290,9 +291,9 @@ func BenchmarkStartup10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	// A node that had been running: it had verified its peers.
-	var verdicts []wg.Verdict
+	var verdicts []mesh.Verdict
 	for _, h := range st.Hosts(admin.Public()) {
-		verdicts = append(verdicts, wg.Verdict{Network: admin.Public(), Node: h.Host().Node, Addr: h.Host().Addresses[0], Port: 7331, Checked: now})
+		verdicts = append(verdicts, mesh.Verdict{Network: admin.Public(), Node: h.Host().Node, Addr: h.Host().Addresses[0], Port: 7331, Checked: now})
 	}
 	vb, _ := json.Marshal(verdicts)
 	if err := os.WriteFile(filepath.Join(n.dir, "reachability.json"), vb, 0o600); err != nil {
@@ -395,7 +396,7 @@ func TestNetworkCreateKeepsExistingSettings(t *testing.T) {
 	n := newLoopNode(t, admin.Public())
 	n.start(t)
 	defer n.kill(syscall.SIGTERM)
-	n.client(t).Close()
+	n.client(t)
 
 	run := func(args ...string) (string, int) {
 		var out, errb bytes.Buffer

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/data-mesher/data-mesher/admin"
 	"github.com/data-mesher/data-mesher/agent"
-	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/control"
+	"github.com/data-mesher/data-mesher/doctor"
 )
 
 func init() {
@@ -85,7 +88,7 @@ Examples:
 				newCfg, err := cf.load()
 				if err == nil {
 					var restart []string
-					restart, err = a.Reload(ctx, newCfg)
+					restart, err = a.Reload(newCfg)
 					_ = level.UnmarshalText([]byte(newCfg.Log.Level))
 					if len(restart) > 0 {
 						log.Warn("configuration reloaded; these changes need a restart", "fields", restart)
@@ -225,32 +228,31 @@ Examples:
 		if *o.domain == "" {
 			return fmt.Errorf("%w: --domain is required", errUsage)
 		}
-		if err := crdt.ValidateDomain(strings.ToLower(*o.domain)); err != nil {
-			return err
-		}
 		ttl, err := time.ParseDuration(*o.hostTTL)
 		if err != nil {
 			return fmt.Errorf("%w: --host-ttl: %v", errUsage, err)
 		}
-		admin, err := loadOrCreate(*o.adminKey, "data-mesher admin "+*o.domain, c)
+		key, err := loadOrCreate(*o.adminKey, "data-mesher admin "+*o.domain, c)
+		if err != nil {
+			return err
+		}
+		b, err := admin.NewNetwork(key.Public(), *o.domain, ttl)
 		if err != nil {
 			return err
 		}
 		if *o.publish && !*o.replace {
-			if err := refuseExisting(o.cf, admin.Public()); err != nil {
+			if err := refuseExisting(o.cf, key.Public().AuthorizedKey()); err != nil {
 				return err
 			}
 		}
-		s := agent.NewSettings(admin.Public(), strings.ToLower(*o.domain), time.Now())
-		s.HostTTL = ttl
-		s, err = agent.ApplyEdit(s, agent.SettingsEdit{Witness: o.witness, TSARootFiles: o.tsaRoot, TSAURL: o.tsaURL, FreeTSA: *o.freeTSA}, time.Now())
+		if err := b.Apply(admin.Edit{Witness: o.witness, TSARootFiles: o.tsaRoot, TSAURL: o.tsaURL, FreeTSA: *o.freeTSA}); err != nil {
+			return err
+		}
+		rec, err := b.Sign(key, time.Now())
 		if err != nil {
 			return err
 		}
-		rec, err := crdt.SignSettings(s, admin)
-		if err != nil {
-			return err
-		}
+		s := b.Settings()
 		if len(s.Witnesses) == 0 && len(s.TSARoots) == 0 {
 			fmt.Fprintln(c.stderr, "warning: no witness and no timestamp authority: no claim can become active until `dm-agent settings` adds one")
 		}
@@ -258,12 +260,14 @@ Examples:
 			return err
 		}
 		fmt.Fprintf(c.stdout, "network %s\npubkey: %s\n\nIn each node's configuration:\n  \"networks\": {\"%s\": {\"pubkey\": %q, \"priority\": 1}}\n",
-			s.Domain, admin.Public().AuthorizedKey(), s.Domain, admin.Public().AuthorizedKey())
+			s.Domain, key.Public().AuthorizedKey(), s.Domain, key.Public().AuthorizedKey())
 		return nil
 	},
 }
 
-func loadOrCreate(path, comment string, c *cli) (crdt.PrivateKey, error) {
+// loadOrCreate reads the admin key at path, creating it first if there is
+// none.
+func loadOrCreate(path, comment string, c *cli) (admin.Key, error) {
 	if _, err := os.Stat(path); err == nil {
 		return agent.LoadKey(path)
 	}
@@ -277,8 +281,8 @@ func loadOrCreate(path, comment string, c *cli) (crdt.PrivateKey, error) {
 // refuseExisting fails if the running agent already has settings for the
 // network: new settings would replace them, and with them the network's
 // policy (bans, overrides, extra records).
-func refuseExisting(cf *configFlags, network crdt.PublicKey) error {
-	r, err := agentSettings(cf, network.AuthorizedKey(), "")
+func refuseExisting(cf *configFlags, network string) error {
+	r, err := agentSettings(cf, network, "")
 	if err != nil || r == nil {
 		return err
 	}
@@ -287,13 +291,9 @@ func refuseExisting(cf *configFlags, network crdt.PublicKey) error {
 }
 
 // deliver writes a signed settings record to a file and/or the agent.
-func deliver(c *cli, cf *configFlags, rec *crdt.Record, out string, publish bool) error {
+func deliver(c *cli, cf *configFlags, rec *admin.Record, out string, publish bool) error {
 	if out != "" {
-		st := crdt.NewState(crdt.DefaultOptions(), rec.Network())
-		if _, err := st.Ingest(rec, time.Now()); err != nil {
-			return err
-		}
-		b, err := crdt.EncodeDataJSON(st, rec.Network())
+		b, err := admin.DataJSON(rec)
 		if err != nil {
 			return err
 		}
@@ -303,13 +303,8 @@ func deliver(c *cli, cf *configFlags, rec *crdt.Record, out string, publish bool
 		fmt.Fprintf(c.stderr, "wrote %s\n", out)
 	}
 	if publish {
-		cl, err := agent.Dial(cf.socketPath())
+		res, err := control.NewClient(cf.socketPath()).Publish(context.Background(), rec)
 		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		var res agent.PublishResult
-		if err := cl.Call(agent.Request{Op: "publish", Records: [][]byte{rec.Bytes()}}, &res); err != nil {
 			return err
 		}
 		if len(res.Rejected) > 0 {
@@ -395,7 +390,7 @@ Examples:
 		if *o.show {
 			return printSettings(c, cur)
 		}
-		edit := agent.SettingsEdit{Domain: *o.domain, Ban: o.ban, Unban: o.unban, Allow: o.allow, Disallow: o.disallow,
+		edit := admin.Edit{Domain: *o.domain, Ban: o.ban, Unban: o.unban, Allow: o.allow, Disallow: o.disallow,
 			Override: o.override, RemoveOverride: o.removeOverride, Witness: o.witness, RemoveWitness: o.removeWitness,
 			TSARootFiles: o.tsaRoot, FreeTSA: *o.freeTSA, TSAURL: o.tsaURL, RemoveTSAURL: o.removeTSAURL,
 			Extra: o.extra, RemoveExtra: o.removeExtra}
@@ -415,15 +410,18 @@ Examples:
 			b := *o.restricted == "true"
 			edit.Restricted = &b
 		}
-		admin, err := agent.LoadKey(*o.adminKey)
+		key, err := agent.LoadKey(*o.adminKey)
 		if err != nil {
 			return err
 		}
-		next, err := agent.ApplyEdit(*cur.Settings(), edit, time.Now())
+		b, err := admin.FromSettings(cur)
 		if err != nil {
 			return err
 		}
-		rec, err := crdt.SignSettings(next, admin)
+		if err := b.Apply(edit); err != nil {
+			return err
+		}
+		rec, err := b.Sign(key, time.Now())
 		if err != nil {
 			return err
 		}
@@ -431,27 +429,17 @@ Examples:
 	},
 }
 
-func currentSettings(o *settingsOpts) (*crdt.Record, error) {
+func currentSettings(o *settingsOpts) (*admin.Record, error) {
 	if *o.from != "" {
 		b, err := os.ReadFile(*o.from)
 		if err != nil {
 			return nil, err
 		}
-		df, err := crdt.DecodeDataJSON(b)
+		r, err := admin.SettingsFromDataJSON(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", *o.from, err)
 		}
-		for _, n := range df.Networks {
-			for _, r := range n.Records {
-				if r.Kind() == crdt.KindSettings {
-					if err := r.VerifySignature(); err != nil {
-						return nil, err
-					}
-					return r, nil
-				}
-			}
-		}
-		return nil, fmt.Errorf("%s holds no settings", *o.from)
+		return r, nil
 	}
 	r, err := agentSettings(o.cf, *o.network, " (or use --from FILE)")
 	if err == nil && r == nil {
@@ -463,28 +451,16 @@ func currentSettings(o *settingsOpts) (*crdt.Record, error) {
 // agentSettings asks the running agent for a network's settings (network:
 // its label or key); nil if it has none. dialHint follows an error to reach
 // the agent.
-func agentSettings(cf *configFlags, network, dialHint string) (*crdt.Record, error) {
-	cl, err := agent.Dial(cf.socketPath())
-	if err != nil {
+func agentSettings(cf *configFlags, network, dialHint string) (*admin.Record, error) {
+	r, err := control.NewClient(cf.socketPath()).Settings(context.Background(), network)
+	if errors.Is(err, control.ErrNoAgent) {
 		return nil, fmt.Errorf("%w%s", err, dialHint)
 	}
-	defer cl.Close()
-	var raw []byte
-	if err := cl.Call(agent.Request{Op: "settings", Network: network}, &raw); err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	return crdt.DecodeRecord(raw)
+	return r, err
 }
 
-func printSettings(c *cli, r *crdt.Record) error {
-	st := crdt.NewState(crdt.DefaultOptions(), r.Network())
-	if _, err := st.Ingest(r, time.Now()); err != nil {
-		return err
-	}
-	b, err := crdt.EncodeDataJSON(st, r.Network())
+func printSettings(c *cli, r *admin.Record) error {
+	b, err := admin.DataJSON(r)
 	if err != nil {
 		return err
 	}
@@ -515,32 +491,23 @@ func clientFlags(fs *flag.FlagSet, name string) *clientOpts {
 	return o
 }
 
-func call(c *cli, name string, args []string, req func(rest []string) (agent.Request, error), out any) (*clientOpts, error) {
+// clientArgs parses a client command's flags; it returns them, the other
+// arguments, and a client of the running agent.
+func clientArgs(c *cli, name string, args []string) (*clientOpts, []string, *control.Client, error) {
 	fs := newFlags(name, c.stderr)
 	o := clientFlags(fs, name)
 	rest, err := parse(fs, args)
 	if err != nil {
-		return o, fmt.Errorf("%w: %v", errUsage, err)
+		return o, nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	r, err := req(rest)
-	if err != nil {
-		return o, err
-	}
-	cl, err := agent.Dial(o.cf.socketPath())
-	if err != nil {
-		return o, err
-	}
-	defer cl.Close()
-	return o, cl.Call(r, out)
+	return o, rest, control.NewClient(o.cf.socketPath()), nil
 }
 
-func noArgs(op string) func([]string) (agent.Request, error) {
-	return func(rest []string) (agent.Request, error) {
-		if len(rest) > 0 {
-			return agent.Request{}, fmt.Errorf("%w: unexpected arguments %v", errUsage, rest)
-		}
-		return agent.Request{Op: op}, nil
+func noArgs(rest []string) error {
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, rest)
 	}
+	return nil
 }
 
 func printJSON(c *cli, v any) error {
@@ -557,8 +524,14 @@ listeners and DNS answers.
 Example:
   dm-agent status`,
 	run: func(c *cli, args []string) error {
-		var s agent.Status
-		o, err := call(c, "status", args, noArgs("status"), &s)
+		o, rest, cl, err := clientArgs(c, "status", args)
+		if err != nil {
+			return err
+		}
+		if err := noArgs(rest); err != nil {
+			return err
+		}
+		s, err := cl.Status(context.Background())
 		if err != nil {
 			return err
 		}
@@ -567,7 +540,7 @@ Example:
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "node\t%s\nversion\t%s, up %s\ninterface\t%s (bind %s)\nlistening\t%s\ngossip\t%d members, synced %v\nDNS\t%d names, %d fast answers, %v\n",
-			s.Node, s.Version, time.Duration(s.Uptime).Round(time.Second), s.Interface, s.Bind, strings.Join(s.Listening, ", "),
+			s.Node, s.Version, time.Duration(s.Uptime*float64(time.Second)).Round(time.Second), s.Interface, s.Bind, strings.Join(s.Listening, ", "),
 			s.Members, s.Synced, s.DNS.Names, s.DNS.Fast, s.DNS.Queries)
 		for _, n := range s.Networks {
 			settings := "no settings yet"
@@ -590,8 +563,14 @@ claims but does not hold.
 Example:
   dm-agent hosts`,
 	run: func(c *cli, args []string) error {
-		var hs []agent.HostInfo
-		o, err := call(c, "hosts", args, noArgs("hosts"), &hs)
+		o, rest, cl, err := clientArgs(c, "hosts", args)
+		if err != nil {
+			return err
+		}
+		if err := noArgs(rest); err != nil {
+			return err
+		}
+		hs, err := cl.Hosts(context.Background())
 		if err != nil {
 			return err
 		}
@@ -631,13 +610,14 @@ live, reachable from here).
 Example:
   dm-agent resolve mors.clan`,
 	run: func(c *cli, args []string) error {
-		var r agent.Resolution
-		o, err := call(c, "resolve", args, func(rest []string) (agent.Request, error) {
-			if len(rest) != 1 {
-				return agent.Request{}, fmt.Errorf("%w: want one NAME", errUsage)
-			}
-			return agent.Request{Op: "resolve", Name: rest[0]}, nil
-		}, &r)
+		o, rest, cl, err := clientArgs(c, "resolve", args)
+		if err != nil {
+			return err
+		}
+		if len(rest) != 1 {
+			return fmt.Errorf("%w: want one NAME", errUsage)
+		}
+		r, err := cl.Resolve(context.Background(), rest[0])
 		if err != nil {
 			return err
 		}
@@ -676,14 +656,18 @@ or a bootstrap file any web server can serve.
 Example:
   dm-agent export --network clan > /srv/www/clan/data.json`,
 	run: func(c *cli, args []string) error {
-		var s string
-		_, err := call(c, "export", args, func(rest []string) (agent.Request, error) {
-			return agent.Request{Op: "export"}, nil
-		}, &s)
+		o, rest, cl, err := clientArgs(c, "export", args)
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprint(c.stdout, s)
+		if err := noArgs(rest); err != nil {
+			return err
+		}
+		data, err := cl.Export(context.Background(), *o.network)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(data)
 		return err
 	},
 }
@@ -714,11 +698,11 @@ Examples:
 		if _, err := parse(fs, args); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		results := agent.RunDoctor(agent.DefaultDoctorEnv(o.cf.path, o.cf.load))
-		if err := agent.WriteDoctor(c.stdout, results, *o.json); err != nil {
+		results := doctor.Run(doctor.System(o.cf.path, o.cf.load))
+		if err := doctor.Write(c.stdout, results, *o.json); err != nil {
 			return err
 		}
-		if agent.Failed(results) {
+		if doctor.Failed(results) {
 			return errFailed
 		}
 		return nil
@@ -729,7 +713,7 @@ var versionCmd = &command{
 	name: "version", summary: "print the version", usage: "",
 	help: "Prints the version of dm-agent.",
 	run: func(c *cli, args []string) error {
-		fmt.Fprintf(c.stdout, "dm-agent %s (data format %s)\n", agent.Version, crdt.DataFormat)
+		fmt.Fprintf(c.stdout, "dm-agent %s (data format %s)\n", agent.Version, agent.DataFormat)
 		return nil
 	},
 }

@@ -1,4 +1,4 @@
-package agent
+package admin
 
 import (
 	"crypto/x509"
@@ -13,9 +13,11 @@ import (
 	"github.com/data-mesher/data-mesher/crdt"
 )
 
-// SettingsEdit is a change an admin makes to a network's settings; empty
-// fields change nothing.
-type SettingsEdit struct {
+// Edit is a change an admin makes to a network's settings; empty fields
+// change nothing. Keys are in any form ParsePublicKey reads
+// ("ssh-ed25519 AAAA…" or base64); errors name the flag a field came from
+// (--ban, --extra…), as the command line spells them.
+type Edit struct {
 	Domain         string
 	HostTTL        time.Duration
 	DNSTTL         time.Duration
@@ -35,10 +37,8 @@ type SettingsEdit struct {
 	RemoveExtra    []string // "name TYPE"
 }
 
-// ApplyEdit returns s with e applied and Updated set to now (or just after
-// the old Updated, if this clock is behind it: newer settings must win).
-func ApplyEdit(s crdt.Settings, e SettingsEdit, now time.Time) (crdt.Settings, error) {
-	old := s.Updated
+// apply returns s with e applied.
+func apply(s crdt.Settings, e Edit) (crdt.Settings, error) {
 	keys := func(field string, in []string) ([]crdt.PublicKey, error) {
 		var out []crdt.PublicKey
 		for _, k := range in {
@@ -133,10 +133,6 @@ func ApplyEdit(s crdt.Settings, e SettingsEdit, now time.Time) (crdt.Settings, e
 		}
 		s.Extra = slices.DeleteFunc(slices.Clone(s.Extra), func(r crdt.ExtraRecord) bool { return r.Name == f[0] && r.Type == t })
 	}
-	s.Updated = now
-	if !now.After(old) {
-		s.Updated = old.Add(time.Millisecond)
-	}
 	return s, nil
 }
 
@@ -176,9 +172,4 @@ func readCert(path string) ([]byte, error) {
 		return nil, fmt.Errorf("TSA root %s is not a certificate: %w", path, err)
 	}
 	return b, nil
-}
-
-// NewSettings is the first settings of a new network.
-func NewSettings(admin crdt.PublicKey, domain string, now time.Time) crdt.Settings {
-	return crdt.Settings{Network: admin, Updated: now, Domain: domain, HostTTL: crdt.DefaultHostTTL, DNSTTL: crdt.DefaultDNSTTL}
 }

@@ -1,4 +1,4 @@
-package agent
+package doctor
 
 import (
 	"errors"
@@ -8,19 +8,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/data-mesher/data-mesher/agent"
+	"github.com/data-mesher/data-mesher/control"
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/data-mesher/data-mesher/wg"
 	"github.com/miekg/dns"
 )
 
+// exampleConfig is README's configuration of two networks.
+const exampleConfig = `{
+  "interface": "wg0",
+  "hostnames": ["mors"],
+  "networks": {
+    "qubasa.clan": {
+      "pubkey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY",
+      "priority": 1,
+      "bootstrap_peers": ["http://[fd27:bb88:dbef:737b:3799:9318:aa77:ec12]:7331"]
+    },
+    "clan": {
+      "pubkey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1UM2Cza+GIRyuB9C3NqY0pSWnGC4DzmQOcWOa4SafV",
+      "priority": 1.5
+    }
+  }
+}`
+
 // healthyEnv is a node where everything works; each test breaks one thing.
-func healthyEnv() DoctorEnv {
+func healthyEnv() Env {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	key := must(crdt.NewPrivateKeyFromSeed(make([]byte, 32)))
-	return DoctorEnv{
+	return Env{
 		ConfigPath: "/etc/data-mesher/config.json",
-		Config: func() (*Config, error) {
-			c, err := ParseConfig([]byte(exampleConfig))
+		Config: func() (*agent.Config, error) {
+			c, err := agent.ParseConfig([]byte(exampleConfig))
 			if err != nil {
 				return nil, err
 			}
@@ -34,15 +53,15 @@ func healthyEnv() DoctorEnv {
 				Addrs: []netip.Prefix{netip.MustParsePrefix("fd00::1/64")},
 				Peers: []wg.Peer{{LastHandshake: now.Add(-time.Minute), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("fd00::2/128")}}}}, nil
 		},
-		Facts: func(string) (*Facts, error) {
-			return &Facts{
-				Status: Status{Version: "test", Bind: "fd00::1", Members: 1, Synced: true,
+		Facts: func(string) (*control.Facts, error) {
+			return &control.Facts{
+				Status: control.Status{Version: "test", Bind: "fd00::1", Members: 1, Synced: true,
 					Listening: []string{"[fd00::1]:7946", "[fd00::1]:7331", "[fd00::1]:53"},
-					Networks:  []NetworkStatus{{Label: "clan", Domain: "clan", HasSettings: true}, {Label: "qubasa.clan", Domain: "qubasa.clan", HasSettings: true}}},
-				Challenges: []Challenge{{Node: "n2", Addr: "[fd00::2]:7331", OK: true}},
-				Skew:       []PeerSkew{{Peer: "fd00::2", Skew: Duration(20 * time.Millisecond)}},
-				OwnNames:   []OwnName{{Network: "clan", Name: "mors", Won: true}},
-				Attestors:  []AttestorMsg{{Network: "clan", What: "witnesses", OK: true, Detail: "1 of 1 witnesses online"}},
+					Networks:  []control.NetworkStatus{{Label: "clan", Domain: "clan", HasSettings: true}, {Label: "qubasa.clan", Domain: "qubasa.clan", HasSettings: true}}},
+				Challenges: []control.Challenge{{Node: "n2", Addr: "[fd00::2]:7331", OK: true}},
+				Skew:       []control.PeerSkew{{Peer: "fd00::2", Skew: 0.020}},
+				OwnNames:   []control.OwnName{{Network: "clan", Name: "mors", Won: true}},
+				Attestors:  []control.AttestorMsg{{Network: "clan", What: "witnesses", OK: true, Detail: "1 of 1 witnesses online"}},
 			}, nil
 		},
 		QueryDNS: func(server netip.AddrPort, name string) (int, []netip.Addr, error) {
@@ -67,22 +86,22 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-func statusOf(results []CheckResult, name string) CheckResult {
+func statusOf(results []Result, name string) Result {
 	for _, r := range results {
 		if r.Name == name {
 			return r
 		}
 	}
-	return CheckResult{Name: name, Status: "missing"}
+	return Result{Name: name, Status: "missing"}
 }
 
 func TestDoctorHealthy(t *testing.T) {
-	results := RunDoctor(healthyEnv())
+	results := Run(healthyEnv())
 	if len(results) != 14 {
 		t.Fatalf("%d checks, want 14", len(results))
 	}
 	for _, r := range results {
-		if r.Status != StatusOK {
+		if r.Status != OK {
 			t.Errorf("%s: %s %s (%s)", r.Name, r.Status, r.Detail, r.Remedy)
 		}
 	}
@@ -95,43 +114,43 @@ func TestDoctorHealthy(t *testing.T) {
 func TestDoctorBroken(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		break_ func(*DoctorEnv)
+		break_ func(*Env)
 		check  string
-		status CheckStatus
+		status Status
 		detail string
 		remedy string
 	}{
-		{"wrong interface name", func(e *DoctorEnv) {
+		{"wrong interface name", func(e *Env) {
 			e.Interface = func(n string) (*wg.Interface, error) { return nil, fmt.Errorf("%w: %s", wg.ErrNotFound, n) }
-		}, "interface", StatusFail, "does not exist", "systemctl status wireguard-wg0"},
-		{"interface down", func(e *DoctorEnv) {
+		}, "interface", Fail, "does not exist", "systemctl status wireguard-wg0"},
+		{"interface down", func(e *Env) {
 			in := e.Interface
 			e.Interface = func(n string) (*wg.Interface, error) { i, _ := in(n); i.Up = false; return i, nil }
-		}, "interface", StatusFail, "is down", "ip link set wg0 up"},
-		{"key readable by others", func(e *DoctorEnv) {
-			e.CheckKey = func(p string) error { return fmt.Errorf("%w: %s has mode 0644", ErrKeyPermissions, p) }
-		}, "key", StatusFail, "0644", "chmod 600 /var/lib/data-mesher/node.key"},
-		{"no key", func(e *DoctorEnv) {
+		}, "interface", Fail, "is down", "ip link set wg0 up"},
+		{"key readable by others", func(e *Env) {
+			e.CheckKey = func(p string) error { return fmt.Errorf("%w: %s has mode 0644", agent.ErrKeyPermissions, p) }
+		}, "key", Fail, "0644", "chmod 600 /var/lib/data-mesher/node.key"},
+		{"no key", func(e *Env) {
 			e.CheckKey = func(p string) error { return errors.New(p + " does not exist") }
-		}, "key", StatusFail, "does not exist", "dm-agent keygen --out"},
-		{"agent stopped", func(e *DoctorEnv) {
-			e.Facts = func(string) (*Facts, error) { return nil, errNoAgent }
-		}, "agent", StatusFail, "no running dm-agent", "systemctl start data-mesher"},
-		{"no WireGuard peers", func(e *DoctorEnv) {
+		}, "key", Fail, "does not exist", "dm-agent keygen --out"},
+		{"agent stopped", func(e *Env) {
+			e.Facts = func(string) (*control.Facts, error) { return nil, control.ErrNoAgent }
+		}, "agent", Fail, "no running dm-agent", "systemctl start data-mesher"},
+		{"no WireGuard peers", func(e *Env) {
 			in := e.Interface
 			e.Interface = func(n string) (*wg.Interface, error) { i, _ := in(n); i.Peers = nil; return i, nil }
-		}, "wireguard", StatusFail, "no WireGuard peers", "peers"},
-		{"peers silent", func(e *DoctorEnv) {
+		}, "wireguard", Fail, "no WireGuard peers", "peers"},
+		{"peers silent", func(e *Env) {
 			in := e.Interface
 			e.Interface = func(n string) (*wg.Interface, error) {
 				i, _ := in(n)
 				i.Peers[0].LastHandshake = time.Time{}
 				return i, nil
 			}
-		}, "wireguard", StatusFail, "0 with a handshake", "firewall"},
-		{"DNS port taken", func(e *DoctorEnv) {
+		}, "wireguard", Fail, "0 with a handshake", "firewall"},
+		{"DNS port taken", func(e *Env) {
 			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) {
+			e.Facts = func(s string) (*control.Facts, error) {
 				x, _ := f(s)
 				x.Status.Listening = x.Status.Listening[:2]
 				return x, nil
@@ -143,38 +162,42 @@ func TestDoctorBroken(t *testing.T) {
 				return ""
 			}
 			e.QueryDNS = func(netip.AddrPort, string) (int, []netip.Addr, error) { return dns.RcodeRefused, nil, nil }
-		}, "ports", StatusFail, "udp/53 is held by unbound (pid 4242)", "stop the other program"},
-		{"no settings", func(e *DoctorEnv) {
+		}, "ports", Fail, "udp/53 is held by unbound (pid 4242)", "stop the other program"},
+		{"no settings", func(e *Env) {
 			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) { x, _ := f(s); x.Status.Networks[1].HasSettings = false; return x, nil }
-		}, "settings", StatusFail, "qubasa.clan", "network create"},
-		{"name lost", func(e *DoctorEnv) {
-			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) {
+			e.Facts = func(s string) (*control.Facts, error) {
 				x, _ := f(s)
-				x.OwnNames = []OwnName{{Network: "clan", Name: "mors", Holder: "ssh-ed25519 AAAA other", Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+				x.Status.Networks[1].HasSettings = false
 				return x, nil
 			}
-		}, "names", StatusWarn, "mors (clan) is held by ssh-ed25519 AAAA other since 2026-01-02T03:04:05Z", "override"},
-		{"clock far off", func(e *DoctorEnv) {
+		}, "settings", Fail, "qubasa.clan", "network create"},
+		{"name lost", func(e *Env) {
 			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) {
+			e.Facts = func(s string) (*control.Facts, error) {
 				x, _ := f(s)
-				x.Skew[0].Skew = Duration(10 * time.Minute)
+				x.OwnNames = []control.OwnName{{Network: "clan", Name: "mors", Holder: "ssh-ed25519 AAAA other", Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
 				return x, nil
 			}
-		}, "clock", StatusFail, "10m0s", "timedatectl set-ntp true"},
-		{"split DNS missing", func(e *DoctorEnv) {
+		}, "names", Warn, "mors (clan) is held by ssh-ed25519 AAAA other since 2026-01-02T03:04:05Z", "override"},
+		{"clock far off", func(e *Env) {
+			f := e.Facts
+			e.Facts = func(s string) (*control.Facts, error) {
+				x, _ := f(s)
+				x.Skew[0].Skew = (10 * time.Minute).Seconds()
+				return x, nil
+			}
+		}, "clock", Fail, "10m0s", "timedatectl set-ntp true"},
+		{"split DNS missing", func(e *Env) {
 			e.Resolved = func(string) (bool, []string, []string, error) { return true, nil, nil, nil }
-		}, "split-dns", StatusFail, "missing", "resolvectl domain wg0 ~clan ~qubasa.clan"},
-		{"split DNS to another server", func(e *DoctorEnv) {
+		}, "split-dns", Fail, "missing", "resolvectl domain wg0 ~clan ~qubasa.clan"},
+		{"split DNS to another server", func(e *Env) {
 			e.Resolved = func(string) (bool, []string, []string, error) {
 				return true, []string{"fd00::9", "192.0.2.1:53"}, []string{"~clan", "~qubasa.clan"}, nil
 			}
-		}, "split-dns", StatusFail, "fd00::9", "resolvectl dns wg0 fd00::1"},
-		{"split DNS to a loopback listener", func(e *DoctorEnv) {
+		}, "split-dns", Fail, "fd00::9", "resolvectl dns wg0 fd00::1"},
+		{"split DNS to a loopback listener", func(e *Env) {
 			c := e.Config
-			e.Config = func() (*Config, error) {
+			e.Config = func() (*agent.Config, error) {
 				x, err := c()
 				x.DNS.Listen = []string{"127.0.0.153:53"}
 				return x, err
@@ -182,43 +205,43 @@ func TestDoctorBroken(t *testing.T) {
 			e.Resolved = func(string) (bool, []string, []string, error) {
 				return true, []string{"127.0.0.153"}, []string{"~clan", "~qubasa.clan"}, nil
 			}
-		}, "split-dns", StatusWarn, "loopback", "resolvectl dns wg0 fd00::1"},
-		{"no attestor answers", func(e *DoctorEnv) {
+		}, "split-dns", Warn, "loopback", "resolvectl dns wg0 fd00::1"},
+		{"no attestor answers", func(e *Env) {
 			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) {
+			e.Facts = func(s string) (*control.Facts, error) {
 				x, _ := f(s)
-				x.Attestors = []AttestorMsg{{Network: "clan", What: "https://tsa.example/tsr", Detail: "connection refused"}}
+				x.Attestors = []control.AttestorMsg{{Network: "clan", What: "https://tsa.example/tsr", Detail: "connection refused"}}
 				return x, nil
 			}
-		}, "attestors", StatusFail, "connection refused", "witnesses"},
-		{"challenge fails", func(e *DoctorEnv) {
+		}, "attestors", Fail, "connection refused", "witnesses"},
+		{"challenge fails", func(e *Env) {
 			f := e.Facts
-			e.Facts = func(s string) (*Facts, error) {
+			e.Facts = func(s string) (*control.Facts, error) {
 				x, _ := f(s)
-				x.Challenges = []Challenge{{Addr: "[fd00::2]:7331", Error: "no answer"}}
+				x.Challenges = []control.Challenge{{Addr: "[fd00::2]:7331", Error: "no answer"}}
 				return x, nil
 			}
-		}, "reachability", StatusFail, "no answer", "allowed IPs"},
-		{"corrupt state", func(e *DoctorEnv) {
-			e.StateFile = func(string, crdt.PrivateKey) (int, error) { return 0, ErrStateCorrupt }
-		}, "state", StatusFail, "corrupt", "moves a corrupt file aside"},
-		{"bad config", func(e *DoctorEnv) {
-			e.Config = func() (*Config, error) { return nil, errors.New(`networks."x".pubkey: is required`) }
-		}, "config", StatusFail, `networks."x".pubkey`, "fix the named field"},
+		}, "reachability", Fail, "no answer", "allowed IPs"},
+		{"corrupt state", func(e *Env) {
+			e.StateFile = func(string, crdt.PrivateKey) (int, error) { return 0, agent.ErrStateCorrupt }
+		}, "state", Fail, "corrupt", "moves a corrupt file aside"},
+		{"bad config", func(e *Env) {
+			e.Config = func() (*agent.Config, error) { return nil, errors.New(`networks."x".pubkey: is required`) }
+		}, "config", Fail, `networks."x".pubkey`, "fix the named field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := healthyEnv()
 			tc.break_(&env)
-			results := RunDoctor(env)
+			results := Run(env)
 			r := statusOf(results, tc.check)
 			if r.Status != tc.status || !strings.Contains(r.Detail, tc.detail) || !strings.Contains(r.Remedy, tc.remedy) {
 				t.Fatalf("%s: %s %q → %q; want %s mentioning %q, remedy mentioning %q", tc.check, r.Status, r.Detail, r.Remedy, tc.status, tc.detail, tc.remedy)
 			}
-			if (tc.status == StatusFail) != Failed(results) {
+			if (tc.status == Fail) != Failed(results) {
 				t.Fatalf("Failed() = %v", Failed(results))
 			}
 			var b strings.Builder
-			if err := WriteDoctor(&b, results, false); err != nil || !strings.Contains(b.String(), tc.remedy) {
+			if err := Write(&b, results, false); err != nil || !strings.Contains(b.String(), tc.remedy) {
 				t.Fatalf("the table does not show the remedy:\n%s", b.String())
 			}
 		})

@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/mesh"
+	"github.com/data-mesher/data-mesher/wg"
+)
+
+// viewSettle is how long the loop lets a burst of changes settle before it
+// recomputes the view: at most four times a second however busy the mesh
+// is.
+const viewSettle = 250 * time.Millisecond
+
+// due is when each of the loop's jobs is next to run.
+type due struct {
+	own, witness, prune, view, save time.Time
+}
+
+func (d *due) earliest() time.Time {
+	return slices.MinFunc([]time.Time{d.own, d.witness, d.prune, d.view, d.save}, time.Time.Compare)
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// loop is the agent's one event loop. Its inputs: the interface's events,
+// the store's one notification of change (records added or dropped,
+// networks joined or left), the prober's verdict changes, reloads, and
+// the clock. Its jobs, run in this order when due: this node's own
+// records, witnessing, pruning, the view (which hands the prober its
+// targets), saving the verdicts. A job's output reaches the others only
+// through the store's notification.
+func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
+	p := a.up.Load()
+	changed := make(chan struct{}, 1)
+	a.store.Subscribe(func(mesh.Change) { kick(changed) })
+	saveEvery := min(max(time.Duration(a.conf.Load().ReachabilityTTL)/4, 5*time.Second), 2*time.Minute)
+	now := a.now()
+	next := due{own: now, witness: now, prune: now.Add(time.Minute), view: now, save: now.Add(saveEvery)}
+	var saved uint64
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.saveVerdicts(p.prober, saved)
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if a.interfaceChanged(p.node, ev) {
+				next.own = a.now()
+			}
+			next.view = earlier(next.view, a.now().Add(viewSettle))
+		case <-changed:
+			next.view = earlier(next.view, a.now().Add(viewSettle))
+			next.witness = a.now()
+		case <-p.prober.Changes():
+			next.view = earlier(next.view, a.now().Add(viewSettle))
+			next.save = earlier(next.save, a.now().Add(5*time.Second))
+		case <-a.reloaded:
+			a.applyNetworks(ctx, p.node)
+			next.own, next.view = a.now(), a.now()
+		case <-timer.C:
+		}
+		now = a.now()
+		if !now.Before(next.own) {
+			next.own = a.own.refresh(now)
+		}
+		if !now.Before(next.witness) {
+			a.own.witness(now)
+			next.witness = now.Add(30 * time.Second)
+		}
+		if !now.Before(next.prune) {
+			if dropped := a.store.Prune(); len(dropped) > 0 {
+				a.log.Info("pruned decayed records", "count", len(dropped))
+			}
+			next.prune = now.Add(time.Minute)
+		}
+		if !now.Before(next.view) {
+			next.view = now.Add(time.Minute)
+			if until := a.view.update(now); !until.IsZero() {
+				next.view = earlier(next.view, later(until, now.Add(100*time.Millisecond)))
+			}
+		}
+		if !now.Before(next.save) {
+			saved = a.saveVerdicts(p.prober, saved)
+			next.save = now.Add(saveEvery)
+		}
+		timer.Reset(max(next.earliest().Sub(a.now()), 10*time.Millisecond))
+	}
+}
+
+// interfaceChanged takes an interface event: new peers become gossip
+// seeds (and challenge routes, read through the tunnel). It reports
+// whether the addresses changed, so the host record must be re-signed.
+func (a *Agent) interfaceChanged(node *mesh.Node, ev wg.Event) bool {
+	conf := a.conf.Load()
+	if ev.Err != nil {
+		a.log.Warn("mesh interface unreadable", "interface", conf.Interface, "err", ev.Err)
+		return false
+	}
+	addrsChanged, seeds := a.tunnel.update(ev.Interface, conf.Ports.Gossip)
+	if len(seeds) > 0 {
+		a.log.Info("new WireGuard peers; joining them", "seeds", seeds)
+		node.AddSeeds(seeds...)
+	}
+	return addrsChanged
+}
+
+// applyNetworks makes the store's networks the configured ones after a
+// reload: a network joined is bootstrapped from its sources, one left is
+// dropped with its records.
+func (a *Agent) applyNetworks(ctx context.Context, node *mesh.Node) {
+	nets := a.conf.Load().Nets
+	var have []crdt.PublicKey
+	a.store.Read(func(st *crdt.State) { have = st.Joined() })
+	for _, n := range nets {
+		if slices.Contains(have, n.ID) {
+			continue
+		}
+		a.store.Join(n.ID)
+		a.log.Info("joined network", "network", n.Label)
+		for _, u := range n.Bootstrap {
+			go func() {
+				if err := node.Bootstrap(ctx, u); err != nil {
+					a.log.Info("bootstrap of a newly joined network failed; anti-entropy will bring its records", "url", u, "err", err)
+				}
+			}()
+		}
+	}
+	for _, id := range have {
+		if !slices.ContainsFunc(nets, func(n Joined) bool { return n.ID == id }) {
+			a.store.Leave(id)
+			a.log.Info("left network", "network", id.Short())
+		}
+	}
+	node.SyncNow()
+}

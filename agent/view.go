@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"bytes"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/dnsserver"
+	"github.com/data-mesher/data-mesher/mesh"
+)
+
+// viewPipeline turns the state into answers: the hosts to challenge go to
+// the prober, then the resolved view is computed (state, configuration,
+// verdicts, now), installed in the DNS server, and written to dns.json
+// when it changed. The loop runs it after the store or the verdicts
+// changed, and when the view says it would change by itself (a host
+// decays).
+type viewPipeline struct {
+	self   crdt.PublicKey
+	store  *mesh.Store
+	conf   func() *live
+	tunnel *tunnel
+	log    *slog.Logger
+	// prober and dns are set once they run (before the loop starts).
+	prober *mesh.Prober
+	dns    *dnsserver.Server
+	// updated is told about every new view (metrics).
+	updated func(*crdt.ResolvedView)
+
+	view    atomic.Pointer[crdt.ResolvedView]
+	dnsJSON []byte
+	// targetsVersion is the state version the prober's targets come from.
+	targetsVersion uint64
+}
+
+// current is the last view computed (never nil once New returned).
+func (p *viewPipeline) current() *crdt.ResolvedView { return p.view.Load() }
+
+// update recomputes the view and returns when it would change by itself.
+func (p *viewPipeline) update(now time.Time) time.Time {
+	conf := p.conf()
+	// The prober learns the hosts' current addresses before the view asks
+	// it about them: a host that dropped a failing address is reachable
+	// now, on the verdicts its other addresses already have, and no later
+	// event would recompute the view for it.
+	if p.prober != nil {
+		var targets []mesh.Target
+		fresh := false
+		p.store.Read(func(st *crdt.State) {
+			if fresh = st.Version() != p.targetsVersion; !fresh {
+				return
+			}
+			p.targetsVersion = st.Version()
+			for _, id := range st.Joined() {
+				for _, h := range st.Hosts(id) {
+					host := h.Host()
+					targets = append(targets, mesh.Target{Network: id, Node: host.Node, Addrs: host.Addresses, Port: host.HTTPPort})
+				}
+			}
+		})
+		if fresh {
+			p.prober.Update(targets)
+		}
+	}
+	cfg := crdt.ViewConfig{}
+	for _, n := range conf.Nets {
+		cfg.Networks = append(cfg.Networks, crdt.JoinedNetwork{ID: n.ID, Priority: n.Priority})
+	}
+	if p.prober != nil {
+		cfg.Reachable = p.prober.Reachable
+	} else {
+		cfg.Reachable = func(_, node crdt.PublicKey) bool { return node == p.self }
+	}
+	var v *crdt.ResolvedView
+	p.store.Read(func(st *crdt.State) { v = st.View(cfg, now) })
+	p.view.Store(v)
+	if p.dns != nil {
+		prev := p.dns.Handler().Table()
+		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(), Previous: prev})
+		switch {
+		case err != nil:
+			p.log.Error("building the DNS table", "err", err)
+		case t == prev && p.dnsJSON != nil:
+			return v.ValidUntil // the answers did not change: nothing to write
+		default:
+			p.dns.SetTable(t)
+		}
+	}
+	if conf.DNS.JSONFile != "off" {
+		var b bytes.Buffer
+		if err := dnsserver.WriteDNSJSON(&b, v); err == nil && !bytes.Equal(b.Bytes(), p.dnsJSON) {
+			if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o644); err != nil {
+				p.log.Warn("writing dns.json", "err", err)
+			} else {
+				p.dnsJSON = b.Bytes()
+			}
+		}
+	}
+	if p.updated != nil {
+		p.updated(v)
+	}
+	return v.ValidUntil
+}

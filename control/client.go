@@ -1,0 +1,177 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+)
+
+// Client talks to a running agent over its control socket. Its methods
+// return the API's types, and errors that wrap ErrNoAgent, ErrBadRequest,
+// ErrNotFound or ErrNotReady where those apply.
+type Client struct {
+	path string
+	http *http.Client
+}
+
+// NewClient returns a client of the agent whose control socket is at path.
+// Nothing is dialled until the first call.
+func NewClient(path string) *Client {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+	return &Client{path: path, http: &http.Client{
+		Transport: &http.Transport{DialContext: dial, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second},
+		// Publishing waits until the records are on disk; doctor's facts
+		// ask peers for their clocks. Nothing legitimate takes longer.
+		Timeout: 60 * time.Second,
+	}}
+}
+
+// Close releases the client's idle connection to the agent.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Status is the running agent's state.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.get(ctx, pathStatus, nil, &s)
+}
+
+// Hosts lists the hosts of the joined networks.
+func (c *Client) Hosts(ctx context.Context) ([]HostInfo, error) {
+	var hs []HostInfo
+	return hs, c.get(ctx, pathHosts, nil, &hs)
+}
+
+// Resolve explains how name resolves on the agent's node.
+func (c *Client) Resolve(ctx context.Context, name string) (Resolution, error) {
+	var r Resolution
+	return r, c.get(ctx, pathResolve, url.Values{"name": {name}}, &r)
+}
+
+// Export is data.json of one network (label or key), or of all joined
+// networks when network is "".
+func (c *Client) Export(ctx context.Context, network string) ([]byte, error) {
+	q := url.Values{}
+	if network != "" {
+		q.Set("network", network)
+	}
+	var raw json.RawMessage
+	err := c.get(ctx, pathExport, q, &raw)
+	return raw, err
+}
+
+// Settings is a network's current settings record (nil, nil if the agent
+// has none yet).
+func (c *Client) Settings(ctx context.Context, network string) (*crdt.Record, error) {
+	var r settingsResponse
+	if err := c.get(ctx, pathSettings, url.Values{"network": {network}}, &r); err != nil {
+		return nil, err
+	}
+	if r.Record == nil {
+		return nil, nil
+	}
+	rec, err := crdt.DecodeRecord(r.Record)
+	if err != nil {
+		return nil, fmt.Errorf("the agent's settings record: %w", err)
+	}
+	return rec, nil
+}
+
+// Publish hands records to the agent, which verifies them like any record
+// from the network, spreads the new ones, and answers once they are on
+// disk.
+func (c *Client) Publish(ctx context.Context, recs ...*crdt.Record) (PublishResult, error) {
+	req := publishRequest{}
+	for _, r := range recs {
+		req.Records = append(req.Records, r.Bytes())
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	var res PublishResult
+	return res, c.do(ctx, http.MethodPost, pathPublish, nil, body, &res)
+}
+
+// Facts is what doctor asks the running agent.
+func (c *Client) Facts(ctx context.Context) (Facts, error) {
+	var f Facts
+	return f, c.get(ctx, pathFacts, nil, &f)
+}
+
+func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+	return c.do(ctx, http.MethodGet, path, q, nil, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
+	u := "http://dm-agent" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.dialError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("reading the agent's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e errorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
+			return fmt.Errorf("%w: %s", ErrBadRequest, trimKind(e.Error, ErrBadRequest))
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %s", ErrNotFound, trimKind(e.Error, ErrNotFound))
+		case http.StatusServiceUnavailable:
+			return fmt.Errorf("%w: %s", ErrNotReady, trimKind(e.Error, ErrNotReady))
+		}
+		return errors.New(e.Error)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("the agent's answer to %s: %w", path, err)
+	}
+	return nil
+}
+
+// trimKind drops the sentinel's text the server put in front of a message,
+// so that wrapping it again does not say it twice.
+func trimKind(msg string, kind error) string {
+	if p := kind.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
+		return msg[len(p):]
+	}
+	return msg
+}
+
+func (c *Client) dialError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w (%s): is the agent running? (systemctl status data-mesher)", ErrNoAgent, c.path)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("control socket %s: permission denied: run as root or as the agent's user", c.path)
+	}
+	return fmt.Errorf("control socket %s: %w", c.path, err)
+}

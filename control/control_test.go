@@ -1,0 +1,137 @@
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+)
+
+// fakeBackend answers with fixed values and records what it was asked.
+type fakeBackend struct {
+	published []*crdt.Record
+	settings  *crdt.Record
+}
+
+func (f *fakeBackend) Status(context.Context) (Status, error) {
+	return Status{Node: "ssh-ed25519 AAAA", Uptime: 1.5, Waiting: "", Networks: []NetworkStatus{{Label: "clan"}}}, nil
+}
+func (f *fakeBackend) Hosts(context.Context) ([]HostInfo, error) {
+	return nil, fmt.Errorf("%w: the agent is waiting for the interface wg0 to have an address", ErrNotReady)
+}
+func (f *fakeBackend) Resolve(_ context.Context, name string) (Resolution, error) {
+	return Resolution{Name: name, Found: name == "mors.clan"}, nil
+}
+func (f *fakeBackend) Export(_ context.Context, network string) ([]byte, error) {
+	if network != "" && network != "clan" {
+		return nil, fmt.Errorf("%w: network %q is neither a configured label nor a key", ErrNotFound, network)
+	}
+	return []byte(`{"format":"data-mesher/v1","networks":[]}`), nil
+}
+func (f *fakeBackend) Settings(_ context.Context, network string) (*crdt.Record, error) {
+	if network != "clan" {
+		return nil, fmt.Errorf("%w: not joined", ErrNotFound)
+	}
+	return f.settings, nil
+}
+func (f *fakeBackend) Publish(_ context.Context, recs []*crdt.Record) (PublishResult, error) {
+	f.published = append(f.published, recs...)
+	return PublishResult{Added: len(recs)}, nil
+}
+func (f *fakeBackend) Facts(context.Context) (Facts, error) { return Facts{}, errors.New("boom") }
+
+func testKey(name string) crdt.PrivateKey {
+	seed := sha256.Sum256([]byte("control test " + name))
+	k, err := crdt.NewPrivateKeyFromSeed(seed[:])
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// serve runs the API for b on a socket in a temporary directory.
+func serve(t *testing.T, b Backend) (*Client, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, b, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	c := NewClient(path)
+	t.Cleanup(c.Close)
+	return c, path
+}
+
+func TestClientAndServer(t *testing.T) {
+	admin := testKey("admin")
+	set, err := crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "clan",
+		HostTTL: time.Hour, DNSTTL: time.Minute}, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{settings: set}
+	c, path := serve(t, b)
+	ctx := context.Background()
+
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
+	}
+	if s, err := c.Status(ctx); err != nil || s.Uptime != 1.5 || len(s.Networks) != 1 {
+		t.Fatalf("status: %+v %v", s, err)
+	}
+	if r, err := c.Resolve(ctx, "mors.clan"); err != nil || !r.Found || r.Name != "mors.clan" {
+		t.Fatalf("resolve: %+v %v", r, err)
+	}
+	if _, err := c.Hosts(ctx); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "waiting for the interface wg0") {
+		t.Fatalf("hosts while not ready: %v", err)
+	}
+	if data, err := c.Export(ctx, ""); err != nil || string(data) != `{"format":"data-mesher/v1","networks":[]}` {
+		t.Fatalf("export: %q %v", data, err)
+	}
+	if _, err := c.Export(ctx, "nope"); !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "not found: not found") {
+		t.Fatalf("export of an unknown network: %v", err)
+	}
+	if r, err := c.Settings(ctx, "clan"); err != nil || r.Hash() != set.Hash() {
+		t.Fatalf("settings: %v %v", r, err)
+	}
+	b.settings = nil
+	if r, err := c.Settings(ctx, "clan"); err != nil || r != nil {
+		t.Fatalf("settings of a network without any: %v %v", r, err)
+	}
+	if res, err := c.Publish(ctx, set); err != nil || res.Added != 1 || len(b.published) != 1 || b.published[0].Hash() != set.Hash() {
+		t.Fatalf("publish: %+v %v (%d taken)", res, err, len(b.published))
+	}
+	if _, err := c.Facts(ctx); err == nil || err.Error() != "boom" {
+		t.Fatalf("an internal failure comes back as it is: %v", err)
+	}
+}
+
+// Nothing listening: the client says so in the words of ErrNoAgent; a
+// second agent cannot take a socket that answers.
+func TestNoAgentAndSocketInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	if _, err := NewClient(path).Status(context.Background()); !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), "is the agent running?") {
+		t.Fatalf("no agent: %v", err)
+	}
+	_, used := serve(t, &fakeBackend{})
+	if _, err := Listen(used); err == nil || !strings.Contains(err.Error(), "is another dm-agent running?") {
+		t.Fatalf("a second listener on a socket in use: %v", err)
+	}
+}

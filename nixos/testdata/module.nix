@@ -16,6 +16,8 @@
   clanDataMesher ? false,
   # Set the package to the stand-in (the flake's modules set their own).
   setPackage ? true,
+  # Fail as building the system would when an assertion fails.
+  checkAssertions ? false,
 }:
 let
   pkgs = import ./pkgs.nix { inherit lib; };
@@ -41,11 +43,15 @@ let
   # Every option of the module, nested ones too (networks.<name>.pubkey).
   docs = builtins.filter (o: o.visible && !o.internal) (lib.optionAttrSetToDocList eval.options.services.${service});
   enabled = cfg.enable;
+  failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
 in
+if checkAssertions && failed != [ ] then
+  throw "\nFailed assertions:\n${lib.concatMapStringsSep "\n" (m: "- ${m}") failed}"
+else
 {
   options = map (o: lib.removePrefix "services.${service}." o.name) docs;
   undocumented = map (o: o.name) (builtins.filter (o: (o.description or null) == null || o.description == "") docs);
-  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+  failedAssertions = failed;
   inherit (c) warnings;
   settings = if enabled then cfg.settings else null;
   configFile =

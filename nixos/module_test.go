@@ -26,10 +26,10 @@ type machine struct {
 	Settings         json.RawMessage
 	ConfigFile       *struct{ Name, Text, Mode string }
 	Unit             *struct {
-		Description                    string
+		Description                     string
 		WantedBy, Wants, After, BindsTo []string
-		ReloadTriggers                 []string
-		ServiceConfig                  map[string]any
+		ReloadTriggers                  []string
+		ServiceConfig                   map[string]any
 	}
 	Firewall map[string]struct {
 		AllowedTCPPorts, AllowedUDPPorts []int

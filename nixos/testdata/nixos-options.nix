@@ -273,6 +273,33 @@ in
       description = "Users made by systemd-sysusers.";
     };
 
+    system.activationScripts = mkOption {
+      type = types.attrsOf (
+        types.either types.str (
+          types.submodule {
+            options = {
+              text = mkOption {
+                type = types.lines;
+                description = "The script.";
+              };
+              deps = mkOption {
+                type = types.listOf types.str;
+                default = [ ];
+                description = "Scripts run before it.";
+              };
+              supportsDryActivation = mkOption {
+                type = types.bool;
+                default = false;
+                description = "Whether it runs in a dry activation.";
+              };
+            };
+          }
+        )
+      );
+      default = { };
+      description = "Scripts run when the system is activated.";
+    };
+
     users.users = mkOption {
       type = types.attrsOf (types.submodule userModule);
       default = { };

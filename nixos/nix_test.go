@@ -298,3 +298,48 @@ func standIns(t *testing.T, dir, script string, fakes map[string]string) string 
 	}
 	return script
 }
+
+// TestNixLibChoice checks where the tests take nixpkgs' lib from:
+// DM_NIXPKGS_LIB first (a nixpkgs checkout or its lib folder), then
+// <nixpkgs> from the Nix search path, then the copy beside the repository.
+func TestNixLibChoice(t *testing.T) {
+	nixInstantiate(t)
+	mk := func() string {
+		d := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(d, "lib"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "lib", "default.nix"), []byte("{ }\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	env, path := mk(), mk()
+	for _, c := range []struct {
+		libEnv, nixPath string
+		want            source
+	}{
+		{env, "nixpkgs=" + path, source{path: filepath.Join(env, "lib"), from: "DM_NIXPKGS_LIB"}},
+		{filepath.Join(env, "lib"), "", source{path: filepath.Join(env, "lib"), from: "DM_NIXPKGS_LIB"}},
+		{"", "nixpkgs=" + path, source{path: filepath.Join(path, "lib"), from: "<nixpkgs>"}},
+		{"", "nixpkgs=" + filepath.Join(path, "nowhere"), source{from: "../shared/vendor/nixpkgs-lib"}},
+	} {
+		t.Setenv("DM_NIXPKGS_LIB", c.libEnv)
+		t.Setenv("NIX_PATH", c.nixPath)
+		got := locateLib()
+		if c.want.from == "../shared/vendor/nixpkgs-lib" && !isFile(filepath.Join(filepath.Dir(repoRoot()), "shared", "vendor", "nixpkgs-lib", "lib", "default.nix")) {
+			// No copy beside the repository: no lib, and the reason.
+			c.want.from = ""
+			if got.err == nil || !strings.Contains(got.err.Error(), "no nixpkgs lib") {
+				t.Errorf("without any lib: %+v", got)
+			}
+		}
+		if got.from != c.want.from || c.want.path != "" && got.path != c.want.path {
+			t.Errorf("DM_NIXPKGS_LIB=%q NIX_PATH=%q: lib %+v, want %+v", c.libEnv, c.nixPath, got, c.want)
+		}
+	}
+	t.Setenv("DM_NIXPKGS_LIB", filepath.Join(env, "nowhere"))
+	if got := locateLib(); got.err == nil || !strings.Contains(got.err.Error(), "holds no nixpkgs lib") {
+		t.Errorf("a DM_NIXPKGS_LIB without a lib: %+v", got)
+	}
+}

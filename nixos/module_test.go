@@ -434,6 +434,30 @@ func TestNixModuleUnit(t *testing.T) {
 	}
 }
 
+// TestNixUnitMerge checks that a machine's own unit settings meet the
+// module's as in NixOS: lists add up (a second ExecStartPre runs too), and
+// a single value the module sets (the hardening) is not silently replaced:
+// changing it needs lib.mkForce.
+func TestNixUnitMerge(t *testing.T) {
+	n := newNix(t)
+	m := evalMachine(t, n, example("data-mesher", `systemd.services.data-mesher.serviceConfig.ExecStartPre = [ "/run/current-system/sw/bin/true" ];
+	  systemd.services.data-mesher.serviceConfig.MemoryMax = "256M";`))
+	if pre := strs(m.Unit.ServiceConfig["ExecStartPre"]); len(pre) != 2 || !slices.Contains(pre, "/run/current-system/sw/bin/true") {
+		t.Errorf("ExecStartPre = %v, want the module's and the machine's", pre)
+	}
+	if m.Unit.ServiceConfig["MemoryMax"] != "256M" {
+		t.Errorf("MemoryMax = %v", m.Unit.ServiceConfig["MemoryMax"])
+	}
+	stderr := n.fails(t, moduleExpr(example("data-mesher", `systemd.services.data-mesher.serviceConfig.ProtectSystem = "full";`)))
+	if !strings.Contains(stderr, "The option `systemd.services.data-mesher.serviceConfig.ProtectSystem' has conflicting definition values") {
+		t.Errorf("weakening ProtectSystem without mkForce: %s", stderr)
+	}
+	m = evalMachine(t, n, example("data-mesher", `systemd.services.data-mesher.serviceConfig.ProtectSystem = lib.mkForce "full";`))
+	if m.Unit.ServiceConfig["ProtectSystem"] != "full" {
+		t.Errorf("ProtectSystem with mkForce = %v", m.Unit.ServiceConfig["ProtectSystem"])
+	}
+}
+
 // TestNixResolvedScriptQuotes checks that the split-DNS script, which runs
 // as root, quotes what it is given (lib.escapeShellArg): an interface name
 // with a character the shell treats specially stays one word. (The option

@@ -20,27 +20,6 @@ let
     outPath = "${store}${name}\n${text}";
     inherit text;
   };
-  # The JSON values formats.json accepts, declared here: null, bool,
-  # numbers, strings and paths, and lists and attribute sets of them.
-  jsonValue =
-    let
-      value = types.nullOr (
-        types.oneOf [
-          types.bool
-          types.int
-          types.float
-          types.str
-          types.path
-          (types.attrsOf value)
-          (types.listOf value)
-        ]
-      )
-      // {
-        description = "JSON value";
-      };
-      inherit (lib) types;
-    in
-    value;
 in
 {
   inherit lib;
@@ -52,7 +31,6 @@ in
   formats.json =
     { }:
     {
-      type = jsonValue;
       # The file's text is kept beside its made-up path, so tests read
       # what would be written.
       generate = name: value: package name // { text = builtins.toJSON value; };

@@ -45,36 +45,44 @@ let
   # link's queries with IP_UNICAST_IF set to that link, and the kernel then
   # never delivers them to 127.0.0.0/8; the link's own address works.) The
   # address is the agent's, read from `dm-agent status` once it runs.
-  resolvedSetup = pkgs.writeShellScript "data-mesher-resolved" ''
-    set -eu
-    for _ in $(${pkgs.coreutils}/bin/seq 30); do
-      bind=$(${cfg.package}/bin/dm-agent status --json 2>/dev/null | ${pkgs.jq}/bin/jq -er .bind) && break
-      ${pkgs.coreutils}/bin/sleep 1
-    done
-    if [ -z "''${bind:-}" ]; then
-      # Not fatal: the agent still answers on the tunnel address.
-      echo "data-mesher: the agent does not answer dm-agent status; no split DNS on ${cfg.interface}" >&2
-      exit 0
-    fi
-    case $bind in
-      *:*) server="[$bind]:${toString cfg.ports.dns}" ;;
-      *) server="$bind:${toString cfg.ports.dns}" ;;
-    esac
-    resolvectl=${pkgs.systemd}/bin/resolvectl
-    $resolvectl dns ${cfg.interface} "$server"
-    $resolvectl domain ${cfg.interface} ${lib.concatMapStringsSep " " (n: "~${n.domain}") (lib.attrValues cfg.networks)}
-    $resolvectl default-route ${cfg.interface} false
-  '';
+  resolvedSetup =
+    let
+      q = lib.escapeShellArg;
+      domains = lib.concatMapStringsSep " " (n: q "~${n.domain}") (lib.attrValues cfg.networks);
+    in
+    pkgs.writeShellScript "data-mesher-resolved" ''
+      set -eu
+      for _ in $(${q "${pkgs.coreutils}/bin/seq"} 30); do
+        bind=$(${q "${cfg.package}/bin/dm-agent"} status --json 2>/dev/null | ${q "${pkgs.jq}/bin/jq"} -er .bind) && break
+        ${q "${pkgs.coreutils}/bin/sleep"} 1
+      done
+      if [ -z "''${bind:-}" ]; then
+        # Not fatal: the agent still answers on the tunnel address.
+        echo ${q "data-mesher: the agent does not answer dm-agent status; no split DNS on ${cfg.interface}"} >&2
+        exit 0
+      fi
+      port=${q (toString cfg.ports.dns)}
+      case $bind in
+        *:*) server="[$bind]:$port" ;;
+        *) server="$bind:$port" ;;
+      esac
+      resolvectl=${q "${pkgs.systemd}/bin/resolvectl"}
+      "$resolvectl" dns ${q cfg.interface} "$server"
+      "$resolvectl" domain ${q cfg.interface} ${domains}
+      "$resolvectl" default-route ${q cfg.interface} false
+    '';
   # What the options render, each leaf a default: a value set in `settings`
   # replaces just that leaf (settings.dns.forwarders keeps dns.listen).
   defaultLeaves = v: if builtins.isAttrs v then builtins.mapAttrs (_: defaultLeaves) v else lib.mkDefault v;
+
+  inherit (import ./types.nix lib) interfaceName ed25519Key domainName;
 
   networkModule =
     { name, ... }:
     {
       options = {
         pubkey = mkOption {
-          type = types.str;
+          type = ed25519Key;
           example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTi2h4X56CzjeY4L1INl1d5JvYwh7HpaSuUlD33RhnY";
           description = "The network's admin key: its identity. Only settings it signs count.";
         };
@@ -96,7 +104,7 @@ let
           description = "Names to claim in this network; null: ${opt}.hostnames.";
         };
         domain = mkOption {
-          type = types.str;
+          type = domainName;
           default = name;
           defaultText = literalExpression "<name>";
           description = "The network's DNS domain, for split DNS. The network's signed settings decide what is served.";
@@ -114,7 +122,7 @@ in
     };
 
     interface = mkOption {
-      type = types.str;
+      type = interfaceName;
       default = "wg0";
       description = "The WireGuard interface of the mesh. The agent listens on its address only.";
     };
@@ -214,12 +222,14 @@ in
     };
 
     settings = mkOption {
-      type = types.submodule { freeformType = format.type; };
+      type = types.submodule ./settings.nix;
       default = { };
       description = ''
-        The agent's configuration file (RFC 42). The options above fill it;
-        anything set here is merged in, and anything dm-agent reads can be
-        set (see `dm-agent run --help` and the README).
+        The agent's configuration file, one option for each key dm-agent
+        reads (see nixos/settings.nix, `dm-agent run --help` and the
+        README). The options above fill it; a value set here replaces just
+        the key it names. Unlike RFC 42's freeform settings, a key dm-agent
+        does not know is an error here, as it would be for dm-agent.
       '';
     };
   };
@@ -231,6 +241,10 @@ in
         message = "${opt}.networks is empty: join at least one network (its admin key as pubkey).";
       }
     ]
+    ++ lib.mapAttrsToList (domain: labels: {
+      assertion = lib.length labels == 1;
+      message = "${opt}.networks: ${lib.concatMapStringsSep " and " (l: ''"${l}"'') labels} have the same domain ${domain}; each network needs its own (split DNS routes a domain to one network).";
+    }) (lib.groupBy' (ls: l: ls ++ [ l ]) [ ] (l: cfg.networks.${l}.domain) (lib.attrNames cfg.networks))
     ++ lib.optional (service != "data-mesher") {
       # clan-core's data-mesher (file sync) uses the same unit, state
       # directory and ports.
@@ -251,7 +265,9 @@ in
     environment.systemPackages = [ cfg.package ];
     # A stable path: a changed configuration reloads the agent (SIGHUP)
     # instead of restarting it.
-    environment.etc."data-mesher/config.json".source = format.generate "data-mesher.json" cfg.settings;
+    environment.etc."data-mesher/config.json".source = format.generate "data-mesher.json" (
+      lib.filterAttrsRecursive (_: v: v != null) cfg.settings
+    );
 
     systemd.services.data-mesher = {
       description = "data-mesher: names for the WireGuard mesh";

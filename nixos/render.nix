@@ -1,7 +1,7 @@
-# Renders the options of services.data-mesher into the configuration file
-# dm-agent reads (config.json). Pure, builtins only: the Go tests evaluate it
-# with `nix-instantiate --eval` without nixpkgs and check that dm-agent
-# accepts the result and reads it as the options say (agent/nixos_test.go).
+# Renders the options of services.data-mesher into the agent's
+# configuration file (config.json, declared key by key in settings.nix).
+# agent.nix makes each value a default of its `settings`; nixos/nix_test.go
+# checks that dm-agent accepts the result and reads it as the options say.
 { cfg }:
 let
   network =
@@ -10,8 +10,9 @@ let
       pubkey = n.pubkey;
       priority = n.priority;
       bootstrap_peers = n.bootstrapPeers;
-    }
-    // (if n.hostnames == null then { } else { hostnames = n.hostnames; });
+      # null: the global hostnames (left out of the file).
+      hostnames = n.hostnames;
+    };
 in
 {
   interface = cfg.interface;

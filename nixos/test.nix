@@ -1,11 +1,15 @@
 # NixOS VM test: three machines joined by networking.wireguard; every
 # machine resolves the others' names through its agent (gamma also through
 # systemd-resolved, by split DNS), and doctor passes.
-#   nix build .#checks.x86_64-linux.vm
-{ self }:
+#   nix flake check      (or: nix build .#checks.x86_64-linux.vm)
+# keys: the folder of test-keys/ (the Go tests pass its path as a string,
+# since they evaluate without a store to copy it to).
+{
+  self,
+  keys ? ./test-keys,
+}:
 let
-  keys = ./test-keys;
-  adminPub = builtins.head (builtins.match "(ssh-ed25519 [^ ]+).*\n?" (builtins.readFile "${keys}/admin.key.pub"));
+  adminPub = builtins.head (builtins.match "(ssh-ed25519 [^ ]+).*\n?" (builtins.readFile (keys + "/admin.key.pub")));
   machines = [
     "alpha"
     "beta"
@@ -33,7 +37,7 @@ let
             j = index other;
           in
           {
-            publicKey = lib.strings.trim (builtins.readFile "${keys}/wg${toString j}.pub");
+            publicKey = lib.strings.trim (builtins.readFile (keys + "/wg${toString j}.pub"));
             allowedIPs = [ "${tunnel j}/128" ];
             endpoint = "192.168.1.${toString j}:51820";
           }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -257,9 +258,12 @@ func (a *Agent) openState(conf *live) error {
 }
 
 // awaitInterface waits for the first snapshot of the interface with an
-// address to bind (or uses bind_address right away).
+// address to bind (or uses bind_address right away). Until then the
+// control API's status says what it waits for, with the interface's own
+// problem when it has one (not found, not a WireGuard device).
 func (a *Agent) awaitInterface(ctx context.Context, conf *live, events <-chan wg.Event) error {
-	warned := time.Time{}
+	var warned time.Time
+	var lastWhy string
 	for {
 		var ev wg.Event
 		select {
@@ -268,14 +272,23 @@ func (a *Agent) awaitInterface(ctx context.Context, conf *live, events <-chan wg
 		case ev = <-events:
 		}
 		a.tunnel.update(ev.Interface, conf.Ports.Gossip)
-		if b, ok := pickBind(conf.BindAddress, ev.Interface); ok {
+		notWG := errors.Is(ev.Err, wg.ErrNotWireGuard)
+		if b, ok := pickBind(conf.BindAddress, ev.Interface); ok && (!notWG || conf.BindAddress != "") {
 			a.tunnel.setBind(b)
 			a.log.Info("mesh interface", "interface", conf.Interface, "bind", b, "peers", len(a.tunnel.peers()))
 			return nil
 		}
-		if a.now().Sub(warned) > 30*time.Second {
-			warned = a.now()
-			a.log.Warn("waiting for the mesh interface to have an address", "interface", conf.Interface, "err", ev.Err)
+		why := "the interface " + conf.Interface + " to have an address"
+		switch {
+		case notWG:
+			why = fmt.Sprintf("%s to be the mesh's WireGuard interface: %v (set \"interface\" to it: wg show interfaces)", conf.Interface, ev.Err)
+		case ev.Err != nil:
+			why = fmt.Sprintf("the interface %s: %v", conf.Interface, ev.Err)
+		}
+		a.setWaiting(why)
+		if why != lastWhy || a.now().Sub(warned) > 30*time.Second {
+			warned, lastWhy = a.now(), why
+			a.log.Warn("waiting for "+why, "interface", conf.Interface)
 		}
 	}
 }

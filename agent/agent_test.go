@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +120,10 @@ func TestAgentOnLoopback(t *testing.T) {
 	if r, err := c.Resolve(ctx, "solo.t."); err != nil || !r.Found || r.Holder != node.Public().AuthorizedKey() {
 		t.Fatalf("resolve: %+v %v", r, err)
 	}
+	// A name without the domain is looked up in the joined networks' domains.
+	if r, err := c.Resolve(ctx, "solo"); err != nil || !r.Found || r.Name != "solo.t" {
+		t.Fatalf("resolve of a relative name: %+v %v", r, err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -137,4 +144,43 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// On an interface that is not WireGuard (lo has addresses) the agent does
+// not run the mesh: it waits, and says why on its control socket, which
+// answers from the first moment; a stop while it waits is not an error.
+func TestWaitsForAWireGuardInterfaceAndSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Interface: "lo", StateDir: dir, KeyFile: filepath.Join(dir, "node.key"),
+		Networks:      map[string]NetworkConfig{"t": {PubKey: crdtKey("admin").Public().AuthorizedKey()}},
+		ControlSocket: filepath.Join(dir, "control.sock"), MetricsListen: "off"}
+	lo := &wg.Interface{Name: "lo", Kind: "device", Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}
+	watch := func(ctx context.Context, name string) <-chan wg.Event {
+		ch := make(chan wg.Event, 1)
+		ch <- wg.Event{Interface: lo, Err: fmt.Errorf("%w: lo is a device link, not WireGuard", wg.ErrNotWireGuard)}
+		return ch
+	}
+	a, err := New(cfg, Options{WatchInterface: watch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	c := control.NewClient(cfg.ControlSocket)
+	defer c.Close()
+	eventually(t, 10*time.Second, "status to say the interface is not WireGuard", func() bool {
+		s, err := c.Status(context.Background())
+		return err == nil && strings.Contains(s.Waiting, "not a WireGuard device") && strings.Contains(s.Waiting, "wg show interfaces")
+	})
+	if _, err := c.Hosts(context.Background()); !errors.Is(err, control.ErrNotReady) {
+		t.Fatalf("hosts while waiting: %v, want ErrNotReady", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run stopped while waiting: %v, want nil", err)
+	}
 }

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -131,9 +133,45 @@ func (a *Agent) Hosts(context.Context) ([]control.HostInfo, error) {
 	return out, nil
 }
 
-// Resolve explains how name resolves here and why.
+// Resolve explains how name resolves here and why. A name under none of
+// the joined networks' domains is taken as relative ("mors"): it is looked
+// up in each domain, by network priority, and the first that resolves (or
+// else the first anybody claims) is explained.
 func (a *Agent) Resolve(_ context.Context, name string) (control.Resolution, error) {
 	fqdn := strings.ToLower(strings.TrimSuffix(name, "."))
+	conf := a.conf.Load()
+	var domains []string // of the joined networks with settings, by priority
+	a.store.Read(func(st *crdt.State) {
+		nets := slices.Clone(conf.Nets)
+		slices.SortStableFunc(nets, func(x, y Joined) int { return cmp.Compare(x.Priority, y.Priority) })
+		for _, n := range nets {
+			if set := st.Settings(n.ID); set != nil {
+				domains = append(domains, set.Settings().Domain)
+			}
+		}
+	})
+	candidates := []string{fqdn}
+	if len(domains) > 0 && !slices.ContainsFunc(domains, func(d string) bool { return fqdn == d || strings.HasSuffix(fqdn, "."+d) }) {
+		candidates = candidates[:0]
+		for _, d := range domains {
+			candidates = append(candidates, fqdn+"."+d)
+		}
+	}
+	var best control.Resolution
+	for i, c := range candidates {
+		r := a.resolveFQDN(conf, c)
+		if r.Found {
+			return r, nil
+		}
+		if i == 0 || (len(best.Contest) == 0 && len(r.Contest) > 0) {
+			best = r
+		}
+	}
+	return best, nil
+}
+
+// resolveFQDN explains one fully qualified name.
+func (a *Agent) resolveFQDN(conf *live, fqdn string) control.Resolution {
 	r := control.Resolution{Name: fqdn}
 	if e := a.view.current().Names[fqdn]; e != nil {
 		r.Found = true
@@ -149,7 +187,6 @@ func (a *Agent) Resolve(_ context.Context, name string) (control.Resolution, err
 		}
 	}
 	// Explain: which network's zone, and how every claim on it stands.
-	conf := a.conf.Load()
 	reachable := func(network, node crdt.PublicKey) bool { return node == a.key.Public() }
 	if p := a.up.Load(); p != nil {
 		reachable = p.prober.Reachable
@@ -188,7 +225,7 @@ func (a *Agent) Resolve(_ context.Context, name string) (control.Resolution, err
 	default:
 		r.Why = "claimed, but no claim is active and reachable here (not attested yet, host gone, or failing the reachability challenge)"
 	}
-	return r, nil
+	return r
 }
 
 // Export is data.json of one network, or of every joined one.

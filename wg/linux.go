@@ -38,9 +38,6 @@ func Read(name string) (*Interface, error) {
 	ifc := &Interface{Name: name, Kind: link.Type()}
 	attrs := link.Attrs()
 	ifc.Up = attrs.Flags&net.FlagUp != 0 && attrs.OperState != netlink.OperDown
-	if ifc.Kind != "wireguard" && ifc.Kind != "tuntap" {
-		return ifc, fmt.Errorf("%w: %s is a %s link", ErrNotWireGuard, name, ifc.Kind)
-	}
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("reading addresses of %s: %w", name, err)
@@ -54,6 +51,9 @@ func Read(name string) (*Interface, error) {
 		ifc.Addrs = append(ifc.Addrs, netip.PrefixFrom(ip.Unmap(), ones))
 	}
 	slices.SortFunc(ifc.Addrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	if ifc.Kind != "wireguard" && ifc.Kind != "tuntap" {
+		return ifc, fmt.Errorf("%w: %s is a %s link, not WireGuard", ErrNotWireGuard, name, ifc.Kind)
+	}
 	c, err := wgctrl.New()
 	if err != nil {
 		return ifc, fmt.Errorf("opening wgctrl: %w", err)

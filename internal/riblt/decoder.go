@@ -113,6 +113,7 @@ func (d *Decoder) AddSymbols(syms []Symbol) error {
 func (d *Decoder) Refresh() error {
 	if d.err == nil {
 		d.catchUp()
+		d.peel()
 	}
 	return d.err
 }
@@ -237,6 +238,9 @@ func (d *Decoder) applyRemote(r Run) {
 }
 
 // change adds item x with sign to the difference the residual stands for.
+// The caller peels once all changes are in: an item changed back and forth
+// cancels out, and must not be peeled in between and checked against a
+// local set that no longer has it.
 func (d *Decoder) change(x *Item, sign int64) {
 	if i, ok := d.found[*x]; ok {
 		rc := &d.rec[i]
@@ -257,7 +261,6 @@ func (d *Decoder) change(x *Item, sign int64) {
 		d.allowance++
 		c.advance()
 	}
-	d.peel()
 }
 
 // applyAt adds x with sign to residual symbol k.

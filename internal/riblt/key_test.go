@@ -29,7 +29,6 @@ func sipHash(k [2]uint64, msg []byte) uint64 {
 	return sipFinish(v0, v1, v2, v3)
 }
 
-
 // The reference vectors of the SipHash paper (appendix A and the authors'
 // vectors file): key 00 01 … 0f, message 00 01 … (n-1).
 func TestSipHashVectors(t *testing.T) {

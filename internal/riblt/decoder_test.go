@@ -370,3 +370,44 @@ func TestDecoderPeerRestarted(t *testing.T) {
 		t.Fatalf("run from a restarted peer: %v, want ErrStale", err)
 	}
 }
+
+// More local changes between two runs than the change log remembers: the
+// decoder cannot bring its symbols up to date, and says so.
+func TestDecoderLocalLogOverflow(t *testing.T) {
+	common := items(1, 100)
+	remote := encoderOf(testKey, common, items(2, 40))
+	local := encoderOf(testKey, common)
+	d := NewDecoder(local)
+	r, _ := remote.Run(0, 10, 0)
+	if err := d.AddRun(r); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range items(3, ChangeLogLen+1) {
+		local.Add(x)
+	}
+	r, _ = remote.Run(10, 20, d.RemoteGeneration())
+	if err := d.AddRun(r); !errors.Is(err, ErrStale) {
+		t.Fatalf("after %d local changes: %v, want ErrStale", ChangeLogLen+1, err)
+	}
+	if err := d.AddRun(r); !errors.Is(err, ErrStale) || d.Decoded() {
+		t.Fatalf("a failed decoder accepts more: %v", err)
+	}
+}
+
+// Symbols made under another key (another network, or a peer that derives
+// keys differently) never decode, even between identical sets.
+func TestDecoderKeyMismatch(t *testing.T) {
+	xs := items(1, 300)
+	for _, extra := range []int{0, 1, 5} {
+		remote := encoderOf(DeriveKey([]byte("other network")), xs, items(2, extra))
+		d := NewDecoder(encoderOf(testKey, xs))
+		syms, _ := remote.Symbols(0, 200)
+		err := d.AddSymbols(syms)
+		if d.Decoded() {
+			t.Fatalf("%d extra: decoded symbols made under another key", extra)
+		}
+		if err != nil && !errors.Is(err, ErrInconsistent) {
+			t.Fatal(err)
+		}
+	}
+}

@@ -93,6 +93,37 @@ func TestEncoderChurn(t *testing.T) {
 	}
 }
 
+// Removing most of a set drops the dead items from the queue instead of
+// keeping one entry per item ever held.
+func TestEncoderCompactsQueue(t *testing.T) {
+	xs := items(4, 5000)
+	e := encoderOf(testKey, xs)
+	e.build(10)
+	model := map[Item]bool{}
+	for i, x := range xs {
+		if i%5 == 0 {
+			model[x] = true
+		} else {
+			e.Remove(x)
+		}
+	}
+	if len(e.queue) >= 4000 {
+		t.Errorf("queue holds %d entries for %d items", len(e.queue), e.Len())
+	}
+	for _, x := range xs[1:400] {
+		if e.Add(x) {
+			model[x] = true
+		}
+	}
+	got, _ := e.Symbols(0, 300)
+	want := naiveSymbols(testKey, model, 300)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("symbol %d differs after compaction", i)
+		}
+	}
+}
+
 func TestEncoderRanges(t *testing.T) {
 	e := encoderOf(testKey, items(1, 10))
 	for _, r := range [][2]int{{-1, 3}, {5, 4}, {0, MaxSymbols + 1}} {

@@ -5,8 +5,8 @@ import "errors"
 // Sentinel errors. Functions wrap them with what was being done; check with
 // errors.Is.
 var (
-	// ErrRange: a symbol index range is empty-inverted, negative or beyond
-	// MaxSymbols.
+	// ErrRange: a range of symbols is inverted, starts below 0 or reaches
+	// beyond MaxSymbols.
 	ErrRange = errors.New("riblt: symbol range out of bounds")
 
 	// ErrOutOfOrder: a run does not continue where the decoder's symbols end.

@@ -28,9 +28,9 @@ import (
 // first guess here; the answer is settled by exact 128-bit integer
 // comparisons.
 
-// MaxIndex is the largest symbol index of the mapping. Items map to no symbol
+// maxIndex is the largest symbol index of the mapping. Items map to no symbol
 // beyond it.
-const MaxIndex = 1<<31 - 1
+const maxIndex = 1<<31 - 1
 
 // endIndex marks an item that maps to no further symbol.
 const endIndex = math.MaxUint32
@@ -38,7 +38,7 @@ const endIndex = math.MaxUint32
 // nextIndex returns the index that follows i in a sequence, given a fresh
 // 64-bit random value r, or endIndex.
 func nextIndex(i uint32, r uint64) uint32 {
-	if i >= MaxIndex {
+	if i >= maxIndex {
 		return endIndex
 	}
 	u := r>>1 + 1                          // u / 2^63 is uniform in (0, 1]
@@ -49,7 +49,7 @@ func nextIndex(i uint32, r uint64) uint32 {
 		hi, lo := bits.Mul64(n*(n+1), u)
 		return hi < bHi || hi == bHi && lo <= bLo
 	}
-	const limit = MaxIndex + 1
+	const limit = maxIndex + 1
 	c := float64(a) * (0x1p63 / float64(u))
 	n := uint64(limit)
 	if c < 0x1p64 {

@@ -11,7 +11,7 @@ import (
 // nextIndexSlow is nextIndex by binary search in big integers: the largest
 // n in [i+1, 2^31] with n(n+1)·u ≤ (i+1)(i+2)·2^63, u = r>>1 + 1.
 func nextIndexSlow(i uint32, r uint64) uint32 {
-	if i >= MaxIndex {
+	if i >= maxIndex {
 		return endIndex
 	}
 	u := new(big.Int).SetUint64(r>>1 + 1)
@@ -23,7 +23,7 @@ func nextIndexSlow(i uint32, r uint64) uint32 {
 		v.Mul(v, u)
 		return v.Cmp(bound) <= 0
 	}
-	lo, hi := uint64(i)+1, uint64(MaxIndex)+1 // fits(lo) always holds
+	lo, hi := uint64(i)+1, uint64(maxIndex)+1 // fits(lo) always holds
 	for lo < hi {
 		mid := lo + (hi-lo+1)/2
 		if fits(mid) {
@@ -32,7 +32,7 @@ func nextIndexSlow(i uint32, r uint64) uint32 {
 			hi = mid - 1
 		}
 	}
-	if lo > MaxIndex {
+	if lo > maxIndex {
 		return endIndex
 	}
 	return uint32(lo)
@@ -41,7 +41,7 @@ func nextIndexSlow(i uint32, r uint64) uint32 {
 func TestNextIndexIsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	rs := []uint64{0, 1, 2, 3, 1 << 20, 1<<63 - 1, 1 << 63, math.MaxUint64 - 1, math.MaxUint64}
-	is := []uint32{0, 1, 2, 3, 1000, 1 << 20, 1<<30 + 7, MaxIndex - 2, MaxIndex - 1, MaxIndex}
+	is := []uint32{0, 1, 2, 3, 1000, 1 << 20, 1<<30 + 7, maxIndex - 2, maxIndex - 1, maxIndex}
 	for range 3000 {
 		rs = append(rs, rng.Uint64(), rng.Uint64()>>rng.IntN(64))
 		is = append(is, uint32(rng.IntN(1<<rng.IntN(32))))

@@ -1,0 +1,45 @@
+package riblt
+
+import "fmt"
+
+// Change is one item added to or removed from an encoder's set.
+type Change struct {
+	Item  Item
+	Added bool // false: removed
+}
+
+// ChangeLogLen is how many recent changes an Encoder remembers. A
+// reconciliation that spans several requests stays valid across changes on
+// either side as long as fewer than this many happen between two of its
+// requests.
+const ChangeLogLen = 2048
+
+// changeLog is a ring of the most recent changes; gen counts every change
+// ever recorded, so change number g (1-based) sits at ring[g % len].
+type changeLog struct {
+	ring []Change
+	gen  uint64
+}
+
+func (l *changeLog) record(x Item, added bool) {
+	if l.ring == nil {
+		l.ring = make([]Change, ChangeLogLen)
+	}
+	l.gen++
+	l.ring[l.gen%ChangeLogLen] = Change{Item: x, Added: added}
+}
+
+// since returns the changes after generation g, oldest first.
+func (l *changeLog) since(g uint64) ([]Change, error) {
+	switch {
+	case g > l.gen:
+		return nil, fmt.Errorf("%w: generation %d is ahead of this set's %d", ErrStale, g, l.gen)
+	case l.gen-g > ChangeLogLen:
+		return nil, fmt.Errorf("%w: %d changes since generation %d, %d remembered", ErrStale, l.gen-g, g, ChangeLogLen)
+	}
+	out := make([]Change, 0, l.gen-g)
+	for i := g + 1; i <= l.gen; i++ {
+		out = append(out, l.ring[i%ChangeLogLen])
+	}
+	return out, nil
+}

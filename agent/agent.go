@@ -316,7 +316,7 @@ func (a *Agent) startMesh(ctx context.Context, conf *live, bind netip.Addr) (*me
 	}
 	joined := func(id crdt.PublicKey) bool { return a.conf.Load().joined(id) }
 	node, err := mesh.New(mesh.Config{
-		Name: a.key.Public(), BindAddr: bind, GossipPort: conf.Ports.Gossip, HTTPPort: conf.Ports.HTTP,
+		Key: a.key, Routed: a.tunnel.routed, BindAddr: bind, GossipPort: conf.Ports.Gossip, HTTPPort: conf.Ports.HTTP,
 		Seeds: wg.Seeds(a.tunnel.peers(), conf.Ports.Gossip), Bootstrap: boot, SyncInterval: time.Duration(conf.SyncInterval),
 		Challenge: &mesh.Responder{Key: a.key, Serves: a.tunnel.serves(conf.Ports.HTTP, joined)},
 		Logger:    a.opts.Logger,

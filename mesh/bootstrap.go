@@ -91,7 +91,7 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	n.store.Read(func(st *crdt.State) {
 		for _, id := range joined {
 			for _, h := range st.Hosts(id) {
-				if h.Signer() == n.cfg.Name {
+				if h.Signer() == n.cfg.Key.Public() {
 					continue
 				}
 				for _, a := range h.Host().Addresses {

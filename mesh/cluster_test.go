@@ -65,7 +65,7 @@ func (c *cluster) add(i int) *testNode {
 
 func (c *cluster) newNode(tn *testNode) {
 	cfg := Config{
-		Name: tn.key.Public(), BindAddr: tn.addr,
+		Key: tn.key, BindAddr: tn.addr, Routed: func(netip.Addr) bool { return true },
 		Transport:         c.net.Transport(tn.host, DefaultGossipPort),
 		HTTPClient:        c.net.HTTPClient(tn.host),
 		SyncInterval:      200 * time.Millisecond,

@@ -47,7 +47,7 @@ func BenchmarkAntiEntropyBytes(b *testing.B) {
 		if res := st.Ingest(recs); len(res.Rejected) > 0 {
 			b.Fatal(res.Rejected[0])
 		}
-		n := must(New(Config{Name: testKey(host).Public(), BindAddr: netip.MustParseAddr(host), HTTPClient: mem.HTTPClient(host)}, st))
+		n := must(New(Config{Key: testKey(host), Routed: func(netip.Addr) bool { return true }, BindAddr: netip.MustParseAddr(host), HTTPClient: mem.HTTPClient(host)}, st))
 		mem.Serve(host, n.Handler())
 		return n
 	}

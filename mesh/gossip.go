@@ -25,10 +25,8 @@ const (
 
 type delegate struct{ n *Node }
 
-func (d *delegate) NodeMeta(limit int) []byte {
-	p := d.n.cfg.HTTPPort
-	return []byte{1, byte(p >> 8), byte(p)}
-}
+// NodeMeta is this node's member proof (member.go).
+func (d *delegate) NodeMeta(limit int) []byte { return d.n.nodeMeta() }
 
 // NotifyMsg must not block: messages wait in a bounded inbox, and when it is
 // full they are dropped (anti-entropy repairs what gossip loses).
@@ -54,7 +52,7 @@ type events struct{ n *Node }
 
 func (e *events) NotifyJoin(m *memberlist.Node) {
 	e.n.memberUp(m)
-	if m.Name != e.n.cfg.Name.String() {
+	if m.Name != e.n.cfg.Key.Public().String() {
 		e.n.log.Debug("member joined", "member", m.Name, "addr", m.Addr)
 		e.n.SyncNow()
 	}
@@ -89,7 +87,7 @@ func (n *Node) broadcast(r *crdt.Record) {
 		msg = append([]byte{msgRecord}, r.Bytes()...)
 	} else {
 		net, h := r.Network(), r.Hash()
-		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), n.cfg.Name.String()...)
+		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), n.cfg.Key.Public().String()...)
 	}
 	n.queue.QueueBroadcast(&broadcast{msg: msg, id: r.Hash()})
 	if n.queue.NumQueued() > maxQueued {
@@ -132,6 +130,9 @@ func (n *Node) ingestAndForward(raws [][]byte, from string) crdt.BatchResult {
 	return res
 }
 
+// logRejected counts and reports the records a batch refused, and
+// returns how many of them only a hostile or broken peer sends (for the
+// penalty box).
 func (n *Node) logRejected(res crdt.BatchResult, from string) int {
 	bad := 0
 	for _, rej := range res.Rejected {
@@ -139,12 +140,8 @@ func (n *Node) logRejected(res crdt.BatchResult, from string) int {
 		switch rej.Reason {
 		case crdt.ReasonBadSignature, crdt.ReasonMalformed, crdt.ReasonBadAttestation:
 			bad++
-			n.log.Warn("refused a record", "from", from, "reason", rej.Reason, "err", rej.Err)
-		default:
-			// Expired, superseded, from the future, unknown claim: the
-			// normal traffic of a mesh whose nodes disagree for a moment.
-			n.log.Debug("refused a record", "from", from, "reason", rej.Reason, "err", rej.Err)
 		}
+		n.refusals.note(from, string(rej.Reason), rej)
 	}
 	return bad
 }

@@ -29,11 +29,16 @@ const (
 	DefaultHTTPPort   = 7331
 )
 
-// Config configures a Node. The zero value of every field but Name and
-// BindAddr has a sensible default, written next to it.
+// Config configures a Node. The zero value of every field but Key,
+// BindAddr and Routed has a sensible default, written next to it.
 type Config struct {
-	// Name is the node's memberlist name: its node public key.
-	Name crdt.PublicKey
+	// Key is the node's key: its public half is the node's memberlist
+	// name, and it signs the node's member proof (member.go).
+	Key crdt.PrivateKey
+	// Routed reports whether WireGuard routes an address to one of this
+	// node's peers (the agent builds it from wg): a member whose gossip
+	// address is not routed is refused.
+	Routed func(netip.Addr) bool
 	// BindAddr is the address gossip binds to and advertises: the tunnel
 	// address in production, loopback in tests.
 	BindAddr netip.Addr
@@ -126,8 +131,11 @@ func (c *Config) defaults() {
 
 // Validate checks the configuration before anything starts.
 func (c *Config) Validate() error {
-	if c.Name.IsZero() {
-		return errors.New("mesh: Name (the node key) is not set")
+	if c.Key.IsZero() {
+		return errors.New("mesh: Key (the node key) is not set")
+	}
+	if c.Routed == nil {
+		return errors.New("mesh: Routed (which addresses WireGuard routes) is not set")
 	}
 	if !c.BindAddr.IsValid() {
 		return errors.New("mesh: BindAddr (the tunnel address) is not set")
@@ -151,6 +159,10 @@ type Node struct {
 	limits *peerLimits
 	inbox  chan []byte
 	fetch  *fetcher
+	// refusals counts and reports refused records and members; filter
+	// shuts the addresses of refused members at the transport.
+	refusals *refusals
+	filter   *addrSet
 
 	stats Stats
 
@@ -167,6 +179,10 @@ type Node struct {
 	// them.
 	membersMu sync.Mutex
 	members   map[string]Member
+	// refusedAt holds members refused after they were admitted.
+	refusedAt map[string]Member
+	// recheckMu runs one recheckMembers at a time.
+	recheckMu sync.Mutex
 }
 
 // Stats counts what crossed this node; the agent exports them as metrics.
@@ -186,6 +202,8 @@ func New(cfg Config, store *Store) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
 		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(),
+		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
+		members: map[string]Member{}, refusedAt: map[string]Member{},
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return n.numMembers() },
@@ -208,7 +226,7 @@ func (n *Node) Stats() *Stats { return &n.stats }
 // Stop. Failing to reach any seed is not an error: the node keeps trying.
 func (n *Node) Start(ctx context.Context) error {
 	mc := memberlist.DefaultLANConfig()
-	mc.Name = n.cfg.Name.String()
+	mc.Name = n.cfg.Key.Public().String()
 	mc.BindAddr = n.cfg.BindAddr.String()
 	mc.BindPort = n.cfg.GossipPort
 	mc.AdvertiseAddr = n.cfg.BindAddr.String()
@@ -221,10 +239,18 @@ func (n *Node) Start(ctx context.Context) error {
 	mc.PushPullInterval = 0
 	mc.Delegate = &delegate{n}
 	mc.Events = &events{n}
+	mc.Alive = alive{n}
+	mc.Merge = alive{n}
 	mc.Logger = log.New(&slogWriter{n.log}, "", 0)
-	if n.cfg.Transport != nil {
-		mc.Transport = n.cfg.Transport
+	inner := n.cfg.Transport
+	if inner == nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			return fmt.Errorf("starting gossip on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), err)
+		}
+		inner = nodeAware{nt}
 	}
+	mc.Transport = newFilterTransport(inner, n.filter)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), err)
@@ -232,8 +258,14 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml = ml
 	ctx, n.stop = context.WithCancel(ctx)
 	n.running.Store(true)
-	n.wg.Add(5)
+	n.store.Subscribe(func(c Change) {
+		if slices.ContainsFunc(c.Added, func(r *crdt.Record) bool { return r.Kind() == crdt.KindSettings }) {
+			n.recheckMembers() // a ban or an allow-list may have changed
+		}
+	})
+	n.wg.Add(6)
 	go n.receive(ctx)
+	go n.maintain(ctx)
 	go n.fetchLoop(ctx)
 	go n.syncLoop(ctx)
 	go n.joinLoop(ctx)
@@ -278,11 +310,13 @@ func (n *Node) AddSeeds(seeds ...string) {
 	}
 }
 
-// Member is another node as gossip sees it.
+// Member is another node as gossip sees it, admitted: its proof holds.
 type Member struct {
-	Name     string
-	Addr     netip.Addr
-	HTTPPort int
+	Name       string
+	Addr       netip.Addr
+	GossipPort uint16
+	HTTPPort   int
+	meta       []byte // its proof, to judge it again
 }
 
 // Members lists the live members other than this node, by name.
@@ -297,32 +331,62 @@ func (n *Node) Members() []Member {
 // memberUp records a member that joined or changed; memberDown one that
 // left or died. Both run inside memberlist's event callbacks.
 func (n *Node) memberUp(m *memberlist.Node) {
-	if m.Name == n.cfg.Name.String() {
+	if m.Name == n.cfg.Key.Public().String() {
 		return
 	}
 	addr, ok := netip.AddrFromSlice(m.Addr)
 	if !ok {
 		return
 	}
+	p, err := parseMeta(m.Meta)
+	if err != nil {
+		return // NotifyAlive refused it; this is memberlist reporting its own state
+	}
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
-	if n.members == nil {
-		n.members = map[string]Member{}
-	}
-	n.members[m.Name] = Member{Name: m.Name, Addr: addr.Unmap(), HTTPPort: metaPort(m.Meta)}
+	n.members[m.Name] = Member{Name: m.Name, Addr: addr.Unmap(), GossipPort: m.Port, HTTPPort: int(p.httpPort), meta: slices.Clone(m.Meta)}
+	delete(n.refusedAt, m.Name)
 }
 
 func (n *Node) memberDown(m *memberlist.Node) {
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
 	delete(n.members, m.Name)
+	delete(n.refusedAt, m.Name)
 }
 
-func metaPort(meta []byte) int {
-	if len(meta) >= 3 && meta[0] == 1 {
-		return int(meta[1])<<8 | int(meta[2])
+// RoutesChanged tells the node that WireGuard's routes changed (a peer or
+// its allowed IPs came or went): members are judged again at once.
+func (n *Node) RoutesChanged() { n.recheckMembers() }
+
+// Refusals counts the records and members this node refused since it
+// started, by reason.
+func (n *Node) Refusals() map[string]int64 { return n.refusals.byReason() }
+
+// maintain runs the node's slow chores: reporting refusals not logged
+// yet, judging members again as their proofs age, and re-signing this
+// node's own proof before it ages.
+func (n *Node) maintain(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(refusalEvery)
+	defer t.Stop()
+	signed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			n.refusals.flush()
+			return
+		case <-t.C:
+		}
+		n.refusals.flush()
+		n.recheckMembers()
+		if time.Since(signed) >= proofRefresh {
+			signed = time.Now()
+			if err := n.ml.UpdateNode(5 * time.Second); err != nil {
+				n.log.Debug("re-signing this node's member proof", "err", err)
+			}
+		}
 	}
-	return DefaultHTTPPort
 }
 
 // Synced reports whether the node has completed a sync or bootstrap.
@@ -378,7 +442,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 // absentHosts picks up to k gossip addresses, from the seeds and the live
 // hosts of the state, of nodes that are not members now.
 func (n *Node) absentHosts(k int) []string {
-	members := map[string]bool{n.cfg.Name.String(): true}
+	members := map[string]bool{n.cfg.Key.Public().String(): true}
 	for _, m := range n.Members() {
 		members[m.Name] = true
 	}

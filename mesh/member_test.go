@@ -1,0 +1,152 @@
+package mesh
+
+import (
+	"io"
+	"log"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/hashicorp/memberlist"
+)
+
+// bareDelegate is a memberlist delegate with fixed metadata: a node that
+// speaks gossip but is not an agent (or forges what an agent says).
+type bareDelegate struct{ meta []byte }
+
+func (d bareDelegate) NodeMeta(int) []byte               { return d.meta }
+func (d bareDelegate) NotifyMsg([]byte)                  {}
+func (d bareDelegate) GetBroadcasts(int, int) [][]byte   { return nil }
+func (d bareDelegate) LocalState(bool) []byte            { return nil }
+func (d bareDelegate) MergeRemoteState(b []byte, j bool) {}
+
+// impostor joins the cluster's gossip at host as a bare memberlist named
+// name; its join may well be refused.
+func (c *cluster) impostor(t *testing.T, host, name string, meta []byte) *memberlist.Memberlist {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = name
+	mc.Transport = c.net.Transport(host, DefaultGossipPort)
+	mc.Delegate = bareDelegate{meta}
+	mc.PushPullInterval = 0
+	mc.Logger = log.New(io.Discard, "", 0)
+	ml := must(memberlist.Create(mc))
+	t.Cleanup(func() { ml.Shutdown() })
+	_, _ = ml.Join([]string{"[" + c.nodes[0].host + "]:7946"})
+	return ml
+}
+
+// lists reports whether tn counts name among its members: the agent's own
+// list (sync, fetch) or memberlist's (probes, gossip).
+func (tn *testNode) lists(name string) bool {
+	if slices.ContainsFunc(tn.node.Members(), func(m Member) bool { return m.Name == name }) {
+		return true
+	}
+	return slices.ContainsFunc(tn.node.ml.Members(), func(m *memberlist.Node) bool { return m.Name == name })
+}
+
+func (c *cluster) waitMembership(t *testing.T, want int) {
+	t.Helper()
+	eventually(t, 60*time.Second, "full membership", func() bool {
+		for _, tn := range c.nodes {
+			if len(tn.node.Members()) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Anyone who reaches the gossip port could join under any name: a member
+// must prove its key. Without a proof, with another node's proof, or with
+// a proof of its own but a banned key, a would-be member is refused by
+// every node, each refusal counted by its reason.
+func TestMembersProveTheirKey(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.waitMembership(t, 2)
+	banned := testKey("banned")
+	set := must(crdt.SignSettings(crdt.Settings{Network: c.id, Updated: time.Now(), Domain: "mesh", HostTTL: time.Hour,
+		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{c.witness.Public()}, Banned: []crdt.PublicKey{banned.Public()}}, c.admin))
+	c.nodes[0].node.Publish(set)
+	eventually(t, 30*time.Second, "the settings with the ban everywhere", func() bool {
+		for _, tn := range c.nodes {
+			if !tn.holds(c.id, set.Hash()) {
+				return false
+			}
+		}
+		return true
+	})
+
+	noProof := testKey("no-proof").Public().String()
+	c.impostor(t, "fd00::a1", noProof, nil)
+	forged := testKey("forged").Public().String()
+	c.impostor(t, "fd00::a2", forged, c.nodes[1].node.nodeMeta()) // node 1's valid proof, for node 1
+	// The banned key runs a real node, whose proof is good.
+	bn := &testNode{key: banned, host: "fd00::a3", addr: netip.MustParseAddr("fd00::a3")}
+	bn.state = crdt.NewState(crdt.DefaultOptions(), c.id)
+	bn.store = NewStore(bn.state, nil)
+	c.newNode(bn)
+	c.startNode(bn)
+	t.Cleanup(bn.node.Stop)
+	bn.node.AddSeeds("[" + c.nodes[0].host + "]:7946")
+
+	eventually(t, 30*time.Second, "the refusals counted", func() bool {
+		r := c.nodes[0].node.Refusals()
+		return r[ReasonBadProof] >= 2 && r[ReasonMemberBanned] >= 1
+	})
+	for _, tn := range c.nodes {
+		for _, name := range []string{noProof, forged, banned.Public().String()} {
+			if tn.lists(name) {
+				t.Errorf("%s lists the refused member %.10s", tn.host, name)
+			}
+		}
+	}
+	if len(c.nodes[0].node.Members()) != 2 {
+		t.Errorf("the honest members were lost: %v", c.nodes[0].node.Members())
+	}
+}
+
+// A member whose gossip address WireGuard does not route is refused.
+func TestMemberNotRoutedIsRefused(t *testing.T) {
+	unrouted := netip.AddrFrom16([16]byte{0xfd, 15: 3}) // node 2's address
+	c := newCluster(t, 3, func(cfg *Config) { cfg.Routed = func(a netip.Addr) bool { return a != unrouted } })
+	eventually(t, 60*time.Second, "nodes 0 and 1 to be members of each other", func() bool {
+		return len(c.nodes[0].node.Members()) == 1 && len(c.nodes[1].node.Members()) == 1
+	})
+	eventually(t, 30*time.Second, "the refusal counted", func() bool { return c.nodes[0].node.Refusals()[ReasonNotRouted] > 0 })
+	name := c.nodes[2].key.Public().String()
+	for _, tn := range c.nodes[:2] {
+		if tn.lists(name) {
+			t.Errorf("%s lists the unrouted member", tn.host)
+		}
+	}
+}
+
+// A ban drops its member from every node within seconds: from the members
+// the node syncs with at once, and from memberlist (no more probes or
+// gossip) once its failure detection has found it silent.
+func TestABanDropsItsMemberWithinSeconds(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	c.waitMembership(t, 3)
+	victim := c.nodes[3]
+	name := victim.key.Public().String()
+	set := must(crdt.SignSettings(crdt.Settings{Network: c.id, Updated: time.Now(), Domain: "mesh", HostTTL: time.Hour,
+		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{c.witness.Public()}, Banned: []crdt.PublicKey{victim.key.Public()}}, c.admin))
+	start := time.Now()
+	c.nodes[0].node.Publish(set)
+	eventually(t, 60*time.Second, "the banned member gone from every other node", func() bool {
+		for _, tn := range c.nodes[:3] {
+			if tn.lists(name) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("the banned member left every node %v after the ban was published", time.Since(start).Round(10*time.Millisecond))
+	for _, tn := range c.nodes[:3] {
+		if len(tn.node.Members()) != 2 {
+			t.Errorf("%s lost honest members: %v", tn.host, tn.node.Members())
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -37,6 +36,12 @@ type Options struct {
 	WatchInterface func(ctx context.Context, name string) <-chan wg.Event
 	// Ready is called once DNS answers (systemd notification).
 	Ready func()
+	// Watchdog, if set, is called every WatchdogEvery while the agent
+	// makes progress: from its loop, after the loop's heartbeat reached
+	// the state (systemd's WATCHDOG=1). A loop or a state lock that is
+	// stuck stops it, and systemd restarts the agent.
+	Watchdog      func()
+	WatchdogEvery time.Duration
 }
 
 // Agent is one running data-mesher node: the parts (state, DNS, mesh,
@@ -61,21 +66,23 @@ type Agent struct {
 	tunnel   *tunnel
 	view     *viewPipeline
 	own      *ownRecords
-	peer     peerListener
-	// up holds the network parts once they all run; the control API and
-	// metrics read them through it.
+	// up holds the network parts once they all run; the control API,
+	// metrics and the loop read them through it, and rebind replaces them.
 	up atomic.Pointer[parts]
 
 	mu        sync.Mutex
 	listening map[string]string // listener name → address, for doctor
 }
 
-// parts are the agent's network-facing parts, started by Run.
+// parts are the agent's network-facing parts, started by Run: the
+// prober and stamper, and the listeners on the tunnel address (DNS, the
+// peer endpoint, gossip), which move together when the address changes.
 type parts struct {
-	dns     *dnsserver.Server
 	prober  *mesh.Prober
-	node    *mesh.Node
 	stamper *mesh.Stamper
+	dns     *dnsserver.Server
+	peer    *peerListener
+	node    *mesh.Node
 }
 
 // New checks the configuration and reads the key; Run starts the node.
@@ -89,6 +96,9 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Watchdog != nil && opts.WatchdogEvery <= 0 {
+		opts.WatchdogEvery = 10 * time.Second
 	}
 	if opts.WatchInterface == nil {
 		opts.WatchInterface = func(ctx context.Context, name string) <-chan wg.Event { return wg.Watch(ctx, name, 5*time.Second) }
@@ -163,30 +173,27 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// The reachability challenge: what this node verified before a restart
 	// counts until it expires, so the names stay while they are re-checked.
-	ttl := time.Duration(conf.ReachabilityTTL)
 	p := &parts{prober: &mesh.Prober{
-		TTL:        ttl,
-		RetryAfter: min(15*time.Second, ttl/4),
-		Routed:     a.tunnel.routed,
-		Self:       func(n crdt.PublicKey) bool { return n == a.key.Public() },
-		Logger:     a.opts.Logger.With("component", "challenge"),
+		TTL:    time.Duration(conf.ReachabilityTTL),
+		Routed: a.tunnel.routed,
+		Self:   func(n crdt.PublicKey) bool { return n == a.key.Public() },
+		Logger: a.opts.Logger.With("component", "challenge"),
 	}}
 	if n := p.prober.Restore(loadVerdicts(a.verdictPath(conf), a.log)); n > 0 {
 		a.log.Info("restored reachability verdicts", "count", n)
 	}
+	a.view.prober = p.prober
+	stops = append(stops, func() { a.current(p).stopListeners() })
 
 	// DNS first, from the state we had.
 	a.setWaiting("DNS to start")
-	p.dns = dnsserver.NewServer(dnsserver.Config{Listen: dnsListen(conf, bind), Forwarders: conf.DNS.Forwarders, Logger: a.opts.Logger})
-	a.view.prober, a.view.dns = p.prober, p.dns
 	a.view.update(a.now())
-	if err := p.dns.Start(); err != nil {
-		return fmt.Errorf("starting DNS: %w (is another DNS server bound there? `dm-agent doctor` names it)", err)
+	dns, err := a.startDNS(conf, bind, nil)
+	if err != nil {
+		return err
 	}
-	stops = append(stops, p.dns.Stop)
-	for _, l := range dnsListen(conf, bind) {
-		a.listen("dns "+l.String(), l)
-	}
+	p.dns, a.view.dns = dns, dns
+	a.view.update(a.now())
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
@@ -200,32 +207,38 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The mesh, and the peer endpoint first, so that others can sync and
 	// challenge us as soon as gossip announces us.
 	a.setWaiting("the mesh to start")
-	node, err := a.startMesh(ctx, conf, bind)
-	if err != nil {
+	if p.node, p.peer, err = a.startMesh(ctx, conf, bind); err != nil {
 		return err
 	}
-	p.node = node
-	stops = append(stops, node.Stop, a.peer.stop)
 
-	// Attestation: TSA tokens for our claims.
+	// This node's own records, and TSA tokens for its claims. Both publish
+	// through whichever mesh node runs now (rebind replaces it).
+	publish := func(r ...*crdt.Record) { a.publish(a.up.Load().node, r...) }
 	a.own = &ownRecords{key: a.key, store: a.store, conf: a.conf.Load, tunnel: a.tunnel, log: a.log,
-		publish: func(r ...*crdt.Record) { a.publish(node, r...) }, synced: node.Synced, hostRec: map[crdt.PublicKey]*crdt.Record{}}
+		publish: publish, synced: func() bool { return a.up.Load().node.Synced() }, hostRec: map[crdt.PublicKey]*crdt.Record{}}
 	p.stamper = mesh.NewStamper(&mesh.TSAClient{Logger: a.opts.Logger.With("component", "tsa")}, a.own.pendingStamps,
-		func(r *crdt.Record) { a.publish(node, r) }, a.opts.Logger.With("component", "tsa"))
+		func(r *crdt.Record) { publish(r) }, a.opts.Logger.With("component", "tsa"))
 	p.stamper.Interval = time.Duration(conf.TSARetry)
 	p.stamper.MaxBackoff = 10 * time.Duration(conf.TSARetry)
 	a.own.stamp = p.stamper.Kick
 	a.own.start(a.now())
-	run(p.stamper.Run)
-
 	a.up.Store(p)
 	a.setWaiting("")
+	run(p.stamper.Run)
 	if err := a.metrics.serve(ctx, conf.MetricsListen, run); err != nil {
 		return err
 	}
 	a.loop(ctx, events)
 	a.log.Info("stopping")
 	return nil
+}
+
+// current is the network parts that run now: p, or what replaced it.
+func (a *Agent) current(p *parts) *parts {
+	if q := a.up.Load(); q != nil {
+		return q
+	}
+	return p
 }
 
 // openState loads the state file into a new store, and starts persisting
@@ -264,11 +277,20 @@ func (a *Agent) openState(conf *live) error {
 func (a *Agent) awaitInterface(ctx context.Context, conf *live, events <-chan wg.Event) error {
 	var warned time.Time
 	var lastWhy string
+	var feed <-chan time.Time
+	if a.opts.Watchdog != nil { // waiting is progress too
+		t := time.NewTicker(a.opts.WatchdogEvery)
+		defer t.Stop()
+		feed = t.C
+	}
 	for {
 		var ev wg.Event
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-feed:
+			a.opts.Watchdog()
+			continue
 		case ev = <-events:
 		}
 		a.tunnel.update(ev.Interface, conf.Ports.Gossip)
@@ -291,51 +313,6 @@ func (a *Agent) awaitInterface(ctx context.Context, conf *live, events <-chan wg
 			a.log.Warn("waiting for "+why, "interface", conf.Interface)
 		}
 	}
-}
-
-func dnsListen(conf *live, bind netip.Addr) []netip.AddrPort {
-	out := []netip.AddrPort{netip.AddrPortFrom(bind, uint16(conf.Ports.DNS))}
-	for _, l := range conf.DNS.Listen {
-		out = append(out, netip.MustParseAddrPort(l))
-	}
-	return out
-}
-
-// listen records a bound listener for status and doctor.
-func (a *Agent) listen(name string, at netip.AddrPort) {
-	a.mu.Lock()
-	a.listening[name] = at.String()
-	a.mu.Unlock()
-}
-
-// startMesh starts the peer endpoint and joins the mesh.
-func (a *Agent) startMesh(ctx context.Context, conf *live, bind netip.Addr) (*mesh.Node, error) {
-	var boot []string
-	for _, n := range conf.Nets {
-		boot = append(boot, n.Bootstrap...)
-	}
-	joined := func(id crdt.PublicKey) bool { return a.conf.Load().joined(id) }
-	node, err := mesh.New(mesh.Config{
-		Key: a.key, Routed: a.tunnel.routed, BindAddr: bind, GossipPort: conf.Ports.Gossip, HTTPPort: conf.Ports.HTTP,
-		Seeds: wg.Seeds(a.tunnel.peers(), conf.Ports.Gossip), Bootstrap: boot, SyncInterval: time.Duration(conf.SyncInterval),
-		Challenge: &mesh.Responder{Key: a.key, Serves: a.tunnel.serves(conf.Ports.HTTP, joined)},
-		Logger:    a.opts.Logger,
-	}, a.store)
-	if err != nil {
-		return nil, err
-	}
-	httpAddr := netip.AddrPortFrom(bind, uint16(conf.Ports.HTTP))
-	if err := a.peer.start(ctx, httpAddr, node.Handler(), a.log); err != nil {
-		return nil, err
-	}
-	a.listen("http "+httpAddr.String(), httpAddr)
-	if err := node.Start(ctx); err != nil {
-		a.peer.stop()
-		return nil, err
-	}
-	gossipAddr := netip.AddrPortFrom(bind, uint16(conf.Ports.Gossip))
-	a.listen("gossip "+gossipAddr.String(), gossipAddr)
-	return node, nil
 }
 
 // publish ingests records made here and spreads the new ones.

@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/data-mesher/data-mesher/control"
 	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/mesh"
 	"github.com/data-mesher/data-mesher/wg"
 	"github.com/miekg/dns"
 )
@@ -183,4 +187,103 @@ func TestWaitsForAWireGuardInterfaceAndSaysWhy(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run stopped while waiting: %v, want nil", err)
 	}
+}
+
+// When the tunnel address changes, the listeners (DNS, the peer endpoint,
+// gossip) move to the new one without a restart.
+func TestListenersFollowTheTunnelAddress(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
+		t.Fatal(err)
+	}
+	dnsPort, httpPort := freePort(t), freePort(t)
+	cfg := &Config{Interface: "wg-test", StateDir: dir, KeyFile: filepath.Join(dir, "node.key"), Hostnames: []string{"solo"},
+		Networks:      map[string]NetworkConfig{"t": {PubKey: crdtKey("admin").Public().AuthorizedKey()}},
+		Ports:         Ports{Gossip: freePort(t), HTTP: httpPort, DNS: dnsPort},
+		ControlSocket: filepath.Join(dir, "control.sock"), MetricsListen: "off"}
+	events := make(chan wg.Event, 4)
+	at := func(addr string) *wg.Interface {
+		return &wg.Interface{Name: "wg-test", Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix(addr + "/8")}}
+	}
+	events <- wg.Event{Interface: at("127.0.0.2")}
+	a, err := New(cfg, Options{WatchInterface: func(context.Context, string) <-chan wg.Event { return events }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	answers := func(addr string) bool {
+		q := new(dns.Msg)
+		q.SetQuestion("example.org.", dns.TypeA)
+		m, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(q, net.JoinHostPort(addr, strconv.Itoa(dnsPort)))
+		return err == nil && m.Rcode == dns.RcodeRefused
+	}
+	peer := func(addr string) bool {
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + net.JoinHostPort(addr, strconv.Itoa(httpPort)) + mesh.PathTime)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	}
+	eventually(t, 10*time.Second, "DNS and the peer endpoint on 127.0.0.2", func() bool { return answers("127.0.0.2") && peer("127.0.0.2") })
+
+	events <- wg.Event{Interface: at("127.0.0.3")}
+	c := control.NewClient(cfg.ControlSocket)
+	defer c.Close()
+	eventually(t, 10*time.Second, "DNS and the peer endpoint on 127.0.0.3", func() bool { return answers("127.0.0.3") && peer("127.0.0.3") })
+	eventually(t, 10*time.Second, "nothing left on 127.0.0.2", func() bool { return !answers("127.0.0.2") && !peer("127.0.0.2") })
+	s, err := c.Status(context.Background())
+	if err != nil || s.Bind != "127.0.0.3" || slices.ContainsFunc(s.Listening, func(l string) bool { return strings.HasPrefix(l, "127.0.0.2:") }) {
+		t.Fatalf("status after the move: bind %q, listening %v (%v)", s.Bind, s.Listening, err)
+	}
+}
+
+// The watchdog is fed while the agent makes progress, and not while its
+// loop cannot reach the state (a stuck lock): systemd then restarts it.
+func TestWatchdogFollowsProgress(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := loopbackAgent(t, dir, crdtKey("admin").Public(), freePort(t))
+	var fed atomic.Int64
+	watch := func(ctx context.Context, name string) <-chan wg.Event {
+		ch := make(chan wg.Event, 1)
+		ch <- wg.Event{Interface: &wg.Interface{Name: name, Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}}
+		return ch
+	}
+	a, err := New(cfg, Options{WatchInterface: watch, Watchdog: func() { fed.Add(1) }, WatchdogEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	eventually(t, 10*time.Second, "the watchdog fed while the agent runs", func() bool { return fed.Load() > 5 && a.up.Load() != nil })
+	stuck, release := make(chan struct{}), make(chan struct{})
+	go a.store.Read(func(*crdt.State) { close(stuck); <-release }) // a lock held for ever
+	<-stuck
+	// The loop's next beat blocks on the lock; whatever it fed before that
+	// is all there will be.
+	eventually(t, 10*time.Second, "the feeding to stop", func() bool {
+		before := fed.Load()
+		time.Sleep(200 * time.Millisecond)
+		return fed.Load() == before
+	})
+	close(release)
+	resumed := fed.Load()
+	eventually(t, 10*time.Second, "the feeding to resume", func() bool { return fed.Load() > resumed+3 })
 }

@@ -57,8 +57,9 @@ type Config struct {
 	// MaxSkew is how far in the future a record may be dated (default 5 m).
 	MaxSkew Duration `json:"max_skew"`
 	// ReachabilityTTL is how long a passed reachability challenge counts
-	// (default 10 m); it is renewed at half of it, and a failure is
-	// retried after a quarter of it (at most 15 s), doubling.
+	// (default 10 m); it is renewed at half of it. A failure is retried
+	// after 250 ms, doubling up to the TTL; a change of WireGuard's routes
+	// re-checks the hosts there at once.
 	ReachabilityTTL Duration `json:"reachability_ttl"`
 	// TSARetry is how soon a claim without a timestamp asks the TSAs again
 	// after they failed (default 30 s, doubling to ten times that).

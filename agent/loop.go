@@ -18,10 +18,20 @@ const viewSettle = 250 * time.Millisecond
 // due is when each of the loop's jobs is next to run.
 type due struct {
 	own, witness, prune, view, save time.Time
+	// remesh is set while gossip is down after a failed move (zero: not).
+	remesh time.Time
+	// beat feeds the watchdog (zero: there is none).
+	beat time.Time
 }
 
 func (d *due) earliest() time.Time {
-	return slices.MinFunc([]time.Time{d.own, d.witness, d.prune, d.view, d.save}, time.Time.Compare)
+	times := []time.Time{d.own, d.witness, d.prune, d.view, d.save}
+	for _, t := range []time.Time{d.remesh, d.beat} {
+		if !t.IsZero() {
+			times = append(times, t)
+		}
+	}
+	return slices.MinFunc(times, time.Time.Compare)
 }
 
 func earlier(a, b time.Time) time.Time {
@@ -52,6 +62,9 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 	saveEvery := min(max(time.Duration(a.conf.Load().ReachabilityTTL)/4, 5*time.Second), 2*time.Minute)
 	now := a.now()
 	next := due{own: now, witness: now, prune: now.Add(time.Minute), view: now, save: now.Add(saveEvery)}
+	if a.opts.Watchdog != nil {
+		next.beat = now
+	}
 	var saved uint64
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -65,7 +78,13 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 				events = nil
 				continue
 			}
-			if a.interfaceChanged(p.node, ev) {
+			if a.interfaceChanged(p, ev) {
+				if b, ok := a.newBind(a.conf.Load(), ev.Interface); ok {
+					var up bool
+					if p, up = a.rebind(ctx, p, b); !up {
+						next.remesh = a.now().Add(5 * time.Second)
+					}
+				}
 				next.own = a.now()
 			}
 			next.view = earlier(next.view, a.now().Add(viewSettle))
@@ -100,27 +119,48 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 				next.view = earlier(next.view, later(until, now.Add(100*time.Millisecond)))
 			}
 		}
+		if !next.remesh.IsZero() && !now.Before(next.remesh) {
+			next.remesh = time.Time{}
+			if !a.remesh(ctx, p) {
+				next.remesh = now.Add(5 * time.Second)
+			}
+			p = a.up.Load()
+		}
 		if !now.Before(next.save) {
 			saved = a.saveVerdicts(p.prober, saved)
 			next.save = now.Add(saveEvery)
+		}
+		if !next.beat.IsZero() && !now.Before(next.beat) {
+			// The loop got here, and the state's lock can be taken: the
+			// agent makes progress.
+			a.store.Read(func(*crdt.State) {})
+			a.opts.Watchdog()
+			next.beat = now.Add(a.opts.WatchdogEvery)
 		}
 		timer.Reset(max(next.earliest().Sub(a.now()), 10*time.Millisecond))
 	}
 }
 
 // interfaceChanged takes an interface event: new peers become gossip
-// seeds (and challenge routes, read through the tunnel). It reports
-// whether the addresses changed, so the host record must be re-signed.
-func (a *Agent) interfaceChanged(node *mesh.Node, ev wg.Event) bool {
+// seeds; where routes changed, the hosts there are challenged again at
+// once and the members judged again (a removed peer's names stop
+// resolving within seconds). It reports whether the addresses changed, so
+// the host record must be re-signed.
+func (a *Agent) interfaceChanged(p *parts, ev wg.Event) bool {
 	conf := a.conf.Load()
 	if ev.Err != nil {
 		a.log.Warn("mesh interface unreadable", "interface", conf.Interface, "err", ev.Err)
 		return false
 	}
-	addrsChanged, seeds := a.tunnel.update(ev.Interface, conf.Ports.Gossip)
+	addrsChanged, seeds, rerouted := a.tunnel.update(ev.Interface, conf.Ports.Gossip)
+	if len(rerouted) > 0 {
+		a.log.Info("WireGuard routes changed; checking the hosts there again", "prefixes", rerouted)
+		p.prober.Recheck(rerouted)
+		p.node.RoutesChanged()
+	}
 	if len(seeds) > 0 {
 		a.log.Info("new WireGuard peers; joining them", "seeds", seeds)
-		node.AddSeeds(seeds...)
+		p.node.AddSeeds(seeds...)
 	}
 	return addrsChanged
 }

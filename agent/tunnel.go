@@ -47,22 +47,57 @@ func pickBind(configured string, ifc *wg.Interface) (netip.Addr, bool) {
 }
 
 // update takes a new snapshot of the interface and says what changed for
-// the agent: its addresses, and the peers' gossip addresses that are new.
-func (t *tunnel) update(ifc *wg.Interface, gossipPort int) (addrsChanged bool, newSeeds []string) {
+// the agent: its addresses; the peers' gossip addresses that are new; and
+// the prefixes whose route changed (a peer removed or added, its allowed
+// IPs edited), where verdicts of the reachability challenge no longer
+// hold.
+func (t *tunnel) update(ifc *wg.Interface, gossipPort int) (addrsChanged bool, newSeeds []string, rerouted []netip.Prefix) {
 	t.mu.Lock()
 	old := t.iface
 	t.iface = ifc
 	t.mu.Unlock()
 	if ifc == nil {
-		return false, nil
+		return false, nil, nil
 	}
 	addrsChanged = old == nil || !slices.Equal(old.Addrs, ifc.Addrs)
 	newSeeds = wg.Seeds(ifc.Peers, gossipPort)
 	if old != nil {
 		oldSeeds := wg.Seeds(old.Peers, gossipPort)
 		newSeeds = slices.DeleteFunc(newSeeds, func(s string) bool { return slices.Contains(oldSeeds, s) })
+		rerouted = changedRoutes(old.Peers, ifc.Peers)
 	}
-	return addrsChanged, newSeeds
+	return addrsChanged, newSeeds, rerouted
+}
+
+// changedRoutes are the allowed IPs routed to another peer, or to none,
+// or newly, between two peer lists.
+func changedRoutes(before, after []wg.Peer) []netip.Prefix {
+	type route struct {
+		peer   [32]byte
+		prefix netip.Prefix
+	}
+	routes := func(peers []wg.Peer) map[route]bool {
+		m := map[route]bool{}
+		for _, p := range peers {
+			for _, pr := range p.AllowedIPs {
+				m[route{p.PublicKey, pr.Masked()}] = true
+			}
+		}
+		return m
+	}
+	b, a := routes(before), routes(after)
+	var out []netip.Prefix
+	for r := range b {
+		if !a[r] && !slices.Contains(out, r.prefix) {
+			out = append(out, r.prefix)
+		}
+	}
+	for r := range a {
+		if !b[r] && !slices.Contains(out, r.prefix) {
+			out = append(out, r.prefix)
+		}
+	}
+	return out
 }
 
 // setBind records the address the listeners use.

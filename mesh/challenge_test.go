@@ -39,7 +39,7 @@ func responderAt(t *testing.T, k crdt.PrivateKey, network crdt.PublicKey) (*http
 func loopbackRouted(a netip.Addr) bool { return netip.MustParsePrefix("127.0.0.0/8").Contains(a) }
 
 func newProber(t *testing.T, routed func(netip.Addr) bool) *Prober {
-	p := &Prober{Routed: routed, RetryAfter: 20 * time.Millisecond, TTL: time.Minute}
+	p := &Prober{Routed: routed, RetryFirst: 20 * time.Millisecond, TTL: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go p.Run(ctx)
@@ -191,4 +191,66 @@ func TestChallengeSurvivesAddressesChangingMidCheck(t *testing.T) {
 			t.Errorf("%s: %v", st.Addr, st.Err)
 		}
 	}
+}
+
+// A host whose agent is not up yet when it is first checked (a cold start)
+// passes within seconds of it coming up: failures are retried quickly at
+// first (the default back-off starts at 250 ms), not after 15 s.
+func TestColdStartRetriesQuickly(t *testing.T) {
+	net1 := crdt.PublicKey{1}
+	alice := key("alice")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := netip.MustParseAddrPort(l.Addr().String())
+	l.Close() // not up yet
+	p := &Prober{Routed: loopbackRouted, TTL: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	eventually(t, 10*time.Second, "a first, failed check", func() bool { return len(p.Statuses()) == 1 })
+	l, err = net.Listen("tcp", at.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: &Responder{Key: alice, Serves: func(crdt.PublicKey, netip.AddrPort) bool { return true }}}
+	go srv.Serve(l)
+	defer srv.Close()
+	up := time.Now()
+	eventually(t, 10*time.Second, "alice to pass soon after her agent came up", func() bool { return p.Reachable(net1, pub(alice)) })
+	t.Logf("passed %v after the agent came up", time.Since(up).Round(10*time.Millisecond))
+}
+
+// When WireGuard's routes change, the hosts there are checked again at
+// once: a pass does not outlive the route it was made through (it would
+// otherwise stand until its renewal, half the TTL later), and a host whose
+// route comes back passes again at once.
+func TestRecheckWhenRoutesChange(t *testing.T) {
+	net1 := crdt.PublicKey{1}
+	alice := key("alice")
+	_, at := responderAt(t, alice, net1)
+	var routed atomic.Bool
+	routed.Store(true)
+	p := &Prober{Routed: func(a netip.Addr) bool { return routed.Load() && loopbackRouted(a) }, TTL: time.Hour, RetryFirst: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	eventually(t, 10*time.Second, "alice to pass", func() bool { return p.Reachable(net1, pub(alice)) })
+
+	routed.Store(false) // the peer was removed
+	p.Recheck([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	if !p.Reachable(net1, pub(alice)) {
+		t.Fatal("a change of routes elsewhere touched alice's verdict")
+	}
+	p.Recheck([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	eventually(t, 10*time.Second, "alice to fail once her route is gone", func() bool { return !p.Reachable(net1, pub(alice)) })
+	if st := p.Statuses()[0]; !errors.Is(st.Err, ErrNotRouted) {
+		t.Fatalf("the failure: %v", st.Err)
+	}
+	routed.Store(true) // back; the retry back-off (an hour here) does not apply
+	p.Recheck([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+	eventually(t, 10*time.Second, "alice to pass again once her route is back", func() bool { return p.Reachable(net1, pub(alice)) })
 }

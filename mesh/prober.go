@@ -66,9 +66,11 @@ type Prober struct {
 	// TTL is how long a pass counts (default 10 min); checks are renewed
 	// at half of it so a healthy host never lapses.
 	TTL time.Duration
-	// RetryAfter is the first wait after a failure (default 15 s),
-	// doubling up to TTL.
-	RetryAfter time.Duration
+	// RetryFirst is the first wait after a failure (default 250 ms),
+	// doubling up to RetryMax (default TTL): a host whose agent is not up
+	// yet when it is first checked (a cold start) passes within seconds of
+	// it coming up, and one that stays down costs a check per RetryMax.
+	RetryFirst, RetryMax time.Duration
 	// Concurrency bounds checks in flight (default 8).
 	Concurrency int
 	Logger      *slog.Logger
@@ -89,8 +91,11 @@ func (p *Prober) init() {
 		if p.TTL <= 0 {
 			p.TTL = 10 * time.Minute
 		}
-		if p.RetryAfter <= 0 {
-			p.RetryAfter = 15 * time.Second
+		if p.RetryFirst <= 0 {
+			p.RetryFirst = 250 * time.Millisecond
+		}
+		if p.RetryMax <= 0 {
+			p.RetryMax = p.TTL
 		}
 		if p.Concurrency <= 0 {
 			p.Concurrency = 8
@@ -133,7 +138,9 @@ func (p *Prober) Run(ctx context.Context) {
 			}
 		}()
 	}
-	t := time.NewTicker(time.Second)
+	// The scheduler looks as often as the quickest retry needs (at most
+	// once a second, at least four times).
+	t := time.NewTicker(min(max(p.RetryFirst, 250*time.Millisecond), time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -173,8 +180,29 @@ func (p *Prober) Update(targets []Target) {
 	p.schedule()
 }
 
-// schedule queues the checks that are due. It runs every second and
-// allocates nothing.
+// Recheck checks again, at once, every address inside the given prefixes:
+// WireGuard's routes for them changed (a peer removed or added, its allowed
+// IPs edited), so a pass there may no longer hold, or a failure may now
+// pass. Their back-off starts over.
+func (p *Prober) Recheck(changed []netip.Prefix) {
+	if len(changed) == 0 {
+		return
+	}
+	p.init()
+	p.mu.Lock()
+	for _, h := range p.hosts {
+		for i, a := range h.addrs {
+			if slices.ContainsFunc(changed, func(pr netip.Prefix) bool { return pr.Contains(a.Unmap()) }) {
+				h.results[i].next, h.results[i].backoff = 0, 0
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.schedule()
+}
+
+// schedule queues the checks that are due. It runs several times a second
+// and allocates nothing.
 func (p *Prober) schedule() {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
@@ -273,7 +301,7 @@ func (p *Prober) check(ctx context.Context, c check) {
 		r.backoff = 0
 		r.next = now.Add(p.TTL / 2).UnixNano()
 	} else {
-		r.backoff = min(max(2*r.backoff, p.RetryAfter), p.TTL)
+		r.backoff = min(max(2*r.backoff, p.RetryFirst), p.RetryMax)
 		r.next = now.Add(r.backoff).UnixNano()
 	}
 	backoff := r.backoff

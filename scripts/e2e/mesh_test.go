@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -407,14 +409,9 @@ func TestMesh(t *testing.T) {
 		m.reload(1)
 		m.everywhere(60*time.Second, "later.demo on the running nodes", span(1, nodes, 4), func(i int) bool { return m.resolvesTo(i, "later.demo", Tunnel(1)) })
 		m.Start(4, "agent", m.bin, "run", "--config", filepath.Join(m.dir(4), "config.json"))
-		// DNS answers before the control socket opens.
-		eventually(t, 10*time.Second, "node 4's control socket", func() bool {
-			_, err := m.dm("status", "--control-socket", m.sock(4))
-			return err == nil
-		})
-		if !m.resolvesTo(4, "node8.demo", Tunnel(8)) {
-			t.Fatal("node 4 does not answer from its state right after restarting")
-		}
+		// It answers from its state before it has synced with anybody (the
+		// log below says how soon after starting).
+		eventually(t, 10*time.Second, "node 4 to answer from its state after restarting", func() bool { return m.resolvesTo(4, "node8.demo", Tunnel(8)) })
 		starts := regexp.MustCompile(`msg="answering DNS".* restored_records=(\d+) since_start=(\S+)`).FindAllStringSubmatch(m.Log(4, "agent"), -1)
 		if len(starts) < 2 {
 			t.Fatalf("no start-up line in node 4's log")
@@ -461,7 +458,7 @@ func TestMesh(t *testing.T) {
 		for _, i := range span(1, 7) {
 			// Each peer got the forgeries, refused them, and said why.
 			log := m.Log(i, "agent")
-			if !strings.Contains(log, `msg="refused a record"`) || !strings.Contains(log, "reason=bad-signature") {
+			if !strings.Contains(log, `msg=refused`) || !strings.Contains(log, "reason=bad-signature") {
 				t.Fatalf("node %d did not log refusing the forged records", i)
 			}
 			if !m.resolvesTo(i, "node2.demo", Tunnel(2)) {
@@ -477,6 +474,46 @@ func TestMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("12 a member that cannot prove its key is refused", func(t *testing.T) {
+		members := func(i int) float64 { n, _ := m.status(i)["members"].(float64); return n }
+		before := map[int]float64{}
+		for _, i := range all {
+			before[i] = members(i)
+		}
+		name := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x5a}, 32))
+		m.Start(tsaNode, "impostor", m.helper, "impostor", "--listen", fmt.Sprintf("[%s]:7947", Tunnel(tsaNode)), "--name", name,
+			"["+Tunnel(1)+"]:7946", "["+Tunnel(2)+"]:7946")
+		defer m.Stop(tsaNode, "impostor", "TERM")
+		m.everywhere(60*time.Second, "the impostor refused, and the refusal logged", []int{1, 2}, func(i int) bool {
+			return strings.Contains(m.Log(i, "agent"), "reason=bad-member-proof")
+		})
+		for _, i := range all {
+			if got := members(i); got != before[i] {
+				t.Errorf("node %d has %v gossip members with the impostor about, %v before", i, got, before[i])
+			}
+		}
+	})
+
+	t.Run("13 a removed WireGuard peer's names stop resolving at once, and come back with it", func(t *testing.T) {
+		var pub, endpoint, allowed string
+		for _, line := range strings.Split(m.MustExec(1, "wg", "show", "wg0", "dump"), "\n") {
+			if f := strings.Fields(line); len(f) >= 4 && strings.Contains(f[3], Tunnel(3)+"/128") {
+				pub, endpoint, allowed = f[0], f[2], f[3]
+			}
+		}
+		if pub == "" {
+			t.Fatal("node 1 has no WireGuard peer for node 3")
+		}
+		m.MustExec(1, "wg", "set", "wg0", "peer", pub, "remove")
+		removed := time.Now()
+		m.everywhere(60*time.Second, "node3.demo out of node 1's view after its peer was removed", []int{1}, func(i int) bool { return m.absent(1, "node3.demo") })
+		t.Logf("node 1 stopped answering node3.demo %v after its WireGuard peer was removed", time.Since(removed).Round(100*time.Millisecond))
+		m.MustExec(1, "wg", "set", "wg0", "peer", pub, "endpoint", endpoint, "allowed-ips", allowed)
+		back := time.Now()
+		m.everywhere(60*time.Second, "node3.demo back at node 1 with its peer", []int{1}, func(i int) bool { return m.resolvesTo(1, "node3.demo", Tunnel(3)) })
+		t.Logf("node 1 answered node3.demo again %v after the peer came back", time.Since(back).Round(100*time.Millisecond))
+	})
+
 	t.Run("4 a banned key's names disappear everywhere", func(t *testing.T) {
 		m.mustDM("settings", "--network", "demo", "--admin-key", m.adminA, "--ban", m.keys[7], "--control-socket", m.sock(1))
 		m.everywhere(60*time.Second, "node7.demo gone everywhere", span(1, 6), func(i int) bool { return m.absent(i, "node7.demo") })
@@ -486,5 +523,33 @@ func TestMesh(t *testing.T) {
 			}
 		}
 	})
-	// 12: Up's cleanup tears the bed down and fails if anything is left.
+	t.Run("14 the tunnel address moves and the listeners follow, without a restart", func(t *testing.T) {
+		moved := "fd6d:6573::55"
+		// The other nodes route the new address to node 5's WireGuard peer
+		// too; then node 5's interface trades its address for it.
+		for _, i := range span(1, 6, 5) {
+			for _, line := range strings.Split(m.MustExec(i, "wg", "show", "wg0", "dump"), "\n") {
+				if f := strings.Fields(line); len(f) >= 4 && strings.Contains(f[3], Tunnel(5)+"/128") {
+					m.MustExec(i, "wg", "set", "wg0", "peer", f[0], "allowed-ips", f[3]+","+moved+"/128")
+				}
+			}
+		}
+		pid := m.MustExec(5, "cat", filepath.Join(m.dir(5), "agent.pid"))
+		m.MustExec(5, "ip", "addr", "add", moved+"/64", "dev", "wg0", "nodad")
+		m.MustExec(5, "ip", "addr", "del", Tunnel(5)+"/64", "dev", "wg0")
+		start := time.Now()
+		m.everywhere(90*time.Second, "node5.demo at its new address", span(1, 6, 5), func(i int) bool { return m.resolvesTo(i, "node5.demo", moved) })
+		t.Logf("node5.demo resolved to its new address everywhere %v after the move", time.Since(start).Round(100*time.Millisecond))
+		eventually(t, 30*time.Second, "node 5 answering DNS on its new address", func() bool {
+			out, _ := m.Exec(5, "kdig", "@"+moved, "node1.demo", "AAAA", "+short", "+timeout=2", "+retry=0")
+			return strings.TrimSpace(out) == Tunnel(1)
+		})
+		if now := m.MustExec(5, "cat", filepath.Join(m.dir(5), "agent.pid")); now != pid {
+			t.Fatalf("node 5's agent was restarted (pid %s, was %s)", now, pid)
+		}
+		if st := m.status(5); st["bind"] != moved {
+			t.Fatalf("node 5's status: bind %v", st["bind"])
+		}
+	})
+	// Up's cleanup tears the bed down and fails if anything is left.
 }

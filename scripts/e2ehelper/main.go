@@ -11,6 +11,10 @@
 //	                what an untrusted node can try: push, straight to peers'
 //	                sync endpoints, a host record for another node and
 //	                network settings, both signed with its own key
+//	e2ehelper impostor --listen ADDR:PORT --name NAME SEED…
+//	                what anyone who reaches the gossip port can try: join
+//	                memberlist under a name of its choosing, without a
+//	                member proof; it prints the members it sees every second
 package main
 
 import (
@@ -32,6 +36,7 @@ import (
 	"github.com/data-mesher/data-mesher/agent"
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/data-mesher/data-mesher/mesh/tsatest"
+	"github.com/hashicorp/memberlist"
 )
 
 func main() {
@@ -45,6 +50,7 @@ func main() {
 	keyFile := fs.String("key", "", "the untrusted node's key")
 	network := fs.String("network", "", "network key")
 	victim := fs.String("victim", "", "the key of the node whose host record to forge")
+	name := fs.String("name", "", "the impostor's memberlist name")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "tsa":
@@ -71,6 +77,8 @@ func main() {
 		log.Fatal(http.ListenAndServe(*listen, http.FileServer(http.Dir(*dir))))
 	case "forge":
 		forge(*keyFile, *network, *victim, fs.Args())
+	case "impostor":
+		impostor(*listen, *name, fs.Args())
 	default:
 		log.Fatalf("unknown command %s", os.Args[1])
 	}
@@ -127,5 +135,34 @@ func forge(keyFile, network, victim string, peers []string) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		fmt.Printf("%s: %s\n", p, resp.Status)
+	}
+}
+
+// bare is a memberlist delegate with no member proof.
+type bare struct{}
+
+func (bare) NodeMeta(int) []byte               { return []byte{1, 0x1c, 0xa3} } // an old agent's metadata: its HTTP port only
+func (bare) NotifyMsg([]byte)                  {}
+func (bare) GetBroadcasts(int, int) [][]byte   { return nil }
+func (bare) LocalState(bool) []byte            { return nil }
+func (bare) MergeRemoteState(b []byte, j bool) {}
+
+func impostor(listen, name string, seeds []string) {
+	ap := netip.MustParseAddrPort(listen)
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = name
+	mc.BindAddr, mc.AdvertiseAddr = ap.Addr().String(), ap.Addr().String()
+	mc.BindPort, mc.AdvertisePort = int(ap.Port()), int(ap.Port())
+	mc.Delegate = bare{}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		if _, err := ml.Join(seeds); err != nil {
+			log.Printf("join: %v", err)
+		}
+		log.Printf("impostor sees %d members", ml.NumMembers())
+		time.Sleep(time.Second)
 	}
 }

@@ -7,8 +7,15 @@ import (
 
 // The policy side of namespace entries: what the settings and the clock
 // say about them. Ingestion (checkEntry), Prune (pruneEntries) and reading
-// (items.go) all decide through entryLive and keptFrom, so the three always
-// agree: a record Prune would drop is refused, and is not read.
+// (items.go) all decide through entryLive, current and keptFrom, so the
+// three always agree: a record Prune would drop is refused, and is not read.
+//
+// Every check here is monotone along the orders the join and the limits
+// use, which is what makes Prune commute with the join: a register's newer
+// entry of a slot shadows the older ones only while it is live itself; a
+// tombstone dies only when the adds it removes are dead too (they are dated
+// no later, and by its target or the admin); and entries leave a writer's
+// limit oldest first or all together.
 
 // checkEntry applies the settings and the clock to a new entry, cheapest
 // check first (the signature is checked by the caller, last). superseded
@@ -44,7 +51,7 @@ func (n *netState) checkEntry(rec *Record, now time.Time) (superseded bool, err 
 		return false, reject(rec, ReasonMayNotDelete, "only %s's own adds, or the admin, may be deleted by %s", e.Target.Short(), e.Writer.Short())
 	}
 	sp := n.spaces[spaceOf(e)]
-	if sp.superseded(rec) {
+	if sp.removed(rec) || n.shadowed(sp, decl, rec, now) {
 		return true, nil
 	}
 	if !n.fits(sp, decl, rec, now) {
@@ -112,21 +119,48 @@ func (n *netState) writerGone(decl *Namespace, e *Entry, now time.Time) bool {
 }
 
 // entryLive reports whether the settings and the clock let the state hold
-// rec (the limit aside): its namespace declared with its policy, its writer
-// admitted, not expired, its writer's host not gone.
+// rec (the per-writer limit aside): its namespace declared with its policy,
+// its writer admitted, its value within the bound, not expired, its
+// writer's host not gone. Every check of checkEntry that depends on the
+// settings or the clock is here.
 func (n *netState) entryLive(decl *Namespace, rec *Record, now time.Time) bool {
 	e := rec.entry
 	return decl != nil && decl.Policy == e.Policy && n.writerRefusal(decl, e.Writer) == "" &&
-		!entryExpired(decl, e, now) && !n.writerGone(decl, e, now)
+		len(e.Value) <= decl.ValueLimit() && !entryExpired(decl, e, now) && !n.writerGone(decl, e, now)
+}
+
+// shadowed reports whether a newer live entry of rec's slot holds the slot
+// (lww, fww: the writer's key; log: the writer's seq), so that rec is no
+// longer current.
+func (n *netState) shadowed(sp *space, decl *Namespace, rec *Record, now time.Time) bool {
+	if sp == nil {
+		return false
+	}
+	k, ok := slotOf(rec.entry)
+	if !ok {
+		return false
+	}
+	list := sp.slots[k]
+	for i := len(list) - 1; i >= 0 && compareEntries(list[i], rec) > 0; i-- {
+		if n.entryLive(decl, list[i], now) {
+			return true
+		}
+	}
+	return false
+}
+
+// current reports whether rec counts: live, and not shadowed in its slot.
+func (n *netState) current(sp *space, decl *Namespace, rec *Record, now time.Time) bool {
+	return n.entryLive(decl, rec, now) && !n.shadowed(sp, decl, rec, now)
 }
 
 // keptFrom applies a namespace's limit to one budget: walking from the
-// newest, a live entry is kept while the weight of the newer live entries is
-// below the limit. Entries below the returned index are beyond it (dead
+// newest, a current entry is kept while the weight of the newer current
+// entries is below the limit. Entries below the returned index are beyond it (dead
 // ones there too). Because the cut depends only on newer entries, an entry
 // older than one that is beyond the limit is beyond it as well, and an
 // entry's standing does not change when older entries come or go.
-func (n *netState) keptFrom(b *budget, decl *Namespace, now time.Time) int {
+func (n *netState) keptFrom(sp *space, b *budget, decl *Namespace, now time.Time) int {
 	limit := decl.EntryLimit()
 	if b.weight <= limit {
 		// Even counting dead entries, no entry has as much newer weight
@@ -136,7 +170,7 @@ func (n *netState) keptFrom(b *budget, decl *Namespace, now time.Time) int {
 	newer := 0
 	for i := len(b.recs) - 1; i >= 0; i-- {
 		r := b.recs[i]
-		if !n.entryLive(decl, r, now) {
+		if !n.current(sp, decl, r, now) {
 			continue
 		}
 		if newer >= limit {
@@ -148,7 +182,8 @@ func (n *netState) keptFrom(b *budget, decl *Namespace, now time.Time) int {
 }
 
 // fits reports whether rec, not yet held, would be within its writer's
-// limit: the weight of the live entries newer than it is below the limit.
+// limit: the weight of the current entries newer than it is below the
+// limit.
 func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) bool {
 	if sp == nil {
 		return true
@@ -161,7 +196,7 @@ func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) 
 	i, _ := slices.BinarySearchFunc(b.recs, rec, compareEntries)
 	newer := 0
 	for _, r := range b.recs[i:] {
-		if n.entryLive(decl, r, now) {
+		if n.current(sp, decl, r, now) {
 			newer += r.entry.weight()
 			if newer >= limit {
 				return false
@@ -171,13 +206,27 @@ func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) 
 	return true
 }
 
+// settle applies the policy to a space after rec joined it: the older
+// entries of its slot are shadowed now, and its writer's oldest entries may
+// be beyond the limit.
+func (n *netState) settle(sp *space, decl *Namespace, rec *Record, now time.Time) {
+	if k, ok := slotOf(rec.entry); ok {
+		for _, r := range slices.Clone(sp.slots[k]) {
+			if compareEntries(r, rec) < 0 {
+				n.dropEntry(sp, r, nil)
+			}
+		}
+	}
+	n.trim(sp, rec.entry.charged(), decl, now, nil)
+}
+
 // trim drops the entries of one budget that are beyond the limit.
 func (n *netState) trim(sp *space, charged PublicKey, decl *Namespace, now time.Time, dropped []*Record) []*Record {
 	b := sp.budgets[charged]
 	if b == nil {
 		return dropped
 	}
-	cut := n.keptFrom(b, decl, now)
+	cut := n.keptFrom(sp, b, decl, now)
 	for _, r := range slices.Clone(b.recs[:cut]) {
 		dropped = n.dropEntry(sp, r, dropped)
 	}
@@ -185,7 +234,8 @@ func (n *netState) trim(sp *space, charged PublicKey, decl *Namespace, now time.
 }
 
 // pruneEntries drops the entries the settings and the clock no longer
-// admit, then those beyond their writer's limit.
+// admit, then those shadowed in their slot, then those beyond their
+// writer's limit.
 func (n *netState) pruneEntries(now time.Time, dropped []*Record) []*Record {
 	for _, sp := range n.sortedSpaces() {
 		decl := n.declared(sp.id)
@@ -193,6 +243,11 @@ func (n *netState) pruneEntries(now time.Time, dropped []*Record) []*Record {
 			b := sp.budgets[w]
 			for _, r := range slices.Clone(b.recs) {
 				if !n.entryLive(decl, r, now) {
+					dropped = n.dropEntry(sp, r, dropped)
+				}
+			}
+			for _, r := range slices.Clone(b.recs) {
+				if n.shadowed(sp, decl, r, now) {
 					dropped = n.dropEntry(sp, r, dropped)
 				}
 			}

@@ -160,8 +160,8 @@ func (s *State) Items(id PublicKey, name string, now time.Time) *NamespaceItems 
 	groups := map[groupKey][]*Record{}
 	for _, w := range sp.sortedWriters() {
 		b := sp.budgets[w]
-		for _, r := range b.recs[n.keptFrom(b, decl, now):] {
-			if !n.entryLive(decl, r, now) {
+		for _, r := range b.recs[n.keptFrom(sp, b, decl, now):] {
+			if !n.current(sp, decl, r, now) {
 				continue
 			}
 			until(n.entryEnd(decl, r.entry))

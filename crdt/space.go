@@ -7,8 +7,15 @@ import (
 
 // This file holds a network's namespace entries and the join rules of each
 // merge policy (putEntry), which use nothing but the records themselves.
-// Who may write, decay and limits depend on the settings and the clock:
-// entrypolicy.go applies them.
+// Who may write, decay, limits and which entry of a slot is current depend
+// on the settings and the clock: entrypolicy.go applies them.
+//
+// The join keeps every entry except the adds of an add/remove set that a
+// held tombstone removes. A register's or log's older entries in a slot are
+// not dropped by the join but by policy (shadowed by a newer live entry):
+// whether the newer entry lives can depend on the settings (its value may
+// be over a bound the admin lowers), and an older entry dropped by the join
+// would not come back when the newer one goes.
 
 // spaceID names the entries of one namespace written under one policy. The
 // join keeps entries of the same namespace written under different policies
@@ -20,7 +27,7 @@ type spaceID struct {
 }
 
 // slotKey is what a register or log entry replaces: lww and fww keep each
-// writer's latest entry per key, a log one entry per (writer, seq).
+// writer's latest live entry per key, a log one per (writer, seq).
 type slotKey struct {
 	writer PublicKey
 	key    string
@@ -29,8 +36,9 @@ type slotKey struct {
 
 type space struct {
 	id spaceID
-	// slots holds the current entry of each slot (lww, fww, log).
-	slots map[slotKey]*Record
+	// slots lists the entries of each slot (lww, fww, log), sorted by
+	// (time, hash). After Prune, one per slot.
+	slots map[slotKey][]*Record
 	// removedBy lists, for each add hash a held tombstone names, those
 	// tombstones (orset): an add they cover is refused while they are held.
 	removedBy map[Hash][]*Record
@@ -47,9 +55,15 @@ type budget struct {
 	weight int // sum of the entries' weights
 }
 
+// compareEntries is the order of entries for registers, logs and limits:
+// by time, a put before a delete of the same time, then by hash. A
+// tombstone thus comes after every add it removes (they are dated no later).
 func compareEntries(a, b *Record) int {
 	if c := a.entry.Time.Compare(b.entry.Time); c != 0 {
 		return c
+	}
+	if a.entry.Op != b.entry.Op {
+		return int(a.entry.Op) - int(b.entry.Op)
 	}
 	return a.hash.Compare(b.hash)
 }
@@ -89,7 +103,7 @@ func (sp *space) covered(a *Record) bool {
 func (n *netState) space(id spaceID, create bool) *space {
 	sp := n.spaces[id]
 	if sp == nil && create {
-		sp = &space{id: id, slots: map[slotKey]*Record{}, removedBy: map[Hash][]*Record{}, budgets: map[PublicKey]*budget{}}
+		sp = &space{id: id, slots: map[slotKey][]*Record{}, removedBy: map[Hash][]*Record{}, budgets: map[PublicKey]*budget{}}
 		n.spaces[id] = sp
 	}
 	return sp
@@ -97,31 +111,23 @@ func (n *netState) space(id spaceID, create bool) *space {
 
 func spaceOf(e *Entry) spaceID { return spaceID{name: e.Namespace, policy: e.Policy} }
 
-// superseded reports whether the join would not keep rec next to what the
-// space holds: an older entry of a held slot, or a covered add.
-func (sp *space) superseded(rec *Record) bool {
-	if sp == nil {
-		return false
-	}
-	if k, ok := slotOf(rec.entry); ok {
-		old := sp.slots[k]
-		return old != nil && compareEntries(rec, old) < 0
-	}
-	return rec.entry.Policy == PolicyORSet && rec.entry.Op == OpPut && sp.covered(rec)
+// removed reports whether the join would not keep rec next to what the
+// space holds: an add that a held tombstone removes.
+func (sp *space) removed(rec *Record) bool {
+	return sp != nil && rec.entry.Policy == PolicyORSet && rec.entry.Op == OpPut && sp.covered(rec)
 }
 
 // putEntry adds a verified entry by the join rules of its policy alone.
 func (n *netState) putEntry(rec *Record) Outcome {
 	e := rec.entry
 	sp := n.space(spaceOf(e), true)
-	if sp.superseded(rec) {
+	if sp.removed(rec) {
 		return Superseded
 	}
 	if k, ok := slotOf(e); ok {
-		if old := sp.slots[k]; old != nil {
-			n.dropEntry(sp, old, nil)
-		}
-		sp.slots[k] = rec
+		list := sp.slots[k]
+		i, _ := slices.BinarySearchFunc(list, rec, compareEntries)
+		sp.slots[k] = slices.Insert(list, i, rec)
 	}
 	if e.IsTombstone() {
 		for _, h := range e.Removes {
@@ -148,8 +154,13 @@ func (n *netState) putEntry(rec *Record) Outcome {
 // dropped. It leaves the space in place even if empty (see dropEmpty).
 func (n *netState) dropEntry(sp *space, rec *Record, dropped []*Record) []*Record {
 	e := rec.entry
-	if k, ok := slotOf(e); ok && sp.slots[k] == rec {
-		delete(sp.slots, k)
+	if k, ok := slotOf(e); ok {
+		list := slices.DeleteFunc(sp.slots[k], func(r *Record) bool { return r == rec })
+		if len(list) == 0 {
+			delete(sp.slots, k)
+		} else {
+			sp.slots[k] = list
+		}
 	}
 	if e.IsTombstone() {
 		for _, h := range e.Removes {

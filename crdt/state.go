@@ -441,9 +441,10 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 			// New settings take effect at once: what they no longer admit goes.
 			n.prune(now, nil)
 		case KindEntry:
-			// The new entry may push its writer's oldest beyond the limit.
-			e := rec.entry
-			n.trim(n.spaces[spaceOf(e)], e.charged(), n.declared(spaceOf(e)), now, nil)
+			// The new entry shadows the older ones of its slot, and may push
+			// its writer's oldest beyond the limit.
+			id := spaceOf(rec.entry)
+			n.settle(n.spaces[id], n.declared(id), rec, now)
 		}
 	}
 	return out, nil

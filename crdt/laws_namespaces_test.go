@@ -109,7 +109,8 @@ func genEntries(t *rapid.T, admin PrivateKey) []*Record {
 				if rapid.IntRange(0, 7).Draw(t, "long-value") == 0 {
 					value = "long!"
 				}
-				e := Entry{Network: net, Namespace: name, Writer: w.Public(), Key: rapid.SampledFrom([]string{"k1", "k2"}).Draw(t, "key"),
+				key := rapid.SampledFrom([]string{"k1", "k1", "k2"}).Draw(t, "key")
+				e := Entry{Network: net, Namespace: name, Writer: w.Public(), Key: key,
 					Time: minutesAgo(t, "entry-time", 90), Policy: p, Op: OpPut, Value: []byte(value)}
 				switch p {
 				case PolicyLWW, PolicyFWW:
@@ -129,8 +130,9 @@ func genEntries(t *rapid.T, admin PrivateKey) []*Record {
 				case p == PolicyORSet:
 					adds = append(adds, r)
 				case p == PolicyFWW && e.Op == OpPut:
-					for range rapid.IntRange(0, 2).Draw(t, "entry-attestations") {
-						recs = append(recs, witnessRec(r, rapid.SampledFrom(lawWitness).Draw(t, "witness"), minutesAgo(t, "attested", 90)))
+					for range rapid.IntRange(0, 3).Draw(t, "entry-attestations") {
+						w := rapid.SampledFrom(lawWitness).Draw(t, "witness")
+						recs = append(recs, witnessRec(r, w, lawNow.Add(-time.Duration(rapid.IntRange(0, 60).Draw(t, "attested"))*time.Minute)))
 					}
 				}
 			}

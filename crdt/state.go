@@ -593,14 +593,6 @@ func (n *netState) policy(k PublicKey) Reason {
 	return ""
 }
 
-// claim returns the held claim with hash h, or nil.
-func (n *netState) claim(h Hash) *Record {
-	if r := n.index.recs[h]; r != nil && r.kind == KindClaim {
-		return r
-	}
-	return nil
-}
-
 // subject returns the held record with hash h that attestations may name:
 // a claim, or a put in a first-writer-wins namespace. Nil otherwise.
 func (n *netState) subject(h Hash) *Record {

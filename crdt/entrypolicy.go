@@ -19,7 +19,9 @@ import (
 
 // checkEntry applies the settings and the clock to a new entry, cheapest
 // check first (the signature is checked by the caller, last). superseded
-// means the join would not keep it next to what the state holds.
+// means it is valid but would not count next to what the state holds: an
+// add that a held tombstone removes, or an older entry of a slot that holds
+// a newer live one.
 func (n *netState) checkEntry(rec *Record, now time.Time) (superseded bool, err error) {
 	e := rec.entry
 	var decl *Namespace
@@ -48,7 +50,7 @@ func (n *netState) checkEntry(rec *Record, now time.Time) (superseded bool, err 
 		return false, reject(rec, ReasonDeleteNotAllowed, "policy %s has no deletes", e.Policy)
 	}
 	if e.IsTombstone() && e.Target != e.Writer && e.Writer != n.id {
-		return false, reject(rec, ReasonMayNotDelete, "only %s's own adds, or the admin, may be deleted by %s", e.Target.Short(), e.Writer.Short())
+		return false, reject(rec, ReasonMayNotDelete, "%s may delete only its own adds, not %s's (only the admin may)", e.Writer.Short(), e.Target.Short())
 	}
 	sp := n.spaces[spaceOf(e)]
 	if sp.removed(rec) || n.shadowed(sp, decl, rec, now) {
@@ -156,9 +158,9 @@ func (n *netState) current(sp *space, decl *Namespace, rec *Record, now time.Tim
 
 // keptFrom applies a namespace's limit to one budget: walking from the
 // newest, a current entry is kept while the weight of the newer current
-// entries is below the limit. Entries below the returned index are beyond it (dead
-// ones there too). Because the cut depends only on newer entries, an entry
-// older than one that is beyond the limit is beyond it as well, and an
+// entries is below the limit. Entries below the returned index are beyond
+// it (dead ones there too). Because the cut depends only on newer entries,
+// an entry older than one beyond the limit is beyond it as well, and an
 // entry's standing does not change when older entries come or go.
 func (n *netState) keptFrom(sp *space, b *budget, decl *Namespace, now time.Time) int {
 	limit := decl.EntryLimit()

@@ -37,7 +37,7 @@ type slotKey struct {
 type space struct {
 	id spaceID
 	// slots lists the entries of each slot (lww, fww, log), sorted by
-	// (time, hash). After Prune, one per slot.
+	// compareEntries. After Prune, one per slot.
 	slots map[slotKey][]*Record
 	// removedBy lists, for each add hash a held tombstone names, those
 	// tombstones (orset): an add they cover is refused while they are held.
@@ -49,7 +49,7 @@ type space struct {
 	fp Fingerprint
 }
 
-// budget is one writer's entries in a space, sorted by (time, hash).
+// budget is one writer's entries in a space, sorted by compareEntries.
 type budget struct {
 	recs   []*Record
 	weight int // sum of the entries' weights
@@ -86,9 +86,12 @@ func covers(t *Entry, a *Record) bool {
 		return false
 	}
 	ae := a.entry
-	return ae.Policy == PolicyORSet && ae.Op == OpPut && ae.Namespace == t.Namespace &&
-		ae.Writer == t.Target && ae.Key == t.Key && !ae.Time.After(t.Time) &&
-		slices.ContainsFunc(t.Removes, func(h Hash) bool { return h == a.hash })
+	if ae.Policy != PolicyORSet || ae.Op != OpPut || ae.Namespace != t.Namespace ||
+		ae.Writer != t.Target || ae.Key != t.Key || ae.Time.After(t.Time) {
+		return false
+	}
+	_, listed := slices.BinarySearchFunc(t.Removes, a.hash, Hash.Compare)
+	return listed
 }
 
 func (sp *space) covered(a *Record) bool {
@@ -100,9 +103,10 @@ func (sp *space) covered(a *Record) bool {
 	return false
 }
 
-func (n *netState) space(id spaceID, create bool) *space {
+// spaceFor returns the space of id, made if need be.
+func (n *netState) spaceFor(id spaceID) *space {
 	sp := n.spaces[id]
-	if sp == nil && create {
+	if sp == nil {
 		sp = &space{id: id, slots: map[slotKey][]*Record{}, removedBy: map[Hash][]*Record{}, budgets: map[PublicKey]*budget{}}
 		n.spaces[id] = sp
 	}
@@ -120,7 +124,7 @@ func (sp *space) removed(rec *Record) bool {
 // putEntry adds a verified entry by the join rules of its policy alone.
 func (n *netState) putEntry(rec *Record) Outcome {
 	e := rec.entry
-	sp := n.space(spaceOf(e), true)
+	sp := n.spaceFor(spaceOf(e))
 	if sp.removed(rec) {
 		return Superseded
 	}

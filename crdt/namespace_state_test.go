@@ -542,3 +542,45 @@ func TestRestoreEntries(t *testing.T) {
 		t.Fatalf("restored fww entry: %+v", it)
 	}
 }
+
+// On a restricted network only allowed keys write, whatever the namespace
+// says: a namespace narrows who writes, never widens it.
+func TestEntryWritersNeedTheAllowList(t *testing.T) {
+	f := newNSFixture(t)
+	now := epoch.Add(time.Minute)
+	bobs := f.put(f.bob, "tags", "k", "v", now)
+	mustIngest(t, f.s, now, bobs)
+	f.resettle(t, now, func(s *Settings) {
+		s.Restricted, s.AllowedNodes = true, []PublicKey{f.alice.Public()}
+		s.Namespaces[0].WriterKeys = sortKeys([]PublicKey{f.alice.Public(), f.bob.Public()})
+	})
+	if f.s.Lookup(f.net, bobs.Hash()) != nil {
+		t.Fatal("a key taken off the allow-list kept its entries")
+	}
+	for _, r := range []*Record{bobs, f.put(f.bob, "aliases", "www", "styx", now)} {
+		if _, err := f.s.Ingest(r, now); ReasonOf(err) != ReasonNotAllowed {
+			t.Errorf("%s: %v, want %s", r, err, ReasonNotAllowed)
+		}
+	}
+	mustIngest(t, f.s, now, f.put(f.alice, "tags", "k", "v", now), f.put(f.admin, "conf", "k", "v", now))
+}
+
+func TestNamespacesAndEntriesOf(t *testing.T) {
+	f := newNSFixture(t)
+	now := epoch.Add(time.Minute)
+	if got := f.s.Namespaces(f.net); len(got) != len(nsDecls(f.fixture)) || got[0].Name != "aliases" {
+		t.Fatalf("namespaces: %+v", got)
+	}
+	if f.s.Namespace(f.net, "nope") != nil || f.s.Items(f.net, "nope", now) != nil {
+		t.Fatal("an undeclared namespace is readable")
+	}
+	a, b := f.put(f.alice, "ssh", "host", "A", now), f.put(f.bob, "ssh", "host", "B", now)
+	mustIngest(t, f.s, now, a, b, f.put(f.bob, "tags", "k", "v", now))
+	got := f.s.EntriesOf(f.net, "ssh")
+	if len(got) != 2 || got[0].Hash().Compare(got[1].Hash()) >= 0 {
+		t.Fatalf("entries of ssh: %v", got)
+	}
+	if v := f.items(t, "ssh", now); v.Get(f.alice.Public(), "host") == nil || v.Get(f.carol.Public(), "host") != nil {
+		t.Fatalf("items of ssh: %+v", v.Keys)
+	}
+}

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// This file is the attestation seam: how a claim's time is established. An
+// This file is the attestation seam: how the time of a claim, or of an
+// entry in a first-writer-wins namespace, is established. An
 // AttestationVerifier turns an attestation record plus the network's Trust
 // into an Attested (a time and who vouched for it), or an error. The state
 // calls it once per distinct attestation record and remembers the result.
@@ -151,13 +152,71 @@ func witnessMessage(claim Hash, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(m, uint64(t.UnixNano()))
 }
 
-// Witness countersigns the claim with hash claim at time t, with a witness's
-// key. The result is an attestation record ready to ingest and spread.
+// WitnessClaim countersigns the record with hash claim (a claim, or a put in
+// a first-writer-wins namespace) at time t, with a witness's key. The
+// result is an attestation record ready to ingest and spread.
 func WitnessClaim(network PublicKey, claim Hash, t time.Time, witness PrivateKey) (*Record, error) {
 	t = canonicalTime(t)
 	return NewAttestation(Attestation{
 		Network: network,
 		Claim:   claim,
 		Witness: &Witness{Key: witness.Public(), Time: t, Signature: witness.Sign(witnessMessage(claim, t))},
+	})
+}
+
+// attestable lists the records of network id that attestations decide
+// (claims, and puts in first-writer-wins namespaces), by hash, keeping
+// those for which keep says yes.
+func (s *State) attestable(id PublicKey, keep func(*Record) bool) []*Record {
+	n := s.nets[id]
+	if n == nil {
+		return nil
+	}
+	var out []*Record
+	for _, c := range n.sortedClaims() {
+		if keep(c) {
+			out = append(out, c)
+		}
+	}
+	for _, r := range n.sortedEntries() {
+		if n.subject(r.hash) != nil && keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Unwitnessed lists the records of network id that witness has not yet
+// countersigned, if witness is a witness of the network: the work of a node
+// in the signer role. They are claims and puts in first-writer-wins
+// namespaces (claims first, each by hash); every one has been verified.
+// WitnessClaim countersigns either kind.
+func (s *State) Unwitnessed(id, witness PublicKey) []*Record {
+	n := s.nets[id]
+	if n == nil || !n.trust.IsWitness(witness) {
+		return nil
+	}
+	by := Attestor{Kind: AttestorWitness, ID: witness}
+	return s.attestable(id, func(r *Record) bool { return n.attestationBy(r.hash, by) == nil })
+}
+
+// Unstamped lists writer's claims and first-writer-wins puts in network id
+// that hold no RFC 3161 attestation yet: what the writer's node asks a
+// timestamp authority to stamp (the token's imprint is the record's hash).
+func (s *State) Unstamped(id, writer PublicKey) []*Record {
+	n := s.nets[id]
+	if n == nil {
+		return nil
+	}
+	return s.attestable(id, func(r *Record) bool {
+		if r.Signer() != writer {
+			return false
+		}
+		for _, e := range n.byClaim[r.hash] {
+			if e.at.By.Kind == AttestorTSA {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -38,23 +38,49 @@ type networkJSON struct {
 	Settings     *settingsJSON     `json:"settings,omitempty"`
 	Hosts        []hostJSON        `json:"hosts"`
 	Claims       []claimJSON       `json:"claims"`
+	Entries      []entryJSON       `json:"entries"`
 	Attestations []attestationJSON `json:"attestations"`
 }
 
 type settingsJSON struct {
-	Updated      time.Time      `json:"updated"`
-	Domain       string         `json:"domain"`
-	HostTTL      int64          `json:"host_ttl"`
-	DNSTTL       int64          `json:"dns_ttl"`
-	Restricted   bool           `json:"restricted,omitempty"`
-	AllowedNodes []PublicKey    `json:"allowed_nodes,omitempty"`
-	Banned       []PublicKey    `json:"banned,omitempty"`
-	Overrides    []overrideJSON `json:"overrides,omitempty"`
-	Witnesses    []PublicKey    `json:"witnesses,omitempty"`
-	TSARoots     [][]byte       `json:"tsa_roots,omitempty"`
-	TSAURLs      []string       `json:"tsa_urls,omitempty"`
-	Extra        []extraJSON    `json:"extra,omitempty"`
-	Signature    []byte         `json:"signature"`
+	Updated      time.Time       `json:"updated"`
+	Domain       string          `json:"domain"`
+	HostTTL      int64           `json:"host_ttl"`
+	DNSTTL       int64           `json:"dns_ttl"`
+	Restricted   bool            `json:"restricted,omitempty"`
+	AllowedNodes []PublicKey     `json:"allowed_nodes,omitempty"`
+	Banned       []PublicKey     `json:"banned,omitempty"`
+	Overrides    []overrideJSON  `json:"overrides,omitempty"`
+	Witnesses    []PublicKey     `json:"witnesses,omitempty"`
+	TSARoots     [][]byte        `json:"tsa_roots,omitempty"`
+	TSAURLs      []string        `json:"tsa_urls,omitempty"`
+	Extra        []extraJSON     `json:"extra,omitempty"`
+	Namespaces   []namespaceJSON `json:"namespaces,omitempty"`
+	Signature    []byte          `json:"signature"`
+}
+
+type namespaceJSON struct {
+	Name                string      `json:"name"`
+	Writers             Writers     `json:"writers"`
+	WriterKeys          []PublicKey `json:"writer_keys,omitempty"`
+	Policy              Policy      `json:"policy"`
+	MaxValue            int         `json:"max_value,omitempty"`
+	MaxEntriesPerWriter int         `json:"max_entries_per_writer,omitempty"`
+	Lifetime            int64       `json:"lifetime,omitempty"`
+}
+
+type entryJSON struct {
+	Namespace string     `json:"namespace"`
+	Writer    PublicKey  `json:"writer"`
+	Key       string     `json:"key"`
+	Time      time.Time  `json:"time"`
+	Policy    Policy     `json:"policy"`
+	Op        Op         `json:"op"`
+	Seq       uint64     `json:"seq,omitempty"`
+	Value     []byte     `json:"value,omitempty"`
+	Target    *PublicKey `json:"target,omitempty"`
+	Removes   []Hash     `json:"removes,omitempty"`
+	Signature []byte     `json:"signature"`
 }
 
 type overrideJSON struct {
@@ -118,7 +144,7 @@ func EncodeDataJSON(s *State, networks ...PublicKey) ([]byte, error) {
 }
 
 func networkToJSON(id PublicKey, recs []*Record) networkJSON {
-	n := networkJSON{Network: id, Hosts: []hostJSON{}, Claims: []claimJSON{}, Attestations: []attestationJSON{}}
+	n := networkJSON{Network: id, Hosts: []hostJSON{}, Claims: []claimJSON{}, Entries: []entryJSON{}, Attestations: []attestationJSON{}}
 	for _, r := range recs {
 		sig := func() []byte { return r.signature() }
 		switch r.kind {
@@ -136,6 +162,10 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 			for _, x := range s.Extra {
 				sj.Extra = append(sj.Extra, extraJSON{Name: x.Name, Type: x.Type.String(), TTL: int64(x.TTL / time.Second), Data: x.Data})
 			}
+			for _, ns := range s.Namespaces {
+				sj.Namespaces = append(sj.Namespaces, namespaceJSON{Name: ns.Name, Writers: ns.Writers, WriterKeys: ns.WriterKeys,
+					Policy: ns.Policy, MaxValue: ns.MaxValue, MaxEntriesPerWriter: ns.MaxEntriesPerWriter, Lifetime: int64(ns.Lifetime / time.Second)})
+			}
 			n.Settings = sj
 		case KindHost:
 			h := r.host
@@ -144,6 +174,15 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 		case KindClaim:
 			c := r.claim
 			n.Claims = append(n.Claims, claimJSON{Node: c.Node, Name: c.Name, Created: c.Created, Signature: sig()})
+		case KindEntry:
+			e := r.entry
+			ej := entryJSON{Namespace: e.Namespace, Writer: e.Writer, Key: e.Key, Time: e.Time, Policy: e.Policy, Op: e.Op,
+				Seq: e.Seq, Value: e.Value, Removes: e.Removes, Signature: sig()}
+			if e.IsTombstone() {
+				t := e.Target
+				ej.Target = &t
+			}
+			n.Entries = append(n.Entries, ej)
 		case KindAttestation:
 			a := r.attestation
 			aj := attestationJSON{Claim: a.Claim, RFC3161: a.RFC3161}
@@ -165,6 +204,7 @@ type dataJSONIn struct {
 		Settings     json.RawMessage   `json:"settings"`
 		Hosts        []json.RawMessage `json:"hosts"`
 		Claims       []json.RawMessage `json:"claims"`
+		Entries      []json.RawMessage `json:"entries"`
 		Attestations []json.RawMessage `json:"attestations"`
 	} `json:"networks"`
 }
@@ -191,7 +231,7 @@ func DecodeDataJSON(b []byte) (*DataFile, error) {
 			}
 			dn.Records = append(dn.Records, r)
 		}
-		nj, errs := decodeNetworkRecords(raw.Settings, raw.Hosts, raw.Claims, raw.Attestations)
+		nj, errs := decodeNetworkRecords(raw.Settings, raw.Hosts, raw.Claims, raw.Entries, raw.Attestations)
 		nj.Network = raw.Network
 		dn.Errors = append(dn.Errors, errs...)
 		if sj := nj.Settings; sj != nil {
@@ -209,6 +249,10 @@ func DecodeDataJSON(b []byte) (*DataFile, error) {
 				t, terr := ParseRRType(xj.Type)
 				err = errors.Join(err, terr)
 				s.Extra = append(s.Extra, ExtraRecord{Name: xj.Name, Type: t, TTL: seconds(xj.TTL), Data: xj.Data})
+			}
+			for _, nsj := range sj.Namespaces {
+				s.Namespaces = append(s.Namespaces, Namespace{Name: nsj.Name, Writers: nsj.Writers, WriterKeys: nsj.WriterKeys,
+					Policy: nsj.Policy, MaxValue: nsj.MaxValue, MaxEntriesPerWriter: nsj.MaxEntriesPerWriter, Lifetime: seconds(nsj.Lifetime)})
 			}
 			if err != nil {
 				add("settings", nil, fmt.Errorf("%w: %v", ErrMalformed, err))
@@ -228,6 +272,15 @@ func DecodeDataJSON(b []byte) (*DataFile, error) {
 			r, err := assemble(&Record{kind: KindClaim, claim: c}, cj.Signature)
 			add(fmt.Sprintf("claim %d", i), r, err)
 		}
+		for i, ej := range nj.Entries {
+			e := &Entry{Network: nj.Network, Namespace: ej.Namespace, Writer: ej.Writer, Key: ej.Key, Time: ej.Time,
+				Policy: ej.Policy, Op: ej.Op, Seq: ej.Seq, Value: ej.Value, Removes: ej.Removes}
+			if ej.Target != nil {
+				e.Target = *ej.Target
+			}
+			r, err := assemble(&Record{kind: KindEntry, entry: e}, ej.Signature)
+			add(fmt.Sprintf("entry %d", i), r, err)
+		}
 		for i, aj := range nj.Attestations {
 			a := &Attestation{Network: nj.Network, Claim: aj.Claim, RFC3161: aj.RFC3161}
 			if w := aj.Witness; w != nil {
@@ -243,7 +296,7 @@ func DecodeDataJSON(b []byte) (*DataFile, error) {
 
 // decodeNetworkRecords unmarshals each record on its own; the ones that fail
 // become errors and are left out.
-func decodeNetworkRecords(settings json.RawMessage, hosts, claims, atts []json.RawMessage) (networkJSON, []error) {
+func decodeNetworkRecords(settings json.RawMessage, hosts, claims, entries, atts []json.RawMessage) (networkJSON, []error) {
 	var nj networkJSON
 	var errs []error
 	bad := func(what string, i int, err error) {
@@ -272,6 +325,14 @@ func decodeNetworkRecords(settings json.RawMessage, hosts, claims, atts []json.R
 			continue
 		}
 		nj.Claims = append(nj.Claims, cj)
+	}
+	for i, r := range entries {
+		var ej entryJSON
+		if err := json.Unmarshal(r, &ej); err != nil {
+			bad("entry", i, err)
+			continue
+		}
+		nj.Entries = append(nj.Entries, ej)
 	}
 	for i, r := range atts {
 		var aj attestationJSON

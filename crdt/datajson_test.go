@@ -75,7 +75,7 @@ func TestDataJSONTamperedCopy(t *testing.T) {
 					t.Fatalf("rejected %v, want %s first", res.Rejected, tc.rejected)
 				}
 				for _, r := range res.Rejected[1:] {
-					if r.Reason != ReasonUnknownClaim {
+					if r.Reason != ReasonUnknownSubject {
 						t.Fatalf("also rejected %v", r)
 					}
 				}

@@ -21,6 +21,7 @@ type encoder struct{ b []byte }
 
 func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
 func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) i64(v int64)  { e.b = binary.BigEndian.AppendUint64(e.b, uint64(v)) }
 func (e *encoder) uvarint(v uint64) {
 	e.b = binary.AppendUvarint(e.b, v)
@@ -91,6 +92,14 @@ func (d *decoder) u16(what string) uint16 {
 		return 0
 	}
 	return binary.BigEndian.Uint16(b)
+}
+
+func (d *decoder) u32(what string) uint32 {
+	b := d.take(4, what)
+	if b == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
 }
 
 func (d *decoder) i64(what string) int64 {

@@ -9,12 +9,28 @@ import (
 // Fuzz targets for every decoder and for ingestion: hostile input must get
 // an error, never a panic, and never a record that is not canonical.
 
+// fuzzSeeds adds every golden record as a seed: each kind, namespaces of
+// every policy and writers mode, entries of every shape.
 func fuzzSeeds(f *testing.F) []*Record {
-	recs := goldenRecords(f)
+	recs := append(goldenRecords(f), goldenNamespaceRecords(f)...)
 	for _, r := range recs {
 		f.Add(r.Bytes())
 	}
 	return recs
+}
+
+// fuzzState is a state holding the golden records that its settings (those
+// declaring the golden namespaces) admit.
+func fuzzState(recs []*Record, now time.Time) *State {
+	s := NewState(DefaultOptions(), testKey("admin").Public())
+	var admitted []*Record
+	for _, r := range recs {
+		if r.Kind() != KindSettings || r.Settings().Namespaces != nil {
+			admitted = append(admitted, r)
+		}
+	}
+	s.IngestAll(admitted, now)
+	return s
 }
 
 func FuzzDecodeRecord(f *testing.F) {
@@ -41,10 +57,7 @@ func FuzzDecodeRecord(f *testing.F) {
 
 func FuzzDecodeDataJSON(f *testing.F) {
 	admin := testKey("admin")
-	s := NewState(DefaultOptions(), admin.Public())
-	for _, r := range goldenRecords(f) {
-		_, _ = s.Ingest(r, epoch)
-	}
+	s := fuzzState(append(goldenRecords(f), goldenNamespaceRecords(f)...), epoch.Add(time.Minute))
 	f.Add(must(EncodeDataJSON(s, admin.Public())))
 	f.Add([]byte(`{"format":"data-mesher/v1","networks":[{"network":"AAAA","hosts":[{}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -71,10 +84,11 @@ func FuzzIngest(f *testing.F) {
 	recs := fuzzSeeds(f)
 	admin := testKey("admin")
 	now := epoch.Add(time.Minute)
+	if s := fuzzState(recs, now); len(s.EntriesOf(admin.Public(), "services")) == 0 || s.Settings(admin.Public()).Settings().Namespaces == nil {
+		f.Fatal("the fuzzed state holds no entries")
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		s := NewState(DefaultOptions(), admin.Public())
-		// The golden settings restrict publishing to alice and w.
-		s.IngestAll(recs, now)
+		s := fuzzState(recs, now)
 		before := s.Len(admin.Public())
 		rec, out, err := s.IngestBytes(raw, now)
 		if err != nil {
@@ -95,6 +109,9 @@ func FuzzIngest(f *testing.F) {
 			}
 		}
 		_ = s.View(ViewConfig{Networks: []JoinedNetwork{{ID: admin.Public()}}}, now)
+		for _, ns := range s.Namespaces(admin.Public()) {
+			_ = s.Items(admin.Public(), ns.Name, now)
+		}
 	})
 }
 

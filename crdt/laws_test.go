@@ -12,7 +12,11 @@ import (
 // The laws of the state, checked on random universes of records: valid and
 // invalid, several settings versions that tighten and loosen policy,
 // hosts old and new, conflicting claims, attestations by trusted and
-// untrusted witnesses, a node over its claim limit, and two networks.
+// untrusted witnesses, a node over its claim limit, two networks, and
+// namespaces of every policy and writers mode whose declarations change
+// between settings versions, written by concurrent writers, with deletes
+// racing writes, tombstones, equivocating logs, writers over their limit
+// and expiring entries (laws_namespaces_test.go).
 
 var (
 	lawNow      = epoch.Add(1000 * time.Hour)
@@ -55,11 +59,21 @@ func keysOf(ks []PrivateKey) []PublicKey {
 }
 
 // genUniverse draws every record that may be delivered, good and bad.
-func genUniverse(t *rapid.T) []*Record {
+func genUniverse(t *rapid.T) []*Record { return genWorld(t, false) }
+
+// genWorld draws a universe. fixed draws one settings record per network
+// and one live host record per node, so that every state holding them
+// admits the same records: what differs between such states is only what
+// the join and the limits do.
+func genWorld(t *rapid.T, fixed bool) []*Record {
 	var recs []*Record
 	for ni, admin := range lawAdmins {
 		net := admin.Public()
-		for i := range rapid.IntRange(0, 3).Draw(t, "settings") {
+		nsettings := rapid.IntRange(0, 3).Draw(t, "settings")
+		if fixed {
+			nsettings = 1
+		}
+		for i := range nsettings {
 			s := Settings{Network: net, Updated: minutesAgo(t, "updated", 200), Domain: "nether",
 				HostTTL: []time.Duration{30 * time.Minute, time.Hour}[rapid.IntRange(0, 1).Draw(t, "ttl")], DNSTTL: time.Minute,
 				Witnesses: keysOf(subset(t, "witness", lawWitness[:3])),
@@ -72,6 +86,7 @@ func genUniverse(t *rapid.T) []*Record {
 				s.Overrides = []Override{{Name: rapid.SampledFrom(lawNames).Draw(t, "oname"), Node: rapid.SampledFrom(lawNodes).Draw(t, "onode").Public()}}
 			}
 			_ = i
+			s.Namespaces = genNamespaces(t)
 			recs = append(recs, must(SignSettings(s, admin)))
 		}
 		nodes := lawNodes
@@ -79,9 +94,13 @@ func genUniverse(t *rapid.T) []*Record {
 			nodes = append(slices.Clone(lawNodes), lawGreedy)
 		}
 		for _, node := range nodes {
-			for range rapid.IntRange(0, 2).Draw(t, "hosts") {
-				addrs := subset(t, "addr", lawAddrPool)
-				recs = append(recs, hostRec(net, node, minutesAgo(t, "heartbeat", 90), addrs...))
+			if fixed {
+				recs = append(recs, hostRec(net, node, minutesAgo(t, "heartbeat", 20), subset(t, "addr", lawAddrPool)...))
+			} else {
+				for range rapid.IntRange(0, 2).Draw(t, "hosts") {
+					addrs := subset(t, "addr", lawAddrPool)
+					recs = append(recs, hostRec(net, node, minutesAgo(t, "heartbeat", 90), addrs...))
+				}
 			}
 			nclaims := rapid.IntRange(0, 3).Draw(t, "claims")
 			if node.Public() == lawGreedy.Public() {
@@ -114,6 +133,7 @@ func genUniverse(t *rapid.T) []*Record {
 		tampered := slices.Clone(c.Bytes())
 		tampered[len(tampered)-1] ^= 1
 		recs = append(recs, must(DecodeRecord(tampered)))
+		recs = append(recs, genEntries(t, admin)...)
 	}
 	return recs
 }
@@ -125,7 +145,10 @@ func genUniverse(t *rapid.T) []*Record {
 // later round; a record pruned under older settings comes back once newer
 // settings admit it again.)
 func deliver(s *State, recs []*Record) {
-	for {
+	for round := 0; ; round++ {
+		if round > 4*len(recs)+10 {
+			panic("delivery does not settle: ingestion keeps adding and dropping records")
+		}
 		progress := false
 		for _, r := range recs {
 			if o, err := s.Ingest(r, lawNow); err == nil && o == Added {
@@ -140,6 +163,9 @@ func deliver(s *State, recs []*Record) {
 
 func shuffled(t *rapid.T, label string, recs []*Record) []*Record {
 	out := rapid.Permutation(recs).Draw(t, label)
+	if len(recs) == 0 {
+		return out
+	}
 	// With duplicates.
 	for _, i := range rapid.SliceOfN(rapid.IntRange(0, len(recs)-1), 0, 10).Draw(t, label+"-dups") {
 		out = append(out, recs[i])
@@ -162,7 +188,7 @@ func contents(s *State) string {
 		}
 		out += "| "
 	}
-	return out + describe(s.View(lawView(), lawNow), nil)
+	return out + describe(s.View(lawView(), lawNow), nil) + describeItems(s)
 }
 
 func clone(s *State) *State {
@@ -193,7 +219,7 @@ func meaning(s *State) string {
 			out += fmt.Sprintf(" %s=%s", name, st.Holder.Short())
 		}
 	}
-	return out
+	return out + describeItems(s)
 }
 
 func TestLawDeliveryOrderDoesNotMatter(t *testing.T) {
@@ -270,8 +296,8 @@ func checkInvariants(t *rapid.T, s *State) {
 				if _, err := (Verifier{}).VerifyAttestation(r.Attestation(), n.trust); err != nil {
 					t.Fatalf("state holds %s: %v", r, err)
 				}
-				if n.claim(r.Attestation().Claim) == nil {
-					t.Fatalf("state holds %s without its claim", r)
+				if n.subject(r.Attestation().Claim) == nil {
+					t.Fatalf("state holds %s without its subject", r)
 				}
 			}
 			if r.Kind() == KindHost && n.expired(r.Host(), lawNow) {
@@ -281,6 +307,7 @@ func checkInvariants(t *rapid.T, s *State) {
 		if fp != s.Fingerprint(id) {
 			t.Fatalf("incremental fingerprint %v, recomputed %v", s.Fingerprint(id), fp)
 		}
+		checkEntryInvariants(t, n)
 		for node, list := range n.byNode {
 			if len(list) > MaxClaimsPerNode {
 				t.Fatalf("%s holds %d claims", node.Short(), len(list))

@@ -18,7 +18,8 @@ const (
 	KindSettings    Kind = 1 // network policy, signed by the network's admin key
 	KindHost        Kind = 2 // a node's addresses and heartbeat, signed by the node
 	KindClaim       Kind = 3 // "this name is mine", signed by the node
-	KindAttestation Kind = 4 // evidence of when a claim existed; self-verifying
+	KindAttestation Kind = 4 // evidence of when a claim or entry existed; self-verifying
+	KindEntry       Kind = 5 // a write to a namespace, signed by its writer
 )
 
 func (k Kind) String() string {
@@ -31,6 +32,8 @@ func (k Kind) String() string {
 		return "claim"
 	case KindAttestation:
 		return "attestation"
+	case KindEntry:
+		return "entry"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -98,6 +101,11 @@ type Settings struct {
 	TSAURLs   []string    // where claimants ask for tokens, in order of preference
 
 	Extra []ExtraRecord // admin-defined DNS records
+
+	// Namespaces are the network's database beyond DNS: parts that other
+	// services write and read, each with its writers, merge policy and
+	// limits (namespace.go). Sorted by name.
+	Namespaces []Namespace
 }
 
 // Override assigns Name (relative to the domain) to Node.
@@ -170,13 +178,15 @@ type Claim struct {
 	Created time.Time
 }
 
-// Attestation is evidence that the claim with hash Claim existed at a time:
-// either an RFC 3161 token whose message imprint is that hash, or a witness's
-// signature. It carries no envelope signature; the evidence verifies itself
-// against the attestors the network's settings trust.
+// Attestation is evidence that the record with hash Claim existed at a
+// time: either an RFC 3161 token whose message imprint is that hash, or a
+// witness's signature. The record (the attestation's subject) is a claim or
+// an entry of a first-writer-wins namespace. It carries no envelope
+// signature; the evidence verifies itself against the attestors the
+// network's settings trust.
 type Attestation struct {
 	Network PublicKey
-	Claim   Hash
+	Claim   Hash     // the subject: a claim's or a first-writer-wins entry's hash
 	RFC3161 []byte   // DER TimeStampToken (a CMS SignedData); or
 	Witness *Witness // a countersignature by a witness key
 }
@@ -225,6 +235,7 @@ type Record struct {
 	host        *Host
 	claim       *Claim
 	attestation *Attestation
+	entry       *Entry
 }
 
 // Kind says which body the record holds.
@@ -248,6 +259,9 @@ func (r *Record) Claim() *Claim { return r.claim }
 // Attestation returns the body of an attestation record, or nil.
 func (r *Record) Attestation() *Attestation { return r.attestation }
 
+// Entry returns the body of an entry record, or nil.
+func (r *Record) Entry() *Entry { return r.entry }
+
 // Network is the network the record belongs to.
 func (r *Record) Network() PublicKey {
 	switch r.kind {
@@ -257,14 +271,17 @@ func (r *Record) Network() PublicKey {
 		return r.host.Network
 	case KindClaim:
 		return r.claim.Network
+	case KindEntry:
+		return r.entry.Network
 	default:
 		return r.attestation.Network
 	}
 }
 
 // Signer is the key whose signature the record carries: the admin key for
-// settings, the node key for hosts and claims, and the zero key for
-// attestations (whose evidence is checked by the attestation verifiers).
+// settings, the node key for hosts and claims, the writer for entries, and
+// the zero key for attestations (whose evidence is checked by the
+// attestation verifiers).
 func (r *Record) Signer() PublicKey {
 	switch r.kind {
 	case KindSettings:
@@ -273,13 +290,15 @@ func (r *Record) Signer() PublicKey {
 		return r.host.Node
 	case KindClaim:
 		return r.claim.Node
+	case KindEntry:
+		return r.entry.Writer
 	}
 	return PublicKey{}
 }
 
 // Time is the record's own timestamp (settings: Updated, host: Heartbeat,
-// claim: Created, witness: its time). RFC 3161 attestations have none
-// outside their token and return the zero time.
+// claim: Created, entry: Time, witness: its time). RFC 3161 attestations
+// have none outside their token and return the zero time.
 func (r *Record) Time() time.Time {
 	switch r.kind {
 	case KindSettings:
@@ -288,6 +307,8 @@ func (r *Record) Time() time.Time {
 		return r.host.Heartbeat
 	case KindClaim:
 		return r.claim.Created
+	case KindEntry:
+		return r.entry.Time
 	}
 	if w := r.attestation.Witness; w != nil {
 		return w.Time
@@ -303,8 +324,11 @@ func (r *Record) String() string {
 		return fmt.Sprintf("host %s of %s", r.hash.Short(), r.host.Node.Short())
 	case KindClaim:
 		return fmt.Sprintf("claim %s %q of %s", r.hash.Short(), r.claim.Name, r.claim.Node.Short())
+	case KindEntry:
+		e := r.entry
+		return fmt.Sprintf("entry %s %s %s/%q by %s", r.hash.Short(), e.Op, e.Namespace, e.Key, e.Writer.Short())
 	}
-	return fmt.Sprintf("attestation %s of claim %s", r.hash.Short(), r.attestation.Claim.Short())
+	return fmt.Sprintf("attestation %s of %s", r.hash.Short(), r.attestation.Claim.Short())
 }
 
 // signedPart is the envelope without its trailing signature.
@@ -316,8 +340,8 @@ func (r *Record) signature() []byte { return r.raw[len(r.raw)-signatureSize:] }
 // ErrBadSignature is wrapped when a record's signature does not verify.
 var ErrBadSignature = errors.New("bad signature")
 
-// VerifySignature checks the envelope signature of a settings, host or claim
-// record. Attestations have none and always pass here; their evidence is
+// VerifySignature checks the envelope signature of a settings, host, claim
+// or entry record. Attestations have none and always pass here; their evidence is
 // checked by an AttestationVerifier.
 func (r *Record) VerifySignature() error {
 	if r.kind == KindAttestation {
@@ -429,6 +453,8 @@ func DecodeRecord(raw []byte) (*Record, error) {
 		r.claim = decodeClaim(d)
 	case KindAttestation:
 		r.attestation = decodeAttestation(d)
+	case KindEntry:
+		r.entry = decodeEntry(d)
 	default:
 		return nil, fmt.Errorf("%w: unknown record kind %d", ErrMalformed, raw[1])
 	}
@@ -462,6 +488,8 @@ func (r *Record) encodeUnsigned() []byte {
 		r.claim.encode(e)
 	case KindAttestation:
 		r.attestation.encode(e)
+	case KindEntry:
+		r.entry.encode(e)
 	}
 	return e.b
 }
@@ -496,6 +524,7 @@ func (s *Settings) encode(e *encoder) {
 		e.i64(int64(x.TTL / time.Second))
 		e.str(x.Data)
 	}
+	encodeNamespaces(e, s.Namespaces)
 }
 
 func decodeSettings(d *decoder) *Settings {
@@ -537,6 +566,9 @@ func decodeSettings(d *decoder) *Settings {
 				Data: d.str(maxExtraData, "extra record data"),
 			}
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		s.Namespaces = decodeNamespaces(d)
 	}
 	return s
 }

@@ -34,21 +34,3 @@ func FreeTSARoot() []byte {
 	}
 	return b.Bytes
 }
-
-// Unwitnessed lists the claims of network id that witness has not yet
-// countersigned, if witness is a witness of the network: the work of a node
-// in the signer role. Every claim in the state has been verified.
-func (s *State) Unwitnessed(id, witness PublicKey) []*Record {
-	n := s.nets[id]
-	if n == nil || !n.trust.IsWitness(witness) {
-		return nil
-	}
-	by := Attestor{Kind: AttestorWitness, ID: witness}
-	var out []*Record
-	for _, c := range n.sortedClaims() {
-		if n.attestationBy(c.hash, by) == nil {
-			out = append(out, c)
-		}
-	}
-	return out
-}

@@ -36,9 +36,31 @@ import (
 // must be accepted without changing anything. "expect FQDN actor|-" checks the
 // view at the last step's time; "at MINUTE" moves the clock for the checks.
 //
+// Namespaces:
+//
+//	0  admin settings witnesses=w ns=names:members:fww ns=svc:owner:orset:life=1h ns=aliases:keys=alice+bob:lww
+//	1  alice put names git fd00::1           # labelled "alice:names/git"
+//	2  w     witness alice:names/git
+//	3  alice put svc _ssh._tcp 22 as=a1
+//	4  alice delete svc _ssh._tcp a1         # an orset delete removes labelled adds
+//	5  bob   delete names git                # other policies: a plain delete
+//	5  bob   forge-put aliases www x alice   # signed by bob, claiming alice wrote it
+//	expect-ns names git alice:fd00::1/holds,bob:x/later
+//	expect-ns svc alice/_ssh._tcp -
+//
+// A namespace is ns=NAME:WRITERS:POLICY[:life=DURATION][:max=N][:value=N],
+// WRITERS one of admin, members, owner, keys=A+B. An entry is written under
+// the policy its network's last scripted settings declare (policy=P
+// overrides; seq=N numbers a log entry; target=ACTOR names whose adds an
+// orset delete removes, by default the removed adds' writer).
+// "expect-ns NS [OWNER/]KEY SPEC" checks what Items says of the key: SPEC is
+// "-" (nothing), "deleted" (an lww delete won), or the items in order as
+// writer:value, with /standing for fww.
+//
 // After the script, every accepted record is delivered again to fresh states
 // in several random orders, with duplicates: each must end with the same
-// view, because the winner of a name is a function of the records alone.
+// view and the same items, because the winner of a name and the content of
+// a namespace are functions of the records alone.
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
 	if err != nil || len(files) == 0 {
@@ -61,8 +83,11 @@ type scenario struct {
 	accepted  []*Record
 	nets      []JoinedNetwork
 	reachable map[PublicKey]bool
-	checks    []func(*ResolvedView, string)
+	checks    []func(*State, *ResolvedView, string)
 	keys      map[PublicKey]string
+	// policies: the policy of each namespace in each network's last
+	// scripted settings.
+	policies map[PublicKey]map[string]Policy
 }
 
 func runScenario(t *testing.T, file string) {
@@ -71,7 +96,8 @@ func runScenario(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	sc := &scenario{t: t, file: filepath.Base(file), labels: map[string]*Record{}, reachable: map[PublicKey]bool{}, keys: map[PublicKey]string{}}
+	sc := &scenario{t: t, file: filepath.Base(file), labels: map[string]*Record{}, reachable: map[PublicKey]bool{}, keys: map[PublicKey]string{},
+		policies: map[PublicKey]map[string]Policy{}}
 	sc.state = NewState(DefaultOptions())
 	sc.priority(sc.key("admin").Public(), 1)
 	lines := bufio.NewScanner(f)
@@ -123,8 +149,20 @@ func (sc *scenario) step(f []string) {
 		sc.expect(sc.state.View(sc.viewConfig(), sc.now), f[1], f[2], fmt.Sprintf("%s:%d", sc.file, sc.line))
 		line := sc.line
 		fqdn, want := f[1], f[2]
-		sc.checks = append(sc.checks, func(v *ResolvedView, where string) {
+		sc.checks = append(sc.checks, func(_ *State, v *ResolvedView, where string) {
 			sc.expect(v, fqdn, want, fmt.Sprintf("%s (line %d)", where, line))
+		})
+		return
+	case "expect-ns":
+		if len(f) != 4 {
+			sc.fatalf("expect-ns NS [OWNER/]KEY SPEC")
+		}
+		network := sc.key("admin").Public()
+		sc.expectItems(sc.state, network, f[1], f[2], f[3], fmt.Sprintf("%s:%d", sc.file, sc.line))
+		line := sc.line
+		ns, key, want := f[1], f[2], f[3]
+		sc.checks = append(sc.checks, func(s *State, _ *ResolvedView, where string) {
+			sc.expectItems(s, network, ns, key, want, fmt.Sprintf("%s (line %d)", where, line))
 		})
 		return
 	case "at":
@@ -169,6 +207,10 @@ func (sc *scenario) step(f []string) {
 		sc.settingsOpts(&s, opts)
 		if verb == "settings" {
 			rec = must(SignSettings(s, key))
+			sc.policies[network] = map[string]Policy{}
+			for _, ns := range s.Namespaces {
+				sc.policies[network][ns.Name] = ns.Policy
+			}
 		} else {
 			s.normalize()
 			rec = must(sign(&Record{kind: KindSettings, settings: &s}, key))
@@ -201,6 +243,8 @@ func (sc *scenario) step(f []string) {
 			rec = must(NewAttestation(a))
 		}
 		label = actor + ">" + opts[0]
+	case "put", "forge-put", "delete":
+		rec, label = sc.entry(verb, network, key, actor, opts)
 	case "tamper":
 		orig := sc.labels[opts[0]]
 		if orig == nil {
@@ -298,10 +342,151 @@ func (sc *scenario) settingsOpts(s *Settings, opts []string) {
 		case "cname":
 			name, target, _ := strings.Cut(v, ":")
 			s.Extra = append(s.Extra, ExtraRecord{Name: name, Type: TypeCNAME, Data: target})
+		case "ns":
+			s.Namespaces = append(s.Namespaces, sc.namespace(v))
 		default:
 			sc.fatalf("unknown settings option %q", o)
 		}
 	}
+}
+
+// namespace reads NAME:WRITERS:POLICY[:life=D][:max=N][:value=N].
+func (sc *scenario) namespace(v string) Namespace {
+	f := strings.Split(v, ":")
+	if len(f) < 3 {
+		sc.fatalf("ns=NAME:WRITERS:POLICY[:options], not %q", v)
+	}
+	ns := Namespace{Name: f[0]}
+	if keys, ok := strings.CutPrefix(f[1], "keys="); ok {
+		ns.Writers = WritersKeys
+		for _, a := range strings.Split(keys, "+") {
+			ns.WriterKeys = append(ns.WriterKeys, sc.key(a).Public())
+		}
+	} else {
+		ns.Writers = must(ParseWriters(f[1]))
+	}
+	ns.Policy = must(ParsePolicy(f[2]))
+	for _, o := range f[3:] {
+		k, val, _ := strings.Cut(o, "=")
+		switch k {
+		case "life":
+			ns.Lifetime = must(time.ParseDuration(val))
+		case "max":
+			ns.MaxEntriesPerWriter = must(strconv.Atoi(val))
+		case "value":
+			ns.MaxValue = must(strconv.Atoi(val))
+		default:
+			sc.fatalf("unknown namespace option %q", o)
+		}
+	}
+	return ns
+}
+
+// entry builds the record of a put, forge-put or delete step.
+func (sc *scenario) entry(verb string, network PublicKey, key PrivateKey, actor string, opts []string) (*Record, string) {
+	var pos []string
+	e := Entry{Network: network, Writer: key.Public(), Time: sc.now, Op: OpPut}
+	var target string
+	for _, o := range opts {
+		switch k, v, _ := strings.Cut(o, "="); k {
+		case "seq":
+			e.Seq = uint64(must(strconv.Atoi(v)))
+		case "policy":
+			e.Policy = must(ParsePolicy(v))
+		case "target":
+			target = v
+		default:
+			pos = append(pos, o)
+		}
+	}
+	if len(pos) < 2 {
+		sc.fatalf("%s NS KEY …", verb)
+	}
+	e.Namespace, e.Key = pos[0], pos[1]
+	if e.Policy == 0 {
+		e.Policy = sc.policies[network][e.Namespace]
+		if e.Policy == 0 {
+			e.Policy = PolicyLWW // an undeclared namespace: any policy will do
+		}
+	}
+	label := actor + ":" + e.Namespace + "/" + e.Key
+	switch verb {
+	case "put":
+		if len(pos) > 2 {
+			e.Value = []byte(pos[2])
+		}
+		return must(SignEntry(e, key)), label
+	case "forge-put": // forge-put NS KEY VALUE AS: the actor signs what AS would write
+		if len(pos) != 4 {
+			sc.fatalf("forge-put NS KEY VALUE AS")
+		}
+		e.Value, e.Writer = []byte(pos[2]), sc.key(pos[3]).Public()
+		e.Time = canonicalTime(e.Time)
+		return must(sign(&Record{kind: KindEntry, entry: &e}, key)), ""
+	}
+	e.Op = OpDelete
+	if e.Policy == PolicyORSet {
+		for _, l := range pos[2:] {
+			a := sc.labels[l]
+			if a == nil || a.Kind() != KindEntry {
+				sc.fatalf("no entry %q to delete", l)
+			}
+			e.Removes = append(e.Removes, a.Hash())
+			e.Target = a.Entry().Writer
+		}
+		if target != "" {
+			e.Target = sc.key(target).Public()
+		}
+	}
+	return must(SignEntry(e, key)), label + ":delete"
+}
+
+// expectItems checks what Items says of one key (see the syntax above).
+func (sc *scenario) expectItems(s *State, network PublicKey, ns, key, want, where string) {
+	sc.t.Helper()
+	v := s.Items(network, ns, sc.now)
+	if v == nil {
+		sc.t.Fatalf("%s: namespace %s is not declared", where, ns)
+	}
+	var owner PublicKey
+	if o, k, ok := strings.Cut(key, "/"); ok && v.Namespace.Writers == WritersOwner {
+		owner, key = sc.key(o).Public(), k
+	}
+	got := "-"
+	if k := v.Get(owner, key); k != nil {
+		var items []string
+		for _, it := range k.Items {
+			x := sc.keys[it.Writer] + ":" + string(it.Value)
+			if it.Standing != "" {
+				x += "/" + string(it.Standing)
+			}
+			items = append(items, x)
+		}
+		got = strings.Join(items, ",")
+		if k.Deleted {
+			got = "deleted"
+		}
+	}
+	if got != want {
+		sc.t.Fatalf("%s: %s %s holds %s, want %s", where, ns, key, got, want)
+	}
+}
+
+// describeAllItems is everything every declared namespace holds.
+func (sc *scenario) describeAllItems(s *State) string {
+	var out []string
+	for _, n := range sc.nets {
+		for _, ns := range s.Namespaces(n.ID) {
+			for _, k := range s.Items(n.ID, ns.Name, sc.now).Keys {
+				x := fmt.Sprintf("%s/%s/%s/%s:", sc.keys[n.ID], ns.Name, sc.keys[k.Owner], k.Key)
+				for _, it := range k.Items {
+					x += fmt.Sprintf(" %s=%q%s", sc.keys[it.Writer], it.Value, it.Standing)
+				}
+				out = append(out, x)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (sc *scenario) minute(s string) time.Time {
@@ -337,6 +522,7 @@ func (sc *scenario) expect(v *ResolvedView, fqdn, want, where string) {
 // with duplicates, and checks that each ends with the same final view.
 func (sc *scenario) replay() {
 	want := sc.state.View(sc.viewConfig(), sc.now)
+	wantItems := sc.describeAllItems(sc.state)
 	for i := range 8 {
 		recs := slices.Clone(sc.accepted)
 		recs = append(recs, recs[:len(recs)/2]...)
@@ -352,8 +538,11 @@ func (sc *scenario) replay() {
 		if !sameNames(want, got) {
 			sc.t.Fatalf("%s: final view differs from the scripted one:\n got %s\nwant %s", where, describe(got, sc.keys), describe(want, sc.keys))
 		}
+		if items := sc.describeAllItems(s); items != wantItems {
+			sc.t.Fatalf("%s: final namespaces differ from the scripted ones:\n got %s\nwant %s", where, items, wantItems)
+		}
 		for _, c := range sc.checks {
-			c(got, where)
+			c(s, got, where)
 		}
 	}
 }

@@ -59,9 +59,16 @@ const (
 	ReasonFuture            Reason = "from-future"
 	ReasonExpired           Reason = "expired"
 	ReasonOverLimit         Reason = "over-limit"
-	ReasonUnknownClaim      Reason = "unknown-claim"
+	ReasonUnknownSubject    Reason = "unknown-subject" // an attestation of a claim or entry not held
 	ReasonBadAttestation    Reason = "bad-attestation"
 	ReasonUntrustedAttestor Reason = "untrusted-attestor"
+
+	// Entries (see FORMAT.md).
+	ReasonNamespaceNotDeclared Reason = "namespace-not-declared"
+	ReasonWrongPolicy          Reason = "wrong-policy"
+	ReasonNotWriter            Reason = "not-writer"
+	ReasonDeleteNotAllowed     Reason = "delete-not-allowed"
+	ReasonMayNotDelete         Reason = "may-not-delete"
 )
 
 // Rejection is the error Ingest returns for a refused record.
@@ -100,7 +107,7 @@ type Outcome int
 const (
 	Added      Outcome = iota // new: the state changed, the record should be spread
 	Known                     // already held: nothing changed
-	Superseded                // valid but older than what the state holds (a host or settings)
+	Superseded                // valid but older than what the state holds (a host, settings, an entry's slot) or removed by it (a covered add)
 )
 
 func (o Outcome) String() string {
@@ -108,7 +115,7 @@ func (o Outcome) String() string {
 }
 
 // State is a node's replicated database: for each joined network its
-// settings, hosts, claims and attestations. Every record in a State has been
+// settings, hosts, claims, namespace entries and attestations. Every record in a State has been
 // verified, so states merge without checking signatures again. A State is
 // not safe for concurrent use; the agent serializes access.
 type State struct {
@@ -134,11 +141,16 @@ type netState struct {
 	trust    *Trust
 
 	hosts map[PublicKey]*Record
+	// hostFP summarizes the host records (for NamespaceVersion).
+	hostFP Fingerprint
 	// byNode lists each node's claims sorted by (Created, hash).
 	byNode map[PublicKey][]*Record
-	// byClaim lists each claim's attestations sorted by (time, hash).
+	// byClaim lists the attestations of each subject (a claim or a
+	// first-writer-wins entry) sorted by (time, hash).
 	byClaim map[Hash][]*attEntry
-	// A claim or attestation by hash is found through index.recs.
+	// spaces holds the namespace entries (space.go).
+	spaces map[spaceID]*space
+	// A claim, entry or attestation by hash is found through index.recs.
 
 	index digestIndex
 }
@@ -146,6 +158,7 @@ type netState struct {
 type attEntry struct {
 	rec *Record
 	at  Attested
+	sp  *space // the space of the attested entry; nil for a claim's
 }
 
 // NewState makes an empty state that accepts the joined networks' records.
@@ -174,6 +187,7 @@ func (s *State) Join(n PublicKey) {
 		hosts:   map[PublicKey]*Record{},
 		byNode:  map[PublicKey][]*Record{},
 		byClaim: map[Hash][]*attEntry{},
+		spaces:  map[spaceID]*space{},
 	}
 	s.version++
 }
@@ -240,11 +254,12 @@ func (s *State) Ingest(rec *Record, now time.Time) (Outcome, error) {
 }
 
 // IngestAll ingests a batch in dependency order (settings, hosts, claims,
-// attestations), so the result does not depend on the order of recs.
+// entries, attestations), so the result does not depend on the order of
+// recs.
 func (s *State) IngestAll(recs []*Record, now time.Time) BatchResult {
 	var res BatchResult
 	sorted := slices.Clone(recs)
-	slices.SortStableFunc(sorted, func(a, b *Record) int { return int(a.kind) - int(b.kind) })
+	slices.SortStableFunc(sorted, func(a, b *Record) int { return dependencyRank(a.kind) - dependencyRank(b.kind) })
 	for _, r := range sorted {
 		o, err := s.Ingest(r, now)
 		res.count(r, o, err)
@@ -257,6 +272,24 @@ type BatchResult struct {
 	Added, Known, Superseded int
 	AddedRecords             []*Record
 	Rejected                 []*Rejection
+}
+
+// dependencyRank orders the kinds so that every record comes after those it
+// depends on: settings, hosts, claims, entries, attestations.
+func dependencyRank(k Kind) int {
+	switch k {
+	case KindSettings:
+		return 0
+	case KindHost:
+		return 1
+	case KindClaim:
+		return 2
+	case KindEntry:
+		return 3
+	case KindAttestation:
+		return 4
+	}
+	return 5
 }
 
 func (b *BatchResult) count(r *Record, o Outcome, err error) {
@@ -279,15 +312,17 @@ func (b *BatchResult) count(r *Record, o Outcome, err error) {
 // Merge makes s the join s ⊔ o, the least upper bound of the two states, and
 // returns how many records it added. It applies only the rules intrinsic to
 // the records (newest settings and host records win, each node keeps its
-// newest MaxClaimsPerNode claims, each claim keeps its earliest attestation
-// per attestor), never policy or time, so it is commutative, associative and
+// newest MaxClaimsPerNode claims, each claim or entry keeps its earliest
+// attestation per attestor, and entries merge by the rules their policy
+// byte names: space.go), never policy or time, so it is commutative, associative and
 // idempotent on any states (laws_test.go). o's records were verified when they entered o
 // and are not verified again.
 //
 // Policy and time are applied by ingestion (refusal), by the view (filter)
 // and by Prune (collection). They can drop records that a third state would
 // make relevant again (a claim whose host arrives later, a key that newer
-// settings unban), which is why they are not part of the join. After a
+// settings unban), which is why they are not part of the join; so are
+// the namespaces' limits, which the settings set. After a
 // Merge, call Prune before serving the state: the view is the same either
 // way, but only Prune drops what the settings no longer admit.
 func (s *State) Merge(o *State) int {
@@ -302,6 +337,7 @@ func (s *State) Merge(o *State) int {
 			recs = append(recs, on.settings)
 		}
 		recs = append(append(recs, on.sortedHosts()...), on.sortedClaims()...)
+		recs = append(recs, on.sortedEntries()...)
 		for _, r := range append(recs, on.sortedAtts()...) {
 			var at Attested
 			if r.kind == KindAttestation {
@@ -358,10 +394,16 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
 			return 0, reject(rec, ReasonOverLimit, "node already holds %d newer claims", MaxClaimsPerNode)
 		}
+	case KindEntry:
+		if superseded, err := n.checkEntry(rec, now); err != nil {
+			return 0, err
+		} else if superseded {
+			return Superseded, nil
+		}
 	case KindAttestation:
 		a := rec.attestation
-		if n.claim(a.Claim) == nil {
-			return 0, reject(rec, ReasonUnknownClaim, "claim %s is not held", a.Claim.Short())
+		if n.subject(a.Claim) == nil {
+			return 0, reject(rec, ReasonUnknownSubject, "no claim or first-writer-wins entry %s is held", a.Claim.Short())
 		}
 		if w := a.Witness; w != nil {
 			if old := n.attestationBy(a.Claim, Attestor{Kind: AttestorWitness, ID: w.Key}); old != nil && old.at.Time.Before(w.Time) {
@@ -394,9 +436,15 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 	out := n.put(rec, at)
 	if out == Added {
 		s.version++
-		if rec.kind == KindSettings {
+		switch rec.kind {
+		case KindSettings:
 			// New settings take effect at once: what they no longer admit goes.
 			n.prune(now, nil)
+		case KindEntry:
+			// The new entry shadows the older ones of its slot, and may push
+			// its writer's oldest beyond the limit.
+			id := spaceOf(rec.entry)
+			n.settle(n.spaces[id], n.declared(id), rec, now)
 		}
 	}
 	return out, nil
@@ -421,20 +469,30 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 		}
 		if old != nil {
 			n.index.remove(old.hash)
+			n.hostFP.add(old.hash, -1)
 		}
 		n.hosts[rec.host.Node] = rec
 		n.index.add(rec)
+		n.hostFP.add(rec.hash, 1)
 	case KindClaim:
 		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
 			return Superseded
 		}
 		n.addClaim(rec)
+	case KindEntry:
+		return n.putEntry(rec)
 	case KindAttestation:
 		claim := rec.attestation.Claim
-		if n.claim(claim) == nil {
-			return Superseded // its claim was dropped for the per-node limit
+		subject := n.subject(claim)
+		if subject == nil {
+			// Its claim was dropped for the per-node limit, or its entry
+			// replaced by a newer one.
+			return Superseded
 		}
 		e := &attEntry{rec: rec, at: at}
+		if subject.kind == KindEntry {
+			e.sp = n.spaces[spaceOf(subject.entry)]
+		}
 		old := n.attestationBy(claim, at.By)
 		if old != nil && compareAtts(e, old) > 0 {
 			return Superseded
@@ -535,9 +593,14 @@ func (n *netState) policy(k PublicKey) Reason {
 	return ""
 }
 
-// claim returns the held claim with hash h, or nil.
-func (n *netState) claim(h Hash) *Record {
-	if r := n.index.recs[h]; r != nil && r.kind == KindClaim {
+// subject returns the held record with hash h that attestations may name:
+// a claim, or a put in a first-writer-wins namespace. Nil otherwise.
+func (n *netState) subject(h Hash) *Record {
+	r := n.index.recs[h]
+	if r == nil {
+		return nil
+	}
+	if r.kind == KindClaim || (r.kind == KindEntry && r.entry.Policy == PolicyFWW && r.entry.Op == OpPut) {
 		return r
 	}
 	return nil
@@ -570,10 +633,17 @@ func (n *netState) addClaim(rec *Record) {
 // byNode (the caller maintains that list).
 func (n *netState) dropClaimOnly(rec *Record) {
 	n.index.remove(rec.hash)
-	for _, e := range n.byClaim[rec.hash] {
-		n.index.remove(e.rec.hash)
+	n.dropAtts(rec.hash, nil)
+}
+
+// dropAtts removes every attestation of subject, appending them to dropped.
+func (n *netState) dropAtts(subject Hash, dropped []*Record) []*Record {
+	for _, e := range n.byClaim[subject] {
+		n.unindexAtt(e)
+		dropped = append(dropped, e.rec)
 	}
-	delete(n.byClaim, rec.hash)
+	delete(n.byClaim, subject)
+	return dropped
 }
 
 func (n *netState) addAtt(e *attEntry) {
@@ -582,12 +652,22 @@ func (n *netState) addAtt(e *attEntry) {
 	i, _ := slices.BinarySearchFunc(list, e, compareAtts)
 	n.byClaim[c] = slices.Insert(list, i, e)
 	n.index.add(e.rec)
+	if e.sp != nil {
+		e.sp.fp.add(e.rec.hash, 1)
+	}
 }
 
 func (n *netState) removeAtt(e *attEntry) {
 	c := e.rec.attestation.Claim
 	n.byClaim[c] = slices.DeleteFunc(n.byClaim[c], func(x *attEntry) bool { return x == e })
+	n.unindexAtt(e)
+}
+
+func (n *netState) unindexAtt(e *attEntry) {
 	n.index.remove(e.rec.hash)
+	if e.sp != nil {
+		e.sp.fp.add(e.rec.hash, -1)
+	}
 }
 
 // attestationBy returns the attestation of claim by attestor, if held.
@@ -602,8 +682,11 @@ func (n *netState) attestationBy(claim Hash, by Attestor) *attEntry {
 
 // Prune drops what the state must no longer hold at now: hosts past the
 // host TTL, claims whose host is gone, records of banned or no longer
-// allowed keys, attestations of dropped claims or by attestors the settings
-// no longer trust. It returns the dropped records.
+// allowed keys, entries their namespace no longer admits (undeclared, of
+// another policy, by a writer it does not admit, expired, of a writer whose
+// host is gone, beyond the writer's limit), attestations of dropped claims
+// and entries or by attestors the settings no longer trust. It returns the
+// dropped records.
 func (s *State) Prune(now time.Time) []*Record {
 	var dropped []*Record
 	for _, id := range s.Joined() {
@@ -620,6 +703,7 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 		if n.policy(h.host.Node) != "" || n.expired(h.host, now) {
 			delete(n.hosts, h.host.Node)
 			n.index.remove(h.hash)
+			n.hostFP.add(h.hash, -1)
 			dropped = append(dropped, h)
 		}
 	}
@@ -642,11 +726,12 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 			n.byNode[node] = kept
 		}
 	}
+	dropped = n.pruneEntries(now, dropped)
 	for c, list := range n.byClaim {
 		kept := list[:0]
 		for _, e := range list {
 			if !n.trust.Trusts(e.at.By) {
-				n.index.remove(e.rec.hash)
+				n.unindexAtt(e)
 				dropped = append(dropped, e.rec)
 				continue
 			}
@@ -691,7 +776,8 @@ func (n *netState) sortedAtts() []*Record {
 }
 
 // Records returns every record of network id in dependency order (settings,
-// hosts, claims, attestations), ready to encode or send. Nil if not joined.
+// hosts, claims, entries, attestations), ready to encode or send. Nil if
+// not joined.
 func (s *State) Records(id PublicKey) []*Record {
 	n := s.nets[id]
 	if n == nil {
@@ -703,6 +789,7 @@ func (s *State) Records(id PublicKey) []*Record {
 	}
 	out = append(out, n.sortedHosts()...)
 	out = append(out, n.sortedClaims()...)
+	out = append(out, n.sortedEntries()...)
 	return append(out, n.sortedAtts()...)
 }
 
@@ -746,23 +833,23 @@ func (s *State) Len(id PublicKey) int {
 	return 0
 }
 
-// Entry is a record with what verifying it established: the attested time
-// and attestor of an attestation (zero for other kinds). A node persists its
-// state as entries.
-type Entry struct {
+// Verified is a record with what verifying it established: the attested
+// time and attestor of an attestation (zero for other kinds). A node
+// persists its state as a list of them.
+type Verified struct {
 	Record   *Record
 	Attested Attested
 }
 
-// Entries lists the records of network id in dependency order, with their
+// Verified lists the records of network id in dependency order, with their
 // verification results.
-func (s *State) Entries(id PublicKey) []Entry {
+func (s *State) Verified(id PublicKey) []Verified {
 	n := s.nets[id]
 	if n == nil {
 		return nil
 	}
 	recs := s.Records(id)
-	out := make([]Entry, len(recs))
+	out := make([]Verified, len(recs))
 	for i, r := range recs {
 		out[i].Record = r
 		if r.kind == KindAttestation {
@@ -772,15 +859,15 @@ func (s *State) Entries(id PublicKey) []Entry {
 	return out
 }
 
-// Restore adds entries that this node verified itself and has
+// Restore adds records that this node verified itself and has
 // authenticated since (the agent's state file carries a MAC keyed by the
 // node's own key), without checking signatures or attestations again: a
 // node of 10,000 hosts starts in milliseconds instead of seconds. Policy
 // and time still apply (Restore is a Merge followed by Prune). Never call it
 // with bytes that came from anywhere else: use Ingest.
-func (s *State) Restore(entries []Entry, now time.Time) BatchResult {
-	sorted := slices.Clone(entries)
-	slices.SortStableFunc(sorted, func(a, b Entry) int { return int(a.Record.kind) - int(b.Record.kind) })
+func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
+	sorted := slices.Clone(verified)
+	slices.SortStableFunc(sorted, func(a, b Verified) int { return dependencyRank(a.Record.kind) - dependencyRank(b.Record.kind) })
 	var res BatchResult
 	for _, e := range sorted {
 		n := s.nets[e.Record.Network()]

@@ -173,8 +173,8 @@ func TestExtraRecordsInView(t *testing.T) {
 // again, and still applies time: an expired host does not come back.
 func TestEntriesRestore(t *testing.T) {
 	f, _ := populated(t)
-	var entries []Entry
-	entries = append(entries, f.s.Entries(f.net)...)
+	var entries []Verified
+	entries = append(entries, f.s.Verified(f.net)...)
 	s := NewState(DefaultOptions(), f.net)
 	res := s.Restore(entries, epoch)
 	if s.Fingerprint(f.net) != f.s.Fingerprint(f.net) || res.Added != len(entries) {

@@ -35,6 +35,8 @@ func (r *Record) validate() error {
 		return r.claim.validate()
 	case KindAttestation:
 		return r.attestation.validate()
+	case KindEntry:
+		return r.entry.validate()
 	}
 	return fmt.Errorf("%w: unknown kind %d", ErrMalformed, r.kind)
 }
@@ -73,6 +75,7 @@ func (s *Settings) normalize() {
 	}
 	slices.SortFunc(s.Extra, compareExtra)
 	s.Extra = slices.CompactFunc(s.Extra, func(a, b ExtraRecord) bool { return compareExtra(a, b) == 0 })
+	s.Namespaces = normalizeNamespaces(s.Namespaces)
 }
 
 func compareExtra(a, b ExtraRecord) int {
@@ -168,7 +171,7 @@ func (s *Settings) validate() error {
 			return malformed("settings: extra records not sorted and unique")
 		}
 	}
-	return nil
+	return validateNamespaces(s.Namespaces)
 }
 
 func validateURL(s string) error {

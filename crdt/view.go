@@ -311,7 +311,8 @@ func (s *State) Claims(id, node PublicKey) []*Record {
 	return nil
 }
 
-// Attestations lists the attestations held for a claim, earliest first.
+// Attestations lists the attestations held for a claim or a first-writer-wins
+// entry, earliest first.
 func (s *State) Attestations(id PublicKey, claim Hash) []*Record {
 	n := s.nets[id]
 	if n == nil {

@@ -99,12 +99,13 @@ var (
 	descSyncRounds = prometheus.NewDesc("dm_sync_rounds_total", "Anti-entropy rounds started, and failed.", []string{"outcome"}, nil)
 	descGossip     = prometheus.NewDesc("dm_gossip_messages_total", "Gossip messages received, dropped, and broadcasts queued.", []string{"what"}, nil)
 	descRejected   = prometheus.NewDesc("dm_records_refused_total", "Records from the network that failed ingestion.", nil, nil)
+	descRefusals   = prometheus.NewDesc("dm_refusals_total", "Records and gossip members refused, by reason.", []string{"reason"}, nil)
 	descChallenge  = prometheus.NewDesc("dm_challenges", "Addresses by last reachability verdict.", []string{"verdict"}, nil)
 	descSig        = prometheus.NewDesc("dm_verifications_total", "Signatures and attestations verified (each distinct record once).", []string{"what"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descMembers, descDNS, descDNSFast, descSync, descSyncRounds, descGossip, descRejected, descChallenge, descSig} {
+	for _, d := range []*prometheus.Desc{descRecords, descMembers, descDNS, descDNSFast, descSync, descSyncRounds, descGossip, descRejected, descRefusals, descChallenge, descSig} {
 		ch <- d
 	}
 }
@@ -117,7 +118,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			for _, r := range st.Records(id) {
 				counts[r.Kind()]++
 			}
-			for _, k := range []crdt.Kind{crdt.KindSettings, crdt.KindHost, crdt.KindClaim, crdt.KindAttestation} {
+			for _, k := range []crdt.Kind{crdt.KindSettings, crdt.KindHost, crdt.KindClaim, crdt.KindAttestation, crdt.KindEntry} {
 				ch <- prometheus.MustNewConstMetric(descRecords, prometheus.GaugeValue, float64(counts[k]), id.String(), k.String())
 			}
 		}
@@ -140,6 +141,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.GossipDropped.Load()), "dropped")
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.Broadcasts.Load()), "broadcast")
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(st.Rejected.Load()))
+		for reason, n := range p.node.Refusals() {
+			ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 	{
 		h := p.dns.Handler()

@@ -142,9 +142,9 @@ func (o *ownRecords) witness(now time.Time) {
 	}
 }
 
-// pendingStamps lists this node's claims without an RFC 3161 token in
-// networks whose settings pin a TSA. The stamper calls it from its own
-// goroutine.
+// pendingStamps lists this node's claims and first-writer-wins entries
+// without an RFC 3161 token, in networks whose settings pin a TSA. The
+// stamper calls it from its own goroutine.
 func (o *ownRecords) pendingStamps() []mesh.StampJob {
 	local := o.conf().TSAURLs
 	var jobs []mesh.StampJob
@@ -158,13 +158,8 @@ func (o *ownRecords) pendingStamps() []mesh.StampJob {
 			if len(urls) == 0 {
 				continue
 			}
-			for _, c := range st.Claims(id, o.key.Public()) {
-				stamped := slices.ContainsFunc(st.Attestations(id, c.Hash()), func(att *crdt.Record) bool {
-					return len(att.Attestation().RFC3161) > 0
-				})
-				if !stamped {
-					jobs = append(jobs, mesh.StampJob{Network: id, Claim: c.Hash(), URLs: urls, Trust: st.Trust(id)})
-				}
+			for _, r := range st.Unstamped(id, o.key.Public()) {
+				jobs = append(jobs, mesh.StampJob{Network: id, Claim: r.Hash(), URLs: urls, Trust: st.Trust(id)})
 			}
 		}
 	})

@@ -42,7 +42,7 @@ func stateMACKey(k crdt.PrivateKey) []byte {
 }
 
 // EncodeState writes entries as a state file.
-func EncodeState(entries []crdt.Entry, key crdt.PrivateKey) []byte {
+func EncodeState(entries []crdt.Verified, key crdt.PrivateKey) []byte {
 	size := len(stateMagic) + 32
 	for _, e := range entries {
 		size += len(e.Record.Bytes()) + 5 + 41
@@ -70,7 +70,7 @@ var ErrStateCorrupt = errors.New("state file is corrupt or not this node's")
 // DecodeState reads a state file. With a good MAC it returns the entries
 // and trusted = true. Otherwise it returns ErrStateCorrupt and, salvaged,
 // the records it could still parse (to be verified like any others).
-func DecodeState(b []byte, key crdt.PrivateKey) (entries []crdt.Entry, salvaged []*crdt.Record, err error) {
+func DecodeState(b []byte, key crdt.PrivateKey) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
 	body, mac, macOK := b, []byte(nil), false
 	if len(b) >= len(stateMagic)+sha256.Size {
 		body, mac = b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
@@ -98,7 +98,7 @@ func DecodeState(b []byte, key crdt.PrivateKey) (entries []crdt.Entry, salvaged 
 			}
 			continue
 		}
-		e := crdt.Entry{Record: rec}
+		e := crdt.Verified{Record: rec}
 		if rec.Kind() == crdt.KindAttestation {
 			if len(p) < 8+1+32 {
 				break
@@ -225,10 +225,10 @@ func (p *persister) flush() {
 		return
 	}
 	p.mu.Unlock()
-	var entries []crdt.Entry
+	var entries []crdt.Verified
 	p.store.Read(func(st *crdt.State) {
 		for _, id := range st.Joined() {
-			entries = append(entries, st.Entries(id)...)
+			entries = append(entries, st.Verified(id)...)
 		}
 	})
 	data := EncodeState(entries, p.key)

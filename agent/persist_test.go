@@ -49,7 +49,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 	st := stateOf(t, now, recs)
 	id := recs[0].Network()
 	node := crdtKey("node")
-	b := EncodeState(st.Entries(id), node)
+	b := EncodeState(st.Verified(id), node)
 	entries, salvaged, err := DecodeState(b, node)
 	if err != nil || salvaged != nil || len(entries) != len(recs) {
 		t.Fatalf("decode: %d entries, %v", len(entries), err)
@@ -82,7 +82,7 @@ func TestLoadStateSetsCorruptFileAside(t *testing.T) {
 	node := crdtKey("node")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.bin")
-	b := EncodeState(stateOf(t, now, recs).Entries(id), node)
+	b := EncodeState(stateOf(t, now, recs).Verified(id), node)
 	b[len(b)-1] ^= 1 // break the MAC
 	// A forged record appended: salvage must verify it, and refuse it.
 	if err := os.WriteFile(path, b, 0o600); err != nil {

@@ -65,10 +65,16 @@ type Agent struct {
 	metrics  *metrics
 	tunnel   *tunnel
 	view     *viewPipeline
+	files    *filesView // nil when data_dir is off
 	own      *ownRecords
 	// up holds the network parts once they all run; the control API,
 	// metrics and the loop read them through it, and rebind replaces them.
 	up atomic.Pointer[parts]
+
+	// changes tells watchers that the state changed; writes dates this
+	// node's entries.
+	changes notifier
+	writes  writeClock
 
 	mu        sync.Mutex
 	listening map[string]string // listener name → address, for doctor
@@ -215,7 +221,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// through whichever mesh node runs now (rebind replaces it).
 	publish := func(r ...*crdt.Record) { a.publish(a.up.Load().node, r...) }
 	a.own = &ownRecords{key: a.key, store: a.store, conf: a.conf.Load, tunnel: a.tunnel, log: a.log,
-		publish: publish, synced: func() bool { return a.up.Load().node.Synced() }, hostRec: map[crdt.PublicKey]*crdt.Record{}}
+		publish: publish, synced: func() bool { return a.up.Load().node.Synced() }, writes: &a.writes,
+		hostRec: map[crdt.PublicKey]*crdt.Record{}, fileErr: map[string]string{}}
 	p.stamper = mesh.NewStamper(&mesh.TSAClient{Logger: a.opts.Logger.With("component", "tsa")}, a.own.pendingStamps,
 		func(r *crdt.Record) { publish(r) }, a.opts.Logger.With("component", "tsa"))
 	p.stamper.Interval = time.Duration(conf.TSARetry)
@@ -244,7 +251,9 @@ func (a *Agent) current(p *parts) *parts {
 // openState loads the state file into a new store, and starts persisting
 // and counting what changes.
 func (a *Agent) openState(conf *live) error {
-	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
+	// Group members may traverse the state directory to read dns.json and
+	// the files view; the key and the state file are the owner's alone.
+	if err := os.MkdirAll(conf.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	opts := crdt.DefaultOptions()
@@ -263,9 +272,13 @@ func (a *Agent) openState(conf *live) error {
 	a.persist = newPersister(conf.StatePath(), a.key, a.store, a.log)
 	a.metrics = newMetrics(a)
 	a.view.updated = a.metrics.viewUpdated
+	if conf.DataDir != "off" {
+		a.files = &filesView{dir: conf.DataDir, store: a.store, conf: a.conf.Load, log: a.log}
+	}
 	a.store.Subscribe(func(c mesh.Change) {
 		a.persist.changed()
 		a.metrics.added(c.Added)
+		a.changes.notify()
 	})
 	return nil
 }

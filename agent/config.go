@@ -39,6 +39,10 @@ type Config struct {
 	BindAddress string `json:"bind_address"`
 	Ports       Ports  `json:"ports"`
 	DNS         DNS    `json:"dns"`
+	// DataDir is where the files view of the namespaces is written: one
+	// file per key, readable by the agent's group (default
+	// <state_dir>/data; "off": none). README describes its layout.
+	DataDir string `json:"data_dir"`
 	// TSAURLs are timestamp authorities asked before the ones the
 	// network's settings list (default: none).
 	TSAURLs []string `json:"tsa_urls"`
@@ -78,6 +82,22 @@ type NetworkConfig struct {
 	BootstrapPeers []string `json:"bootstrap_peers"`
 	// Hostnames, if set, replace the global hostnames in this network.
 	Hostnames []string `json:"hostnames,omitempty"`
+	// Publish are entries this node keeps in the network's namespaces:
+	// written when missing or changed, and written again before their
+	// namespace's lifetime runs out (default: none).
+	Publish []Publish `json:"publish,omitempty"`
+}
+
+// Publish is one entry this node keeps in a namespace (an lww or fww key,
+// or an element of a set). Removing it from the configuration leaves the
+// entry until it decays; `dm-agent data delete` removes it at once.
+type Publish struct {
+	Namespace string `json:"namespace"`
+	Key       string `json:"key"`
+	// Value is the value, or ValueFile a file whose content is the value,
+	// read at every refresh (so another service can write it).
+	Value     string `json:"value,omitempty"`
+	ValueFile string `json:"value_file,omitempty"`
 }
 
 // Ports are the agent's ports on the tunnel address.
@@ -200,6 +220,9 @@ func (c *Config) ApplyDefaults() {
 	if c.DNS.JSONFile == "" {
 		c.DNS.JSONFile = filepath.Join(c.StateDir, "dns.json")
 	}
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join(c.StateDir, "data")
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -273,6 +296,21 @@ func (c *Config) Validate() error {
 			}
 		}
 		checkNames(field+".hostnames", n.Hostnames)
+		for i, p := range n.Publish {
+			pf := fmt.Sprintf("%s.publish[%d]", field, i)
+			if err := crdt.ValidateNamespaceName(p.Namespace); err != nil {
+				bad(pf+".namespace", "%v", err)
+			}
+			if p.Key == "" {
+				bad(pf+".key", "is required")
+			}
+			if (p.Value == "") == (p.ValueFile == "") {
+				bad(pf, "needs exactly one of value and value_file")
+			}
+			if p.ValueFile != "" && !filepath.IsAbs(p.ValueFile) {
+				bad(pf+".value_file", "%q must be an absolute path", p.ValueFile)
+			}
+		}
 	}
 	if c.BindAddress != "" {
 		if _, err := netip.ParseAddr(c.BindAddress); err != nil {
@@ -314,6 +352,9 @@ func (c *Config) Validate() error {
 	if c.DNS.JSONFile != "off" && !filepath.IsAbs(c.DNS.JSONFile) {
 		bad("dns.json_file", "%q must be an absolute path or \"off\"", c.DNS.JSONFile)
 	}
+	if c.DataDir != "off" && !filepath.IsAbs(c.DataDir) {
+		bad("data_dir", "%q must be an absolute path or \"off\"", c.DataDir)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
@@ -345,6 +386,7 @@ type Joined struct {
 	Priority  float64
 	Bootstrap []string
 	Hostnames []string
+	Publish   []Publish
 }
 
 // JoinedNetworks returns the validated networks, sorted by label.
@@ -355,7 +397,7 @@ func (c *Config) JoinedNetworks() []Joined {
 		if err != nil {
 			continue
 		}
-		j := Joined{Label: label, ID: id, Priority: 1, Bootstrap: n.BootstrapPeers, Hostnames: c.Hostnames}
+		j := Joined{Label: label, ID: id, Priority: 1, Bootstrap: n.BootstrapPeers, Hostnames: c.Hostnames, Publish: n.Publish}
 		if n.Priority != nil {
 			j.Priority = *n.Priority
 		}

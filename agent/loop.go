@@ -57,8 +57,13 @@ func later(a, b time.Time) time.Time {
 // through the store's notification.
 func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 	p := a.up.Load()
-	changed := make(chan struct{}, 1)
-	a.store.Subscribe(func(mesh.Change) { kick(changed) })
+	changed, settings := make(chan struct{}, 1), make(chan struct{}, 1)
+	a.store.Subscribe(func(c mesh.Change) {
+		kick(changed)
+		if slices.ContainsFunc(c.Added, func(r *crdt.Record) bool { return r.Kind() == crdt.KindSettings }) {
+			kick(settings) // new namespaces to publish into, a new host TTL
+		}
+	})
 	saveEvery := min(max(time.Duration(a.conf.Load().ReachabilityTTL)/4, 5*time.Second), 2*time.Minute)
 	now := a.now()
 	next := due{own: now, witness: now, prune: now.Add(time.Minute), view: now, save: now.Add(saveEvery)}
@@ -91,6 +96,10 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 		case <-changed:
 			next.view = earlier(next.view, a.now().Add(viewSettle))
 			next.witness = a.now()
+		case <-settings:
+			next.own = a.now()
+			next.view = earlier(next.view, a.now().Add(viewSettle))
+			next.witness = a.now()
 		case <-p.prober.Changes():
 			next.view = earlier(next.view, a.now().Add(viewSettle))
 			next.save = earlier(next.save, a.now().Add(5*time.Second))
@@ -115,7 +124,13 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 		}
 		if !now.Before(next.view) {
 			next.view = now.Add(time.Minute)
-			if until := a.view.update(now); !until.IsZero() {
+			until := a.view.update(now)
+			if a.files != nil {
+				if u := a.files.update(now); !u.IsZero() && (until.IsZero() || u.Before(until)) {
+					until = u
+				}
+			}
+			if !until.IsZero() {
 				next.view = earlier(next.view, later(until, now.Add(100*time.Millisecond)))
 			}
 		}

@@ -43,10 +43,11 @@ func (m *metrics) added(recs []*crdt.Record) {
 		if r.Kind() != crdt.KindAttestation {
 			continue
 		}
-		var claim *crdt.Record
-		m.a.store.Read(func(st *crdt.State) { claim = st.Lookup(r.Network(), r.Attestation().Claim) })
-		if claim != nil && claim.Signer() == m.a.key.Public() {
-			if d := m.a.now().Sub(claim.Claim().Created); d > 0 && d < 24*time.Hour {
+		// The subject is a claim, or a first-writer-wins entry.
+		var subject *crdt.Record
+		m.a.store.Read(func(st *crdt.State) { subject = st.Lookup(r.Network(), r.Attestation().Claim) })
+		if subject != nil && subject.Kind() == crdt.KindClaim && subject.Signer() == m.a.key.Public() {
+			if d := m.a.now().Sub(subject.Claim().Created); d > 0 && d < 24*time.Hour {
 				m.attLatency.Observe(d.Seconds())
 			}
 		}

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -32,8 +34,14 @@ type ownRecords struct {
 	// come back from the mesh instead of being made anew.
 	claimsFrom time.Time
 
+	// writes dates this node's entries (shared with the control API's
+	// writes).
+	writes *writeClock
+
 	mu      sync.Mutex
 	hostRec map[crdt.PublicKey]*crdt.Record // the current host record per network
+	// fileErr is the last error reading each value file (logged once).
+	fileErr map[string]string
 }
 
 // start sets when claims may be made: at once for a node with nobody to
@@ -61,11 +69,130 @@ func (o *ownRecords) refresh(now time.Time) time.Time {
 		}
 		if o.synced() || !now.Before(o.claimsFrom) {
 			o.ensureClaims(n, now)
+			if at := o.ensurePublished(n, now); at.Before(next) {
+				next = at
+			}
 		} else if o.claimsFrom.Before(next) {
 			next = o.claimsFrom
 		}
 	}
 	return next
+}
+
+// publishedValue reads what p says to publish.
+func (o *ownRecords) publishedValue(p Publish) ([]byte, bool) {
+	if p.ValueFile == "" {
+		return []byte(p.Value), true
+	}
+	b, err := os.ReadFile(p.ValueFile)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err != nil {
+		if o.fileErr[p.ValueFile] != err.Error() {
+			o.fileErr[p.ValueFile] = err.Error()
+			o.log.Warn("reading a value to publish; the entry waits for it", "file", p.ValueFile, "namespace", p.Namespace, "key", p.Key, "err", err)
+		}
+		return nil, false
+	}
+	delete(o.fileErr, p.ValueFile)
+	return b, true
+}
+
+// ensurePublished writes the configured entries of network n that are
+// missing, changed, or half-way through their lifetime, and returns when
+// to look again (value files are read again every 30 s).
+func (o *ownRecords) ensurePublished(n Joined, now time.Time) time.Time {
+	next := now.Add(time.Hour)
+	self := o.key.Public()
+	for _, p := range n.Publish {
+		if p.ValueFile != "" {
+			next = earlier(next, now.Add(30*time.Second))
+		}
+		value, ok := o.publishedValue(p)
+		if !ok {
+			continue
+		}
+		var entry *crdt.Entry
+		var due time.Time
+		o.store.Read(func(st *crdt.State) {
+			decl := st.Namespace(n.ID, p.Namespace)
+			if decl == nil {
+				return // not declared (yet): the settings may bring it
+			}
+			have := false
+			switch decl.Policy {
+			case crdt.PolicyLog:
+				o.log.Warn("a log namespace keeps no value to publish; configure an lww, fww or set namespace", "namespace", p.Namespace)
+				return
+			case crdt.PolicyORSet:
+				if v := st.Items(n.ID, p.Namespace, now); v != nil {
+					if k := v.Get(self, p.Key); k != nil {
+						for _, it := range k.Items {
+							if it.Writer == self && bytes.Equal(it.Value, value) {
+								have, due = true, laterOf(due, halfLife(decl, it.Time))
+							}
+						}
+					}
+				}
+			default: // lww, fww: this node's own latest write of the key; gset: its elements
+				var latest *crdt.Entry
+				for _, r := range st.EntriesOf(n.ID, p.Namespace) {
+					e := r.Entry()
+					if e.Writer != self || e.Key != p.Key || e.Policy != decl.Policy {
+						continue
+					}
+					if decl.Policy == crdt.PolicyGSet {
+						if bytes.Equal(e.Value, value) {
+							have, due = true, laterOf(due, halfLife(decl, e.Time))
+						}
+						continue
+					}
+					if latest == nil || e.Time.After(latest.Time) {
+						latest = e
+					}
+				}
+				if latest != nil && latest.Op == crdt.OpPut && bytes.Equal(latest.Value, value) {
+					have, due = true, halfLife(decl, latest.Time)
+				}
+			}
+			if have && (due.IsZero() || now.Before(due)) {
+				return
+			}
+			entry = &crdt.Entry{Network: n.ID, Namespace: p.Namespace, Writer: self, Key: p.Key, Policy: decl.Policy,
+				Op: crdt.OpPut, Value: value, Time: o.writes.next(now)}
+			due = halfLife(decl, entry.Time)
+		})
+		if !due.IsZero() {
+			next = earlier(next, due)
+		}
+		if entry == nil {
+			continue
+		}
+		rec, err := crdt.SignEntry(*entry, o.key)
+		if err != nil {
+			o.log.Error("signing an entry to publish", "namespace", p.Namespace, "key", p.Key, "err", err)
+			continue
+		}
+		o.log.Info("publishing an entry", "network", n.Label, "namespace", p.Namespace, "key", p.Key)
+		o.publish(rec)
+	}
+	return next
+}
+
+// halfLife is when an entry written at t should be written again: half
+// way through its namespace's lifetime (zero: never).
+func halfLife(decl *crdt.Namespace, t time.Time) time.Time {
+	if decl.Lifetime <= 0 {
+		return time.Time{}
+	}
+	return t.Add(decl.Lifetime / 2)
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.IsZero() || b.After(a) {
+		return b
+	}
+	return a
 }
 
 // refreshHost re-signs the host record when it is due or the addresses

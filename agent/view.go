@@ -91,7 +91,7 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	if conf.DNS.JSONFile != "off" {
 		var b bytes.Buffer
 		if err := dnsserver.WriteDNSJSON(&b, v); err == nil && !bytes.Equal(b.Bytes(), p.dnsJSON) {
-			if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o644); err != nil {
+			if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
 				p.log.Warn("writing dns.json", "err", err)
 			} else {
 				p.dnsJSON = b.Bytes()

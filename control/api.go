@@ -16,6 +16,12 @@ import (
 //	GET  /v1/settings?network=N     a network's settings record
 //	POST /v1/publish                PublishResult (records in, on disk when answered)
 //	GET  /v1/facts                  Facts (what doctor asks)
+//	GET  /v1/namespaces?network=N   []Namespace (what the settings declare)
+//	GET  /v1/data?network=N&namespace=NS[&key=K[&owner=O]]
+//	                                DataList (one key's, with key)
+//	POST /v1/data                   DataWritten (a DataWrite in, signed by the node key)
+//	GET  /v1/data/watch?network=N&namespace=NS
+//	                                one DataChange per line, as keys change
 //
 // A network is named by its label in the configuration or by its key.
 const (
@@ -26,6 +32,9 @@ const (
 	pathSettings = "/v1/settings"
 	pathPublish  = "/v1/publish"
 	pathFacts    = "/v1/facts"
+	pathSpaces   = "/v1/namespaces"
+	pathData     = "/v1/data"
+	pathWatch    = "/v1/data/watch"
 )
 
 // Backend is what the agent answers with; the server turns requests into
@@ -43,6 +52,25 @@ type Backend interface {
 	// returns once what was added is on disk.
 	Publish(ctx context.Context, recs []*crdt.Record) (PublishResult, error)
 	Facts(ctx context.Context) (Facts, error)
+
+	// Namespaces lists what a network's settings declare.
+	Namespaces(ctx context.Context, network string) ([]Namespace, error)
+	// Data reads a namespace, or one key of it.
+	Data(ctx context.Context, q DataQuery) (DataList, error)
+	// Write signs a put or delete with the node's key, ingests it and
+	// spreads it, and returns once it is on disk.
+	Write(ctx context.Context, w DataWrite) (DataWritten, error)
+	// Watch calls send with every change of a namespace's keys, from now
+	// on, until ctx ends or send fails.
+	Watch(ctx context.Context, network, namespace string, send func(DataChange) error) error
+}
+
+// DataQuery names a namespace, and perhaps one key of it.
+type DataQuery struct {
+	Network, Namespace string
+	// Key, if set, is the one key to read; Owner the writer whose
+	// key-space holds it in an owner namespace.
+	Key, Owner string
 }
 
 // Errors a Backend returns, and a Client returns in turn (check with

@@ -22,6 +22,8 @@ import (
 type Client struct {
 	path string
 	http *http.Client
+	// stream is http without a timeout, for watches.
+	stream *http.Client
 }
 
 // NewClient returns a client of the agent whose control socket is at path.
@@ -31,8 +33,9 @@ func NewClient(path string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}
-	return &Client{path: path, http: &http.Client{
-		Transport: &http.Transport{DialContext: dial, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second},
+	tr := &http.Transport{DialContext: dial, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second}
+	return &Client{path: path, stream: &http.Client{Transport: tr}, http: &http.Client{
+		Transport: tr,
 		// Publishing waits until the records are on disk; doctor's facts
 		// ask peers for their clocks. Nothing legitimate takes longer.
 		Timeout: 60 * time.Second,
@@ -111,6 +114,72 @@ func (c *Client) Facts(ctx context.Context) (Facts, error) {
 	return f, c.get(ctx, pathFacts, nil, &f)
 }
 
+// Namespaces lists what a network's settings declare.
+func (c *Client) Namespaces(ctx context.Context, network string) ([]Namespace, error) {
+	var ns []Namespace
+	return ns, c.get(ctx, pathSpaces, url.Values{"network": {network}}, &ns)
+}
+
+// Data reads a namespace, or one key of it.
+func (c *Client) Data(ctx context.Context, q DataQuery) (DataList, error) {
+	v := url.Values{"network": {q.Network}, "namespace": {q.Namespace}}
+	if q.Key != "" {
+		v.Set("key", q.Key)
+	}
+	if q.Owner != "" {
+		v.Set("owner", q.Owner)
+	}
+	var l DataList
+	return l, c.get(ctx, pathData, v, &l)
+}
+
+// Write has the agent sign and publish a put or delete.
+func (c *Client) Write(ctx context.Context, w DataWrite) (DataWritten, error) {
+	body, err := json.Marshal(w)
+	if err != nil {
+		return DataWritten{}, err
+	}
+	var res DataWritten
+	return res, c.do(ctx, http.MethodPost, pathData, nil, body, &res)
+}
+
+// Watch calls f with every change of a namespace's keys until ctx ends
+// (then it returns nil), f fails, or the agent goes away.
+func (c *Client) Watch(ctx context.Context, network, namespace string, f func(DataChange) error) error {
+	u := "http://dm-agent" + pathWatch + "?" + url.Values{"network": {network}, "namespace": {namespace}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return c.dialError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c.answerError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ch DataChange
+		if err := dec.Decode(&ch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("the agent ended the watch (it stopped?)")
+			}
+			return fmt.Errorf("reading the watch: %w", err)
+		}
+		if err := f(ch); err != nil {
+			return err
+		}
+	}
+}
+
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
 	return c.do(ctx, http.MethodGet, path, q, nil, out)
 }
@@ -137,24 +206,34 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return fmt.Errorf("reading the agent's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e errorResponse
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = resp.Status
-		}
-		switch resp.StatusCode {
-		case http.StatusBadRequest:
-			return fmt.Errorf("%w: %s", ErrBadRequest, trimKind(e.Error, ErrBadRequest))
-		case http.StatusNotFound:
-			return fmt.Errorf("%w: %s", ErrNotFound, trimKind(e.Error, ErrNotFound))
-		case http.StatusServiceUnavailable:
-			return fmt.Errorf("%w: %s", ErrNotReady, trimKind(e.Error, ErrNotReady))
-		}
-		return errors.New(e.Error)
+		return answerError(resp.Status, resp.StatusCode, data)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("the agent's answer to %s: %w", path, err)
 	}
 	return nil
+}
+
+// answerError turns an answer that is not 200 into the error it carries.
+func (c *Client) answerError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return answerError(resp.Status, resp.StatusCode, data)
+}
+
+func answerError(status string, code int, data []byte) error {
+	var e errorResponse
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		e.Error = status
+	}
+	switch code {
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w: %s", ErrBadRequest, trimKind(e.Error, ErrBadRequest))
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, trimKind(e.Error, ErrNotFound))
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: %s", ErrNotReady, trimKind(e.Error, ErrNotReady))
+	}
+	return errors.New(e.Error)
 }
 
 // trimKind drops the sentinel's text the server put in front of a message,

@@ -47,6 +47,25 @@ func (f *fakeBackend) Publish(_ context.Context, recs []*crdt.Record) (PublishRe
 	return PublishResult{Added: len(recs)}, nil
 }
 func (f *fakeBackend) Facts(context.Context) (Facts, error) { return Facts{}, errors.New("boom") }
+func (f *fakeBackend) Namespaces(context.Context, string) ([]Namespace, error) {
+	return []Namespace{{Network: "clan", Name: "services", Writers: "owner", Policy: "lww"}}, nil
+}
+func (f *fakeBackend) Data(_ context.Context, q DataQuery) (DataList, error) {
+	v := "x"
+	return DataList{Keys: []DataKey{{Key: q.Key, Items: []DataItem{{Value: &v}}}}}, nil
+}
+func (f *fakeBackend) Write(_ context.Context, w DataWrite) (DataWritten, error) {
+	return DataWritten{Hash: string(w.Value), Added: true}, nil
+}
+func (f *fakeBackend) Watch(ctx context.Context, network, namespace string, send func(DataChange) error) error {
+	for i := range 3 {
+		if err := send(DataChange{Network: network, Namespace: namespace, Change: DataKey{Key: fmt.Sprint(i)}}); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
 
 func testKey(name string) crdt.PrivateKey {
 	seed := sha256.Sum256([]byte("control test " + name))
@@ -120,6 +139,25 @@ func TestClientAndServer(t *testing.T) {
 	}
 	if _, err := c.Facts(ctx); err == nil || err.Error() != "boom" {
 		t.Fatalf("an internal failure comes back as it is: %v", err)
+	}
+	if l, err := c.Data(ctx, DataQuery{Network: "clan", Namespace: "services", Key: "a/b"}); err != nil || l.Keys[0].Key != "a/b" || *l.Keys[0].Items[0].Value != "x" {
+		t.Fatalf("data: %+v %v", l, err)
+	}
+	if w, err := c.Write(ctx, DataWrite{Network: "clan", Namespace: "services", Key: "k", Value: []byte("v")}); err != nil || w.Hash != "v" {
+		t.Fatalf("write: %+v %v", w, err)
+	}
+	// A watch streams its changes as they come, and ends with its context.
+	wctx, cancel := context.WithCancel(ctx)
+	var got []string
+	err = c.Watch(wctx, "clan", "services", func(ch DataChange) error {
+		got = append(got, ch.Change.Key)
+		if len(got) == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil || strings.Join(got, ",") != "0,1,2" {
+		t.Fatalf("watch: %v %v", got, err)
 	}
 }
 

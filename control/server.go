@@ -107,6 +107,51 @@ func Handler(b Backend) http.Handler {
 		return b.Publish(r.Context(), recs)
 	}))
 	mux.Handle("GET "+pathFacts, answer(func(r *http.Request) (Facts, error) { return b.Facts(r.Context()) }))
+	mux.Handle("GET "+pathSpaces, answer(func(r *http.Request) ([]Namespace, error) {
+		return b.Namespaces(r.Context(), r.URL.Query().Get("network"))
+	}))
+	mux.Handle("GET "+pathData, answer(func(r *http.Request) (DataList, error) {
+		q := r.URL.Query()
+		return b.Data(r.Context(), DataQuery{Network: q.Get("network"), Namespace: q.Get("namespace"), Key: q.Get("key"), Owner: q.Get("owner")})
+	}))
+	mux.Handle("POST "+pathData, answer(func(r *http.Request) (DataWritten, error) {
+		var w DataWrite
+		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&w); err != nil {
+			return DataWritten{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return b.Write(r.Context(), w)
+	}))
+	mux.Handle("GET "+pathWatch, allowed(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		fl, _ := w.(http.Flusher)
+		enc := json.NewEncoder(w)
+		started := false
+		start := func() {
+			if !started {
+				started = true
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+				if fl != nil {
+					fl.Flush()
+				}
+			}
+		}
+		err := b.Watch(r.Context(), q.Get("network"), q.Get("namespace"), func(c DataChange) error {
+			start()
+			if err := enc.Encode(c); err != nil {
+				return err
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+			return nil
+		})
+		if err != nil && !started && r.Context().Err() == nil {
+			writeError(w, err)
+		}
+	}))
 	return mux
 }
 

@@ -153,3 +153,82 @@ type settingsResponse struct {
 type errorResponse struct {
 	Error string `json:"error"`
 }
+
+// Namespace is a namespace a network's settings declare.
+type Namespace struct {
+	Network string `json:"network"`
+	Name    string `json:"name"`
+	Writers string `json:"writers"` // admin, members, keys, owner
+	// WriterKeys are the keys that may write when Writers is "keys".
+	WriterKeys          []string `json:"writer_keys,omitempty"`
+	Policy              string   `json:"policy"` // lww, fww, gset, orset, log
+	MaxValue            int      `json:"max_value_bytes"`
+	MaxEntriesPerWriter int      `json:"max_entries_per_writer"`
+	// Lifetime is how long an entry lives after it is written, in
+	// seconds; 0: no lifetime.
+	Lifetime float64 `json:"lifetime_seconds"`
+}
+
+// DataItem is one resolved entry of a namespace.
+type DataItem struct {
+	Writer string    `json:"writer"`
+	Time   time.Time `json:"time"`
+	Hash   string    `json:"hash"`
+	// Value is the value when it is UTF-8 text; ValueBase64 otherwise.
+	Value       *string `json:"value,omitempty"`
+	ValueBase64 []byte  `json:"value_base64,omitempty"`
+	Deleted     bool    `json:"deleted,omitempty"`
+	Seq         uint64  `json:"seq,omitempty"` // log entries
+	// Standing is a first-writer-wins entry's place in the contest for its
+	// key: holds, later, unattested, host-not-live.
+	Standing   string    `json:"standing,omitempty"`
+	AttestedAt time.Time `json:"attested_at,omitzero"`
+}
+
+// DataKey is what one key of a namespace holds, resolved by its policy:
+// lww the latest write; fww every contender, the holder first; sets the
+// live elements; log the entries in order.
+type DataKey struct {
+	// Owner is the writer whose key-space holds Key, in owner namespaces.
+	Owner   string     `json:"owner,omitempty"`
+	Key     string     `json:"key"`
+	Deleted bool       `json:"deleted,omitempty"`
+	Items   []DataItem `json:"items"`
+}
+
+// DataList is a namespace's content.
+type DataList struct {
+	Namespace Namespace `json:"namespace"`
+	Keys      []DataKey `json:"keys"`
+}
+
+// DataWrite is a put or a delete the agent signs with its node key.
+type DataWrite struct {
+	Network   string `json:"network"`
+	Namespace string `json:"namespace"`
+	Key       string `json:"key"`
+	// Value is what a put writes (empty for a delete).
+	Value []byte `json:"value,omitempty"`
+	// Delete deletes the key (lww, fww: this node's write; orset: the
+	// adds of Owner, this node by default, that the agent holds).
+	Delete bool `json:"delete,omitempty"`
+	// Owner is whose adds an orset delete removes (only the network's admin
+	// may remove another writer's; default this node).
+	Owner string `json:"owner,omitempty"`
+}
+
+// DataWritten says what a write did.
+type DataWritten struct {
+	Hash  string `json:"hash"`
+	Added bool   `json:"added"`
+	// Refused says why the mesh refuses the write (e.g. not-writer).
+	Refused string `json:"refused,omitempty"`
+}
+
+// DataChange is one line of a watch: a key whose content changed, with all
+// it holds now (no items: it holds nothing any more).
+type DataChange struct {
+	Network   string  `json:"network"`
+	Namespace string  `json:"namespace"`
+	Change    DataKey `json:"change"`
+}

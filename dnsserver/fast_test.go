@@ -30,32 +30,29 @@ func fastReply(h *Handler, pkt []byte) []byte {
 	return out[:n]
 }
 
-// slowReply is what the Handler answers over UDP, packed.
+// slowReply is what the Handler answers over UDP.
 func slowReply(h *Handler, pkt []byte) ([]byte, error) {
 	req := new(dns.Msg)
 	if err := req.Unpack(pkt); err != nil {
 		return nil, err
 	}
-	m, _ := h.answer(req, true)
-	if m == nil {
-		return nil, nil
-	}
-	return m.Pack()
+	b, _ := h.reply(req, true)
+	return b, nil
 }
 
-// sameReply compares two replies as DNS messages (compression aside).
-func sameReply(a, b []byte) error {
+// sameReply checks that the fast path sent the Handler's bytes.
+func sameReply(fast, slow []byte) error {
+	if bytes.Equal(fast, slow) {
+		return nil
+	}
 	ma, mb := new(dns.Msg), new(dns.Msg)
-	if err := ma.Unpack(a); err != nil {
+	if err := ma.Unpack(fast); err != nil {
 		return fmt.Errorf("fast reply does not unpack: %v", err)
 	}
-	if err := mb.Unpack(b); err != nil {
+	if err := mb.Unpack(slow); err != nil {
 		return fmt.Errorf("slow reply does not unpack: %v", err)
 	}
-	if ma.String() != mb.String() {
-		return fmt.Errorf("fast:\n%s\nslow:\n%s", ma, mb)
-	}
-	return nil
+	return fmt.Errorf("fast (%d bytes, %x):\n%s\nslow (%d bytes, %x):\n%s", len(fast), fast, ma, len(slow), slow, mb)
 }
 
 func packQuery(name string, qtype uint16, mod func(*dns.Msg)) []byte {
@@ -77,7 +74,8 @@ func TestFastPathMatchesHandler(t *testing.T) {
 	names := []string{"mors.nether.", "MORS.Nether.", "styx.nether.", "nobody.nether.", "_tcp.mors.nether.",
 		"_ssh._tcp.mors.nether.", "www.nether.", "gone.nether.", "ext.nether.", "nether.", "NETHER.", "lethe.clan.",
 		"deep.below.nobody.clan.", "example.org.", "org.", ".", "many.nether.",
-		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "1.0.0.10.in-addr.arpa.", "8.8.8.8.in-addr.arpa."}
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "1.0.0.10.in-addr.arpa.", "8.8.8.8.in-addr.arpa.",
+		"ns.nether.", "NS.Nether.", "x.ns.nether.", "ns.clan.", "0.0.10.in-addr.arpa.", "A.B.C.D.NETHER.", "_SSH._tcp.MORS.nether."}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypeTXT, dns.TypeSRV, dns.TypeCNAME, dns.TypeSOA,
 		dns.TypeNS, dns.TypePTR, dns.TypeMX, dns.TypeCAA, dns.TypeNULL, 999}
 	mods := map[string]func(*dns.Msg){

@@ -209,16 +209,11 @@ func (l *udpLoop) slowWorker() {
 			}
 			continue
 		}
-		resp, res := l.h.answer(req, true)
+		b, res := l.h.reply(req, true)
 		l.h.counts[res].Add(1)
-		if resp == nil {
-			continue
+		if b != nil {
+			l.sendTo(b, &sq)
 		}
-		b, err := resp.Pack()
-		if err != nil {
-			continue
-		}
-		l.sendTo(b, &sq)
 	}
 }
 

@@ -2,7 +2,10 @@ package dnsserver
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -177,26 +180,94 @@ func FuzzQuery(f *testing.F) {
 	})
 }
 
+// dns.json lists every name the server answers A or AAAA for, with the
+// addresses it answers (claims, the admin's records, names whose CNAME
+// leads to addresses, the NS name), IPv6 alone under "ips".
 func TestWriteDNSJSON(t *testing.T) {
+	h := newTestHandler(t)
 	var b bytes.Buffer
-	if err := WriteDNSJSON(&b, testView()); err != nil {
+	if err := h.Table().WriteDNSJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := `{"hostname":"lethe.clan","ip":"fd00::3","ips":["fd00::3"]}`
-	if lines[0] != want {
-		t.Fatalf("first line %s, want %s", lines[0], want)
-	}
-	found := false
-	for _, l := range lines {
-		if strings.HasPrefix(l, `{"hostname":"mors.nether"`) {
-			found = l == `{"hostname":"mors.nether","ip":"fd00::1","ips":["fd00::1","10.0.0.1"]}`
+	got := map[string]string{}
+	var order []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var line DNSJSONLine
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("%s: %v", l, err)
 		}
-		if strings.Contains(l, "www.nether") {
-			t.Fatalf("a name without addresses is listed: %s", l)
+		got[line.Hostname] = l
+		order = append(order, line.Hostname)
+		for _, a := range line.IPs {
+			if !a.Is6() || a.Is4In6() {
+				t.Errorf("%s: an IPv4 address in ips", l)
+			}
 		}
 	}
-	if !found {
-		t.Fatalf("mors.nether line wrong or missing:\n%s", b.String())
+	if !slices.IsSorted(order) {
+		t.Errorf("not sorted by name: %q", order)
+	}
+	for name, want := range map[string]string{
+		"lethe.clan":     `{"hostname":"lethe.clan","ip":"fd00::3","ips":["fd00::3"]}`,
+		"mors.nether":    `{"hostname":"mors.nether","ip":"fd00::1","ips":["fd00::1"],"ipv4":["10.0.0.1"]}`,
+		"www.nether":     `{"hostname":"www.nether","ip":"fd00::1","ips":["fd00::1"],"ipv4":["10.0.0.1"]}`,
+		"printer.nether": `{"hostname":"printer.nether","ip":"fd00::99","ips":["fd00::99"],"ipv4":["10.0.0.99"]}`,
+		"legacy.nether":  `{"hostname":"legacy.nether","ips":[],"ipv4":["10.0.0.7"]}`,
+		"ns.nether":      `{"hostname":"ns.nether","ip":"fd00::53","ips":["fd00::53"],"ipv4":["10.0.0.53"]}`,
+	} {
+		if got[name] != want {
+			t.Errorf("%s: got %s, want %s", name, got[name], want)
+		}
+	}
+	// Both ways: every name the handler answers with addresses is there,
+	// with those addresses, and nothing else is.
+	for name := range h.Table().names {
+		if z := h.Table().zoneOf(name); z == nil || z.reverse {
+			continue
+		}
+		var want DNSJSONLine
+		for _, qt := range []uint16{dns.TypeAAAA, dns.TypeA} {
+			q := new(dns.Msg)
+			q.SetQuestion(name, qt)
+			w := &recorder{tcp: true} // whole answers
+			h.ServeDNS(w, q)
+			for _, rr := range w.msg.Answer {
+				switch rr := rr.(type) {
+				case *dns.AAAA:
+					want.IPs = append(want.IPs, netip.MustParseAddr(rr.AAAA.String()))
+				case *dns.A:
+					want.IPv4 = append(want.IPv4, netip.MustParseAddr(rr.A.String()))
+				}
+			}
+		}
+		host := strings.TrimSuffix(name, ".")
+		l, listed := got[host]
+		if len(want.IPs)+len(want.IPv4) == 0 {
+			if listed {
+				t.Errorf("%s is listed but has no address: %s", host, l)
+			}
+			continue
+		}
+		var line DNSJSONLine
+		_ = json.Unmarshal([]byte(l), &line)
+		slices.SortFunc(want.IPs, netip.Addr.Compare)
+		slices.SortFunc(want.IPv4, netip.Addr.Compare)
+		if !slices.Equal(line.IPs, want.IPs) || !slices.Equal(line.IPv4, want.IPv4) {
+			t.Errorf("%s: dns.json %s, the server answers %v %v", host, l, want.IPs, want.IPv4)
+		}
+	}
+	for _, absent := range []string{"gone.nether", "ext.nether", "_ssh._tcp.mors.nether", "nether"} {
+		if l, ok := got[absent]; ok {
+			t.Errorf("%s has no address but is listed: %s", absent, l)
+		}
+	}
+	// From a view alone (what the agent calls today): the same, without
+	// the NS name.
+	var fromView bytes.Buffer
+	if err := WriteDNSJSON(&fromView, testView()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fromView.String(), got["printer.nether"]) || strings.Contains(fromView.String(), "ns.nether") {
+		t.Errorf("from the view:\n%s", fromView.String())
 	}
 }

@@ -56,6 +56,11 @@ func testView() *crdt.ResolvedView {
 		},
 		Reverse: map[netip.Addr][]string{a("fd00::1"): {"mors.nether"}, a("fd00::2"): {"styx.nether"}, a("10.0.0.1"): {"mors.nether"}, a("fd00::3"): {"lethe.clan"}},
 	}
+	// The admin's own address records: a printer, and an IPv4-only name.
+	v.Names["printer.nether"] = &crdt.Name{FQDN: "printer.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{
+		{Type: crdt.TypeAAAA, TTL: time.Minute, Data: "fd00::99"}, {Type: crdt.TypeA, TTL: time.Minute, Data: "10.0.0.99"}}}
+	v.Names["legacy.nether"] = &crdt.Name{FQDN: "legacy.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{
+		{Type: crdt.TypeA, TTL: time.Minute, Data: "10.0.0.7"}}}
 	v.Names["many.nether"] = &crdt.Name{FQDN: "many.nether", TTL: time.Minute}
 	for i := range 40 {
 		v.Names["many.nether"].Addrs = append(v.Names["many.nether"].Addrs, netip.AddrFrom16([16]byte{0xfd, 1, 15: byte(i)}))

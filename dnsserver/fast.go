@@ -32,6 +32,9 @@ type template struct {
 	// ptrs are the offsets in rest of the compression pointers to move.
 	shared bool
 	ptrs   []int
+	// ede is the extended DNS error (RFC 8914) the reply's OPT carries
+	// when the query has one; 0: none.
+	ede uint16
 	// avoid are the wire names below the apex that the records hold (the
 	// SOA's server and mailbox): a question ending in one compresses
 	// differently, so a shared template does not answer it.
@@ -151,7 +154,7 @@ func buildFast(t *Table, prev *Table, unchanged func(name string) bool) *fastTab
 		f.names[wire] = fn
 	}
 	if tp := probe("dm-refused-probe.invalid.", dns.TypeA); tp != nil && tp.result == ResultRefused && len(tp.rest) == 0 {
-		tp.shared = true
+		tp.shared, tp.ede = true, dns.ExtendedErrorCodeNotAuthoritative
 		f.refused = tp
 	}
 	return f
@@ -237,6 +240,10 @@ func wireName(fqdn string) string {
 // optLen is the length of the OPT record the Handler appends (UDP size
 // 1232, version 0, the query's DO bit, no options).
 const optLen = 11
+
+// edeLen is the length of an extended DNS error option without text
+// (code, length, info code).
+const edeLen = 6
 
 // query is a parsed common query.
 type query struct {
@@ -351,6 +358,9 @@ func (t *template) build(p []byte, q *query, out []byte) int {
 	n := 12 + q.qlen + len(t.rest)
 	if q.edns {
 		n += optLen
+		if t.ede != 0 {
+			n += edeLen
+		}
 	}
 	d := q.qlen - t.qlen
 	if n > limit || n > len(out) || (d != 0 && !t.shared) {
@@ -376,9 +386,15 @@ func (t *template) build(p []byte, q *query, out []byte) int {
 			do = 0x80
 		}
 		// Root name, type OPT, our UDP size, extended rcode and version 0,
-		// flags (DO), no options.
+		// flags (DO), the options' length; then the extended error, if any.
 		o[0], o[1], o[2], o[3], o[4] = 0, 0, byte(dns.TypeOPT), maxUDPSize>>8, maxUDPSize&0xff
 		o[5], o[6], o[7], o[8], o[9], o[10] = 0, 0, do, 0, 0, 0
+		if t.ede != 0 {
+			o[10] = edeLen
+			binary.BigEndian.PutUint16(o[11:], dns.EDNS0EDE)
+			binary.BigEndian.PutUint16(o[13:], 2)
+			binary.BigEndian.PutUint16(o[15:], t.ede)
+		}
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	}
 	return n

@@ -121,12 +121,17 @@ func (h *Handler) answer(req *dns.Msg, udp bool) (*dns.Msg, Result) {
 			return m, ResultError
 		}
 	}
+	var ede *dns.EDNS0_EDE // an extended error (RFC 8914), with EDNS only
 	finish := func(r Result) (*dns.Msg, Result) {
 		if opt != nil {
 			// RFC 3225 §3: the DO bit of the query is copied into the
 			// reply. The zones are not signed, so it changes nothing
 			// else.
 			m.SetEdns0(maxUDPSize, opt.Do())
+			if ede != nil {
+				o := m.IsEdns0()
+				o.Option = append(o.Option, ede)
+			}
 		}
 		if udp {
 			m.Truncate(size)
@@ -163,7 +168,9 @@ func (h *Handler) answer(req *dns.Msg, udp bool) (*dns.Msg, Result) {
 			m.Rcode = dns.RcodeServerFailure
 			return finish(ResultError)
 		}
+		// Not ours: REFUSED, saying why as NSD and Knot do.
 		m.Rcode = dns.RcodeRefused
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNotAuthoritative}
 		return finish(ResultRefused)
 	}
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {

@@ -255,75 +255,79 @@ type query struct {
 	udpSize int
 }
 
-// parseQuery reads the common UDP question: one IN question of plain
-// labels, optionally one OPT record of version 0. Anything else returns
-// false and goes to the Handler. lower must hold 255 bytes.
-func parseQuery(p []byte, lower []byte) (query, bool) {
-	var q query
+// toLower maps the ASCII upper-case letters to lower case and every other
+// byte to itself.
+var toLower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// parseQuery reads the common UDP question into q: one IN question of
+// plain labels, optionally one OPT record of version 0. Anything else
+// returns false and goes to the Handler. q.qname points into lower.
+func parseQuery(p []byte, lower *[256]byte, q *query) bool {
 	if len(p) < 12+5 {
-		return q, false
+		return false
 	}
-	flags := binary.BigEndian.Uint16(p[2:])
-	// QR=0, opcode QUERY, TC=0.
-	if flags&0x8000 != 0 || flags&0x7800 != 0 || flags&0x0200 != 0 {
-		return q, false
+	// QR=0, opcode QUERY, TC=0; one question, no answer or authority
+	// records, at most one additional (the OPT).
+	if p[2]&0xfa != 0 {
+		return false
 	}
-	if binary.BigEndian.Uint16(p[4:]) != 1 || binary.BigEndian.Uint16(p[6:]) != 0 || binary.BigEndian.Uint16(p[8:]) != 0 {
-		return q, false
-	}
-	ar := binary.BigEndian.Uint16(p[10:])
-	if ar > 1 {
-		return q, false
+	counts := binary.BigEndian.Uint64(p[4:12])
+	if counts&^1 != 1<<48 {
+		return false
 	}
 	i, n := 12, 0
 	for {
 		if i >= len(p) {
-			return q, false
+			return false
 		}
 		l := int(p[i])
 		if l == 0 {
-			lower[n] = 0
-			n++
-			i++
 			break
 		}
-		if l > 63 || i+1+l > len(p) || n+1+l >= 255 {
-			return q, false // compression pointers, long labels: the Handler
+		if l > 63 || n+1+l >= 255 || i+1+l > len(p) {
+			return false // compression pointers, long labels: the Handler
 		}
 		lower[n] = byte(l)
-		for k := 1; k <= l; k++ {
-			c := p[i+k]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			lower[n+k] = c
+		dst := lower[n+1 : n+1+l]
+		src := p[i+1 : i+1+l]
+		src = src[:len(dst)]
+		for k := range dst {
+			dst[k] = toLower[src[k]]
 		}
 		n += 1 + l
 		i += 1 + l
 	}
+	lower[n] = 0
+	n++
+	i++
 	if i+4 > len(p) || binary.BigEndian.Uint16(p[i+2:]) != dns.ClassINET {
-		return q, false
+		return false
 	}
-	q.qname, q.qtype, q.qlen = lower[:n], binary.BigEndian.Uint16(p[i:]), i+4-12
+	*q = query{qname: lower[:n], qtype: binary.BigEndian.Uint16(p[i:]), qlen: i + 4 - 12}
 	i += 4
-	if ar == 1 {
+	if counts&1 == 1 {
 		// OPT: root name, type 41, class = UDP size, TTL = ext-rcode,
 		// version, flags; options are ignored (as the Handler does).
 		if i+11 > len(p) || p[i] != 0 || binary.BigEndian.Uint16(p[i+1:]) != dns.TypeOPT {
-			return q, false
+			return false
 		}
 		if p[i+5] != 0 || p[i+6] != 0 { // extended rcode, version
-			return q, false
+			return false
 		}
 		q.edns = true
 		q.udpSize = int(binary.BigEndian.Uint16(p[i+3:]))
 		q.do = p[i+7]&0x80 != 0
 		i += 11 + int(binary.BigEndian.Uint16(p[i+9:]))
 	}
-	if i != len(p) || q.qtype == dns.TypeANY || q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
-		return q, false
-	}
-	return q, true
+	return i == len(p) && q.qtype != dns.TypeANY && q.qtype != dns.TypeAXFR && q.qtype != dns.TypeIXFR
 }
 
 // lookup finds the template for q; nil means: ask the Handler.

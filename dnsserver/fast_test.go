@@ -16,8 +16,8 @@ import (
 // the fast path passes the query on.
 func fastReply(h *Handler, pkt []byte) []byte {
 	var lower [256]byte
-	q, ok := parseQuery(pkt, lower[:])
-	if !ok {
+	var q query
+	if !parseQuery(pkt, &lower, &q) {
 		return nil
 	}
 	tab := h.table.Load()

@@ -16,10 +16,16 @@
 //	dnsbench serve -listen ADDR:PORT [-names 1000] [-cpuprofile FILE]
 //	    the bare dnsserver package (no agent) on h0.bench …, for profilers;
 //	    the CPU profile runs from SIGUSR1 to SIGTERM
+//	dnsbench residence -pcap FILE -port PORT
+//	    how long queries stayed in the server: from a capture on the
+//	    loopback interface (tcpdump -i lo -w FILE), the time from each
+//	    query to its reply (matched by client port and ID) as the kernel
+//	    saw them; the quantiles, in ms
 package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -32,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +69,8 @@ func main() {
 	n := fs.Int("n", 300, "replies: distinct questions to ask")
 	names := fs.Int("names", 1000, "serve: names")
 	profile := fs.String("cpuprofile", "", "serve: write a CPU profile here, from SIGUSR1 to SIGTERM")
+	pcap := fs.String("pcap", "", "residence: the capture")
+	port := fs.Int("port", 5300, "residence: the server's port")
 	_ = fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
@@ -71,6 +80,8 @@ func main() {
 		err = replies(*server, *queries, *n)
 	case "serve":
 		err = serve(netip.MustParseAddrPort(*listen), *names, *profile)
+	case "residence":
+		err = residence(*pcap, uint16(*port))
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -292,5 +303,82 @@ func serve(listen netip.AddrPort, n int, profile string) error {
 		pprof.StopCPUProfile()
 		return pf.Close()
 	}
+	return nil
+}
+
+// residence reads a pcap file of a loopback capture (Ethernet framing,
+// IPv4 or IPv6, UDP) and prints the quantiles of the time between each
+// query to port and the reply to it.
+func residence(file string, port uint16) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if len(b) < 24 {
+		return fmt.Errorf("%s: not a pcap file", file)
+	}
+	var order binary.ByteOrder = binary.LittleEndian
+	magic := order.Uint32(b)
+	if magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1 {
+		order = binary.BigEndian
+		magic = order.Uint32(b)
+	}
+	unit := time.Microsecond
+	switch magic {
+	case 0xa1b2c3d4:
+	case 0xa1b23c4d:
+		unit = time.Nanosecond
+	default:
+		return fmt.Errorf("%s: not a pcap file (magic %#x)", file, magic)
+	}
+	if link := order.Uint32(b[20:]); link != 1 {
+		return fmt.Errorf("%s: link type %d; capture on lo (Ethernet framing)", file, link)
+	}
+	type key struct {
+		port, id uint16
+	}
+	sent := map[key]time.Duration{}
+	var waits []time.Duration
+	for off := 24; off+16 <= len(b); {
+		ts := time.Duration(order.Uint32(b[off:]))*time.Second + time.Duration(order.Uint32(b[off+4:]))*unit
+		n := int(order.Uint32(b[off+8:]))
+		pkt := b[off+16 : min(off+16+n, len(b))]
+		off += 16 + n
+		if len(pkt) < 14 {
+			continue
+		}
+		var udp []byte
+		switch ip := pkt[14:]; binary.BigEndian.Uint16(pkt[12:]) {
+		case 0x0800:
+			if len(ip) >= 20 && ip[9] == 17 && len(ip) >= int(ip[0]&0xf)*4 {
+				udp = ip[int(ip[0]&0xf)*4:]
+			}
+		case 0x86dd:
+			if len(ip) >= 40 && ip[6] == 17 {
+				udp = ip[40:]
+			}
+		}
+		if len(udp) < 8+2 {
+			continue
+		}
+		src, dst, id := binary.BigEndian.Uint16(udp), binary.BigEndian.Uint16(udp[2:]), binary.BigEndian.Uint16(udp[8:])
+		switch {
+		case dst == port:
+			sent[key{src, id}] = ts
+		case src == port:
+			if t0, ok := sent[key{dst, id}]; ok {
+				waits = append(waits, ts-t0)
+				delete(sent, key{dst, id})
+			}
+		}
+	}
+	if len(waits) == 0 {
+		return fmt.Errorf("%s: no query and reply to port %d", file, port)
+	}
+	slices.Sort(waits)
+	q := func(p float64) float64 {
+		return float64(waits[min(len(waits)-1, int(float64(len(waits))*p))]) / float64(time.Millisecond)
+	}
+	fmt.Printf("n=%d p50=%.3f p99=%.3f p99.9=%.3f max=%.3f\n", len(waits), q(0.5), q(0.99), q(0.999), q(1))
 	return nil
 }

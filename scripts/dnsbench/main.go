@@ -13,9 +13,10 @@
 //	    one line per question (the first n distinct ones, asked as dnsperf
 //	    asks them, then again with EDNS and DO): the reply's length and
 //	    bytes, ID zeroed, to compare servers byte for byte
-//	dnsbench serve -listen ADDR:PORT [-names 1000] [-cpuprofile FILE]
-//	    the bare dnsserver package (no agent) on h0.bench …, for profilers;
-//	    the CPU profile runs from SIGUSR1 to SIGTERM
+//	dnsbench serve -listen ADDR:PORT [-names 1000] [-serial N] [-cpuprofile FILE]
+//	    the bare dnsserver package (no agent) on the names gen makes (the
+//	    zone's SOA serial N), to tell the agent's part from the package's,
+//	    and for profilers; the CPU profile runs from SIGUSR1 to SIGTERM
 //	dnsbench residence -pcap FILE -port PORT
 //	    how long queries stayed in the server: from a capture on the
 //	    loopback interface (tcpdump -i lo -w FILE), the time from each
@@ -68,6 +69,7 @@ func main() {
 	queries := fs.String("queries", "", "replies: dnsperf query file")
 	n := fs.Int("n", 300, "replies: distinct questions to ask")
 	names := fs.Int("names", 1000, "serve: names")
+	serial := fs.Uint("serial", 1, "serve: the SOA serial")
 	profile := fs.String("cpuprofile", "", "serve: write a CPU profile here, from SIGUSR1 to SIGTERM")
 	pcap := fs.String("pcap", "", "residence: the capture")
 	port := fs.Int("port", 5300, "residence: the server's port")
@@ -79,7 +81,7 @@ func main() {
 	case "replies":
 		err = replies(*server, *queries, *n)
 	case "serve":
-		err = serve(netip.MustParseAddrPort(*listen), *names, *profile)
+		err = serve(netip.MustParseAddrPort(*listen), *names, uint32(*serial), *profile)
 	case "residence":
 		err = residence(*pcap, uint16(*port))
 	default:
@@ -88,6 +90,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// hostAddr is the tunnel address of host i (h<i>.bench): fdbe:ec00::<i+1>.
+func hostAddr(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0xbe, 0xec, 13: byte((i + 1) >> 16), 14: byte((i + 1) >> 8), 15: byte(i + 1)})
 }
 
 // gen writes the network, the agent's files, the peers' zone and the
@@ -120,7 +127,7 @@ func gen(dir string, listen netip.AddrPort, hosts int) error {
 	var verdicts []wg.Verdict
 	for i := range hosts {
 		k, _ := crdt.GenerateKey(nil)
-		addr := netip.AddrFrom16([16]byte{0xfd, 0xbe, 0xec, 13: byte((i + 1) >> 16), 14: byte((i + 1) >> 8), 15: byte(i + 1)})
+		addr := hostAddr(i)
 		h, err := crdt.SignHost(crdt.Host{Network: net, Node: k.Public(), Heartbeat: now.Add(-time.Minute), Addresses: []netip.Addr{addr},
 			GossipPort: 7946, HTTPPort: httpPort, DNSPort: 53}, k)
 		if err != nil {
@@ -266,10 +273,10 @@ func replies(server, queries string, n int) error {
 }
 
 // serve runs the bare dnsserver package.
-func serve(listen netip.AddrPort, n int, profile string) error {
-	v := &crdt.ResolvedView{Zones: []crdt.Zone{{Domain: domain, TTL: dnsTTL, Serial: 1}}, Names: map[string]*crdt.Name{}}
+func serve(listen netip.AddrPort, n int, serial uint32, profile string) error {
+	v := &crdt.ResolvedView{Zones: []crdt.Zone{{Domain: domain, TTL: dnsTTL, Serial: serial}}, Names: map[string]*crdt.Name{}}
 	for i := range n {
-		a := netip.AddrFrom16([16]byte{0xfd, 0xbe, 0xec, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+		a := hostAddr(i)
 		name := fmt.Sprintf("h%d.%s", i, domain)
 		v.Names[name] = &crdt.Name{FQDN: name, Addrs: []netip.Addr{a}, TTL: dnsTTL}
 	}

@@ -76,9 +76,11 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	var v *crdt.ResolvedView
 	p.store.Read(func(st *crdt.State) { v = st.View(cfg, now) })
 	p.view.Store(v)
+	var table *dnsserver.Table
 	if p.dns != nil {
 		prev := p.dns.Handler().Table()
-		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(), Previous: prev})
+		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
+			NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
 		switch {
 		case err != nil:
 			p.log.Error("building the DNS table", "err", err)
@@ -86,11 +88,14 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 			return v.ValidUntil // the answers did not change: nothing to write
 		default:
 			p.dns.SetTable(t)
+			table = t
 		}
 	}
-	if conf.DNS.JSONFile != "off" {
+	if conf.DNS.JSONFile != "off" && table != nil {
+		// dns.json holds every A/AAAA name the server answers, from the
+		// table it answers with.
 		var b bytes.Buffer
-		if err := dnsserver.WriteDNSJSON(&b, v); err == nil && !bytes.Equal(b.Bytes(), p.dnsJSON) {
+		if err := table.WriteDNSJSON(&b); err == nil && !bytes.Equal(b.Bytes(), p.dnsJSON) {
 			if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
 				p.log.Warn("writing dns.json", "err", err)
 			} else {

@@ -11,6 +11,11 @@
 // zone transfers, forwarding) goes to the handler. The view is swapped
 // atomically; a query never waits for the sync path.
 //
-// The agent builds a Table from the crdt resolved view and calls
-// Server.SetTable whenever the view changes.
+// Replies are compressed as NSD and Knot compress them, and are byte for
+// byte what those servers send for the same zone (TestRepliesEqualNSDAndKnot).
+//
+// The agent builds a Table from the crdt resolved view (TableOptions.NSAddrs:
+// its own tunnel addresses, for the NS name) and calls Server.SetTable
+// whenever the view changes; Table.WriteDNSJSON writes dns.json from the
+// same table, and Table.WriteZone any of its zones as a master file.
 package dnsserver

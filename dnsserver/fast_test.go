@@ -2,7 +2,10 @@ package dnsserver
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,8 +16,8 @@ import (
 // the fast path passes the query on.
 func fastReply(h *Handler, pkt []byte) []byte {
 	var lower [256]byte
-	q, ok := parseQuery(pkt, lower[:])
-	if !ok {
+	var q query
+	if !parseQuery(pkt, &lower, &q) {
 		return nil
 	}
 	tab := h.table.Load()
@@ -30,32 +33,29 @@ func fastReply(h *Handler, pkt []byte) []byte {
 	return out[:n]
 }
 
-// slowReply is what the Handler answers over UDP, packed.
+// slowReply is what the Handler answers over UDP.
 func slowReply(h *Handler, pkt []byte) ([]byte, error) {
 	req := new(dns.Msg)
 	if err := req.Unpack(pkt); err != nil {
 		return nil, err
 	}
-	m, _ := h.answer(req, true)
-	if m == nil {
-		return nil, nil
-	}
-	return m.Pack()
+	b, _ := h.reply(req, true)
+	return b, nil
 }
 
-// sameReply compares two replies as DNS messages (compression aside).
-func sameReply(a, b []byte) error {
+// sameReply checks that the fast path sent the Handler's bytes.
+func sameReply(fast, slow []byte) error {
+	if bytes.Equal(fast, slow) {
+		return nil
+	}
 	ma, mb := new(dns.Msg), new(dns.Msg)
-	if err := ma.Unpack(a); err != nil {
+	if err := ma.Unpack(fast); err != nil {
 		return fmt.Errorf("fast reply does not unpack: %v", err)
 	}
-	if err := mb.Unpack(b); err != nil {
+	if err := mb.Unpack(slow); err != nil {
 		return fmt.Errorf("slow reply does not unpack: %v", err)
 	}
-	if ma.String() != mb.String() {
-		return fmt.Errorf("fast:\n%s\nslow:\n%s", ma, mb)
-	}
-	return nil
+	return fmt.Errorf("fast (%d bytes, %x):\n%s\nslow (%d bytes, %x):\n%s", len(fast), fast, ma, len(slow), slow, mb)
 }
 
 func packQuery(name string, qtype uint16, mod func(*dns.Msg)) []byte {
@@ -77,7 +77,8 @@ func TestFastPathMatchesHandler(t *testing.T) {
 	names := []string{"mors.nether.", "MORS.Nether.", "styx.nether.", "nobody.nether.", "_tcp.mors.nether.",
 		"_ssh._tcp.mors.nether.", "www.nether.", "gone.nether.", "ext.nether.", "nether.", "NETHER.", "lethe.clan.",
 		"deep.below.nobody.clan.", "example.org.", "org.", ".", "many.nether.",
-		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "1.0.0.10.in-addr.arpa.", "8.8.8.8.in-addr.arpa."}
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "1.0.0.10.in-addr.arpa.", "8.8.8.8.in-addr.arpa.",
+		"ns.nether.", "NS.Nether.", "x.ns.nether.", "ns.clan.", "0.0.10.in-addr.arpa.", "A.B.C.D.NETHER.", "_SSH._tcp.MORS.nether."}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypeTXT, dns.TypeSRV, dns.TypeCNAME, dns.TypeSOA,
 		dns.TypeNS, dns.TypePTR, dns.TypeMX, dns.TypeCAA, dns.TypeNULL, 999}
 	mods := map[string]func(*dns.Msg){
@@ -179,26 +180,94 @@ func FuzzQuery(f *testing.F) {
 	})
 }
 
+// dns.json lists every name the server answers A or AAAA for, with the
+// addresses it answers (claims, the admin's records, names whose CNAME
+// leads to addresses, the NS name), IPv6 alone under "ips".
 func TestWriteDNSJSON(t *testing.T) {
+	h := newTestHandler(t)
 	var b bytes.Buffer
-	if err := WriteDNSJSON(&b, testView()); err != nil {
+	if err := h.Table().WriteDNSJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := `{"hostname":"lethe.clan","ip":"fd00::3","ips":["fd00::3"]}`
-	if lines[0] != want {
-		t.Fatalf("first line %s, want %s", lines[0], want)
-	}
-	found := false
-	for _, l := range lines {
-		if strings.HasPrefix(l, `{"hostname":"mors.nether"`) {
-			found = l == `{"hostname":"mors.nether","ip":"fd00::1","ips":["fd00::1","10.0.0.1"]}`
+	got := map[string]string{}
+	var order []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var line DNSJSONLine
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("%s: %v", l, err)
 		}
-		if strings.Contains(l, "www.nether") {
-			t.Fatalf("a name without addresses is listed: %s", l)
+		got[line.Hostname] = l
+		order = append(order, line.Hostname)
+		for _, a := range line.IPs {
+			if !a.Is6() || a.Is4In6() {
+				t.Errorf("%s: an IPv4 address in ips", l)
+			}
 		}
 	}
-	if !found {
-		t.Fatalf("mors.nether line wrong or missing:\n%s", b.String())
+	if !slices.IsSorted(order) {
+		t.Errorf("not sorted by name: %q", order)
+	}
+	for name, want := range map[string]string{
+		"lethe.clan":     `{"hostname":"lethe.clan","ip":"fd00::3","ips":["fd00::3"]}`,
+		"mors.nether":    `{"hostname":"mors.nether","ip":"fd00::1","ips":["fd00::1"],"ipv4":["10.0.0.1"]}`,
+		"www.nether":     `{"hostname":"www.nether","ip":"fd00::1","ips":["fd00::1"],"ipv4":["10.0.0.1"]}`,
+		"printer.nether": `{"hostname":"printer.nether","ip":"fd00::99","ips":["fd00::99"],"ipv4":["10.0.0.99"]}`,
+		"legacy.nether":  `{"hostname":"legacy.nether","ips":[],"ipv4":["10.0.0.7"]}`,
+		"ns.nether":      `{"hostname":"ns.nether","ip":"fd00::53","ips":["fd00::53"],"ipv4":["10.0.0.53"]}`,
+	} {
+		if got[name] != want {
+			t.Errorf("%s: got %s, want %s", name, got[name], want)
+		}
+	}
+	// Both ways: every name the handler answers with addresses is there,
+	// with those addresses, and nothing else is.
+	for name := range h.Table().names {
+		if z := h.Table().zoneOf(name); z == nil || z.reverse {
+			continue
+		}
+		var want DNSJSONLine
+		for _, qt := range []uint16{dns.TypeAAAA, dns.TypeA} {
+			q := new(dns.Msg)
+			q.SetQuestion(name, qt)
+			w := &recorder{tcp: true} // whole answers
+			h.ServeDNS(w, q)
+			for _, rr := range w.msg.Answer {
+				switch rr := rr.(type) {
+				case *dns.AAAA:
+					want.IPs = append(want.IPs, netip.MustParseAddr(rr.AAAA.String()))
+				case *dns.A:
+					want.IPv4 = append(want.IPv4, netip.MustParseAddr(rr.A.String()))
+				}
+			}
+		}
+		host := strings.TrimSuffix(name, ".")
+		l, listed := got[host]
+		if len(want.IPs)+len(want.IPv4) == 0 {
+			if listed {
+				t.Errorf("%s is listed but has no address: %s", host, l)
+			}
+			continue
+		}
+		var line DNSJSONLine
+		_ = json.Unmarshal([]byte(l), &line)
+		slices.SortFunc(want.IPs, netip.Addr.Compare)
+		slices.SortFunc(want.IPv4, netip.Addr.Compare)
+		if !slices.Equal(line.IPs, want.IPs) || !slices.Equal(line.IPv4, want.IPv4) {
+			t.Errorf("%s: dns.json %s, the server answers %v %v", host, l, want.IPs, want.IPv4)
+		}
+	}
+	for _, absent := range []string{"gone.nether", "ext.nether", "_ssh._tcp.mors.nether", "nether"} {
+		if l, ok := got[absent]; ok {
+			t.Errorf("%s has no address but is listed: %s", absent, l)
+		}
+	}
+	// From a view alone (what the agent calls today): the same, without
+	// the NS name.
+	var fromView bytes.Buffer
+	if err := WriteDNSJSON(&fromView, testView()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fromView.String(), got["printer.nether"]) || strings.Contains(fromView.String(), "ns.nether") {
+		t.Errorf("from the view:\n%s", fromView.String())
 	}
 }

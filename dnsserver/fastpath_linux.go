@@ -18,14 +18,30 @@ import (
 // The UDP fast path. Measured on these machines (see DNS-FASTPATH.md in
 // the design notes): a goroutine blocked in recvmmsg on a blocking socket,
 // answering a batch with one sendmmsg, keeps the Go runtime's netpoller and
-// its wake-ups out of the way; yielding every couple of milliseconds keeps
-// the monitor from taking the thread's processor away. It costs one OS
-// thread per socket.
+// its wake-ups out of the way. It costs one OS thread per socket.
+//
+// The loop yields (runtime.Gosched) now and then. A goroutine that never
+// passes through the scheduler has its processor taken by the runtime's
+// monitor after 10 ms (sysmon, forcePreemptNS): blocked in recvmmsg, the
+// processor is handed off, and without yields that repeats at every
+// monitor tick and moves the loop from thread to thread (perf sched at 20k
+// queries a second: about 900 wake-ups of idle runtime threads a second,
+// the loop alternating between threads thousands of times a second). But
+// every yield wakes an idle runtime thread too (Gosched queues the
+// goroutine globally and calls wakep), and on a busy machine that thread
+// can take the loop's CPU: with both cores loaded, nearly every
+// involuntary preemption of the loop's thread came right after it had
+// woken such a thread at a yield, and left the socket unread for up to
+// 0.4 ms. So the loop yields as seldom as the monitor allows, and when it
+// has just emptied the socket: at the first batch shorter than a full one
+// once yieldIdle has passed since the last yield, or after yieldLatest
+// when full batches keep coming.
 
 const (
-	batch      = 32
-	recvBuf    = 4096
-	yieldEvery = 2 * time.Millisecond
+	batch       = 32
+	recvBuf     = 4096
+	yieldIdle   = 4 * time.Millisecond
+	yieldLatest = 7 * time.Millisecond // below the monitor's 10 ms
 )
 
 type udpLoop struct {
@@ -107,6 +123,10 @@ func (l *udpLoop) run() {
 		siov  [batch]unix.Iovec
 		shdr  [batch]unix.Mmsghdr
 		lower [256]byte
+		q     query
+		// counts of this batch's results, added to the Handler's once
+		// per batch
+		counts [numResults]int64
 	)
 	for i := range batch {
 		riov[i].Base = &bufs[i][0]
@@ -116,8 +136,8 @@ func (l *udpLoop) run() {
 		rhdr[i].Hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
 	}
 	lastYield := time.Now()
+	forwarding := len(l.h.forwarders) > 0
 	for !l.stopped.Load() {
-		var fastCount int64
 		for i := range batch {
 			rhdr[i].Hdr.Namelen = uint32(unsafe.Sizeof(names[i]))
 			rhdr[i].Hdr.Flags = 0
@@ -135,20 +155,17 @@ func (l *udpLoop) run() {
 			continue
 		}
 		out := 0
+		fast := l.h.table.Load().fast // one table for the batch
 		for i := range int(n) {
 			pkt := bufs[i][:rhdr[i].Len]
 			if rhdr[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				continue // larger than any query we answer: drop
 			}
-			q, ok := parseQuery(pkt, lower[:])
-			var size int
-			if ok {
-				tab := l.h.table.Load()
-				t := tab.fast.lookup(&q)
-				if t != nil && !(t == tab.fast.refused && len(l.h.forwarders) > 0) {
-					size = t.build(pkt, &q, outs[out][:])
-					if size > 0 {
-						l.h.counts[t.result].Add(1)
+			size := 0
+			if parseQuery(pkt, &lower, &q) {
+				if t := fast.lookup(&q); t != nil && !(t == fast.refused && forwarding) {
+					if size = t.build(pkt, &q, outs[out][:]); size > 0 {
+						counts[t.result]++
 					}
 				}
 			}
@@ -156,7 +173,6 @@ func (l *udpLoop) run() {
 				l.toSlow(pkt, &names[i], rhdr[i].Hdr.Namelen)
 				continue
 			}
-			fastCount++
 			siov[out].Base = &outs[out][0]
 			siov[out].SetLen(size)
 			shdr[out].Hdr.Iov = &siov[out]
@@ -175,9 +191,14 @@ func (l *udpLoop) run() {
 			}
 			sent += int(m)
 		}
-		l.fast.Add(fastCount)
-		fastCount = 0
-		if now := time.Now(); now.Sub(lastYield) > yieldEvery {
+		for r, c := range counts {
+			if c != 0 {
+				l.h.counts[r].Add(c)
+				counts[r] = 0
+			}
+		}
+		l.fast.Add(int64(out))
+		if now := time.Now(); now.Sub(lastYield) > yieldIdle && (int(n) < batch || now.Sub(lastYield) > yieldLatest) {
 			lastYield = now
 			runtime.Gosched()
 		}
@@ -209,16 +230,11 @@ func (l *udpLoop) slowWorker() {
 			}
 			continue
 		}
-		resp, res := l.h.answer(req, true)
+		b, res := l.h.reply(req, true)
 		l.h.counts[res].Add(1)
-		if resp == nil {
-			continue
+		if b != nil {
+			l.sendTo(b, &sq)
 		}
-		b, err := resp.Pack()
-		if err != nil {
-			continue
-		}
-		l.sendTo(b, &sq)
 	}
 }
 

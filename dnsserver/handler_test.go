@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 // recorder is a dns.ResponseWriter that keeps the reply (no socket).
 type recorder struct {
 	msg *dns.Msg
+	raw []byte
 	tcp bool
 }
 
@@ -24,19 +26,23 @@ func (r *recorder) RemoteAddr() net.Addr {
 	}
 	return &net.UDPAddr{IP: net.ParseIP("fd00::9"), Port: 4242}
 }
-func (r *recorder) WriteMsg(m *dns.Msg) error   { r.msg = m; return nil }
-func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
-func (r *recorder) Close() error                { return nil }
-func (r *recorder) TsigStatus() error           { return nil }
-func (r *recorder) TsigTimersOnly(bool)         {}
-func (r *recorder) Hijack()                     {}
+func (r *recorder) WriteMsg(m *dns.Msg) error { r.msg = m; return nil }
+func (r *recorder) Write(b []byte) (int, error) {
+	r.raw = append([]byte(nil), b...)
+	r.msg = new(dns.Msg)
+	return len(b), r.msg.Unpack(b)
+}
+func (r *recorder) Close() error        { return nil }
+func (r *recorder) TsigStatus() error   { return nil }
+func (r *recorder) TsigTimersOnly(bool) {}
+func (r *recorder) Hijack()             {}
 
 // testView is two networks: "nether" (priority 1) with hosts, extra records
 // and an IPv4 host; and "clan".
 func testView() *crdt.ResolvedView {
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	v := &crdt.ResolvedView{
-		Zones: []crdt.Zone{{Domain: "nether", TTL: time.Minute, Serial: 42}, {Domain: "clan", TTL: 30 * time.Second, Serial: 7}},
+		Zones: []crdt.Zone{{Domain: "nether", Priority: 1, TTL: time.Minute, Serial: 42}, {Domain: "clan", Priority: 2, TTL: 30 * time.Second, Serial: 7}},
 		Names: map[string]*crdt.Name{
 			"mors.nether": {FQDN: "mors.nether", Addrs: []netip.Addr{a("10.0.0.1"), a("fd00::1")}, TTL: time.Minute,
 				Extra: []crdt.ExtraRecord{{Type: crdt.TypeTXT, TTL: time.Hour, Data: `hello "world"`}}},
@@ -50,6 +56,11 @@ func testView() *crdt.ResolvedView {
 		},
 		Reverse: map[netip.Addr][]string{a("fd00::1"): {"mors.nether"}, a("fd00::2"): {"styx.nether"}, a("10.0.0.1"): {"mors.nether"}, a("fd00::3"): {"lethe.clan"}},
 	}
+	// The admin's own address records: a printer, and an IPv4-only name.
+	v.Names["printer.nether"] = &crdt.Name{FQDN: "printer.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{
+		{Type: crdt.TypeAAAA, TTL: time.Minute, Data: "fd00::99"}, {Type: crdt.TypeA, TTL: time.Minute, Data: "10.0.0.99"}}}
+	v.Names["legacy.nether"] = &crdt.Name{FQDN: "legacy.nether", TTL: time.Minute, Extra: []crdt.ExtraRecord{
+		{Type: crdt.TypeA, TTL: time.Minute, Data: "10.0.0.7"}}}
 	v.Names["many.nether"] = &crdt.Name{FQDN: "many.nether", TTL: time.Minute}
 	for i := range 40 {
 		v.Names["many.nether"].Addrs = append(v.Names["many.nether"].Addrs, netip.AddrFrom16([16]byte{0xfd, 1, 15: byte(i)}))
@@ -59,7 +70,8 @@ func testView() *crdt.ResolvedView {
 
 func newTestHandler(t *testing.T, fwd ...string) *Handler {
 	t.Helper()
-	tab, err := NewTable(testView(), TableOptions{ReversePrefixes: []netip.Prefix{netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("10.0.0.0/24")}})
+	tab, err := NewTable(testView(), TableOptions{ReversePrefixes: []netip.Prefix{netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("10.0.0.0/24")},
+		NSAddrs: []netip.Addr{netip.MustParseAddr("fd00::53"), netip.MustParseAddr("10.0.0.53")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +79,8 @@ func newTestHandler(t *testing.T, fwd ...string) *Handler {
 	h.SetTable(tab)
 	return h
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
 
 func ask(h *Handler, name string, qtype uint16, mod ...func(*dns.Msg)) *dns.Msg {
 	q := new(dns.Msg)

@@ -23,6 +23,7 @@ type Table struct {
 	view      *crdt.ResolvedView    // what the table was built from
 	ptrSource map[string]netip.Addr // reverse name → address
 	prefixes  []netip.Prefix
+	nsAddrs   []netip.Addr
 }
 
 type zone struct {
@@ -110,6 +111,15 @@ type TableOptions struct {
 	// NSName is the name this server gives itself in NS and SOA records
 	// (default "ns.<zone>").
 	NSName func(zone string) string
+	// NSAddrs are the addresses this server answers on for the mesh: the
+	// agent gives its tunnel addresses (not loopback). The NS name of each
+	// zone answers A/AAAA with them, so the apex NS points at a name the
+	// zone resolves (RFC 1034 §4.2.1; named-checkzone refuses an NS
+	// without addresses), and NS answers carry them as glue. When the
+	// view itself holds the NS name (a host claimed "ns"), its records
+	// stand and NSAddrs are not used for it. Empty: the NS name has no
+	// addresses.
+	NSAddrs []netip.Addr
 	// ReversePrefixes are the mesh prefixes this server answers PTR
 	// queries for; reverse names outside them are refused. Default: the
 	// /64 (IPv6) or /24 (IPv4) around each address in the view.
@@ -126,26 +136,39 @@ type TableOptions struct {
 // crdt package never does.
 func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 	prev := opts.Previous
-	if prev != nil && (prev.view == nil || !slices.Equal(prev.view.Zones, v.Zones) || !slices.Equal(prev.prefixes, opts.ReversePrefixes)) {
-		prev = nil // a zone's SOA is in every negative answer: start over
+	if prev != nil && (prev.view == nil || !slices.Equal(prev.view.Zones, v.Zones) || !slices.Equal(prev.prefixes, opts.ReversePrefixes) ||
+		!slices.Equal(prev.nsAddrs, opts.NSAddrs)) {
+		prev = nil // a zone's SOA is in every negative answer, its NS in glue: start over
 	}
 	if prev != nil && sameNames(prev.view, v) {
 		return prev, nil
 	}
 	t := &Table{names: make(map[string]*rrset, len(v.Names)), view: v, ptrSource: map[string]netip.Addr{}, apexes: map[string]*zone{},
-		prefixes: slices.Clone(opts.ReversePrefixes)}
+		prefixes: slices.Clone(opts.ReversePrefixes), nsAddrs: slices.Clone(opts.NSAddrs)}
+	// The reverse zones have no settings of their own: their SOA and NS
+	// are the primary zone's (the best priority), so that every zone this
+	// server answers names the same server, mailbox and timers; their
+	// serial is the highest of all zones', so it moves when any does.
+	var primary *crdt.Zone
+	var maxSerial uint32
+	for i, z := range v.Zones {
+		if primary == nil || z.Priority < primary.Priority || (z.Priority == primary.Priority && z.Domain < primary.Domain) {
+			primary = &v.Zones[i]
+		}
+		maxSerial = max(maxSerial, z.Serial)
+	}
 	for _, z := range v.Zones {
 		apex := dns.Fqdn(z.Domain)
 		ttl := uint32(z.TTL / time.Second)
 		ns := "ns." + apex
 		if opts.NSName != nil {
-			ns = dns.Fqdn(opts.NSName(apex))
+			ns = strings.ToLower(dns.Fqdn(opts.NSName(apex)))
 		}
 		zz := &zone{apex: apex, negTTL: ttl}
 		zz.soa = &dns.SOA{
 			Hdr: dns.RR_Header{Name: apex, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 			Ns:  ns, Mbox: "hostmaster." + apex, Serial: z.Serial,
-			Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl,
+			Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: ttl,
 		}
 		zz.ns = []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: ns}}
 		t.zones = append(t.zones, zz)
@@ -165,6 +188,17 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 			t.add(rr)
 		}
 	}
+	// The NS name of each zone answers with this server's addresses,
+	// unless the view has that name.
+	for _, z := range t.zones {
+		ns := strings.ToLower(z.ns[0].(*dns.NS).Ns)
+		if len(opts.NSAddrs) == 0 || t.zoneOf(ns) == nil || t.names[ns] != nil {
+			continue
+		}
+		s := t.entry(ns)
+		s.ttl = z.soa.Hdr.Ttl
+		s.addrs = sortedAddrs(opts.NSAddrs)
+	}
 	// Reverse names: PTR for every address that resolves, in reverse zones
 	// that cover the mesh prefixes.
 	prefixes := opts.ReversePrefixes
@@ -180,13 +214,14 @@ func NewTable(v *crdt.ResolvedView, opts TableOptions) (*Table, error) {
 			continue
 		}
 		ttl := uint32(crdt.DefaultDNSTTL / time.Second)
-		zz := &zone{apex: apex, reverse: true, negTTL: ttl}
-		ns := "ns.invalid."
-		if len(t.zones) > 0 {
-			ns = t.zones[0].soa.Ns
+		ns, mbox, serial := "ns.invalid.", "hostmaster.invalid.", uint32(1)
+		if primary != nil {
+			pz := t.apexes[dns.Fqdn(primary.Domain)]
+			ttl, ns, mbox, serial = pz.soa.Hdr.Ttl, pz.soa.Ns, pz.soa.Mbox, maxSerial
 		}
-		zz.soa = &dns.SOA{Hdr: hdr(apex, dns.TypeSOA, ttl), Ns: ns, Mbox: "hostmaster.invalid.", Serial: 1,
-			Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}
+		zz := &zone{apex: apex, reverse: true, negTTL: ttl}
+		zz.soa = &dns.SOA{Hdr: hdr(apex, dns.TypeSOA, ttl), Ns: ns, Mbox: mbox, Serial: serial,
+			Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: ttl}
 		zz.ns = []dns.RR{&dns.NS{Hdr: hdr(apex, dns.TypeNS, ttl), Ns: ns}}
 		t.zones = append(t.zones, zz)
 		t.apexes[apex] = zz
@@ -290,6 +325,25 @@ func sameNames(a, b *crdt.ResolvedView) bool {
 		}
 	}
 	return true
+}
+
+// The SOA timers of every zone. Nothing transfers these zones (every
+// node answers from its own view), so they only need to be sane and the
+// same everywhere.
+const (
+	soaRefresh = 3600
+	soaRetry   = 600
+	soaExpire  = 86400
+)
+
+// sortedAddrs is a sorted copy of addrs without duplicates, unmapped.
+func sortedAddrs(addrs []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.Unmap())
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 func hdr(name string, t uint16, ttl uint32) dns.RR_Header {

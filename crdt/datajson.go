@@ -195,154 +195,103 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 	return n
 }
 
-// dataJSONIn is dataJSON with each record left raw, so that one damaged
-// record does not stop the others from decoding.
-type dataJSONIn struct {
-	Format   string `json:"format"`
-	Networks []struct {
-		Network      PublicKey         `json:"network"`
-		Settings     json.RawMessage   `json:"settings"`
-		Hosts        []json.RawMessage `json:"hosts"`
-		Claims       []json.RawMessage `json:"claims"`
-		Entries      []json.RawMessage `json:"entries"`
-		Attestations []json.RawMessage `json:"attestations"`
-	} `json:"networks"`
-}
-
-// DecodeDataJSON reads a data.json. A syntax error, a bad network key or an
-// unknown format version fails the whole file; a record that does not decode
-// is reported in its network's Errors and skipped. Callers bound the
-// input's size.
+// DecodeDataJSON reads a whole data.json held in memory (ReadDataJSON
+// reads one as a stream, with the same rules). A syntax error, a value
+// over the limits, a duplicate key, a bad network key or an unknown format
+// version fails the whole file; a record that does not decode is reported
+// in its network's Errors and skipped.
 func DecodeDataJSON(b []byte) (*DataFile, error) {
-	var f dataJSONIn
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("%w: data.json: %v", ErrMalformed, err)
-	}
-	if f.Format != DataFormat {
-		return nil, fmt.Errorf("%w: data.json format %q, this node reads %q", ErrMalformed, f.Format, DataFormat)
-	}
 	out := &DataFile{}
-	for _, raw := range f.Networks {
-		dn := DataNetwork{Network: raw.Network}
-		add := func(what string, r *Record, err error) {
-			if err != nil {
-				dn.Errors = append(dn.Errors, fmt.Errorf("%s: %w", what, err))
-				return
-			}
+	err := ReadDataJSON(bytes.NewReader(b), DataLimits{MaxValue: int64(len(b)) + 1}, func(id PublicKey, r *Record, err error) error {
+		if n := len(out.Networks); n == 0 || out.Networks[n-1].Network != id {
+			out.Networks = append(out.Networks, DataNetwork{Network: id})
+		}
+		dn := &out.Networks[len(out.Networks)-1]
+		if err != nil {
+			dn.Errors = append(dn.Errors, err)
+		} else {
 			dn.Records = append(dn.Records, r)
 		}
-		nj, errs := decodeNetworkRecords(raw.Settings, raw.Hosts, raw.Claims, raw.Entries, raw.Attestations)
-		nj.Network = raw.Network
-		dn.Errors = append(dn.Errors, errs...)
-		if sj := nj.Settings; sj != nil {
-			s := &Settings{
-				Network: nj.Network, Updated: sj.Updated, Domain: sj.Domain,
-				HostTTL: seconds(sj.HostTTL), DNSTTL: seconds(sj.DNSTTL),
-				Restricted: sj.Restricted, AllowedNodes: sj.AllowedNodes, Banned: sj.Banned,
-				Witnesses: sj.Witnesses, TSARoots: sj.TSARoots, TSAURLs: sj.TSAURLs,
-			}
-			var err error
-			for _, o := range sj.Overrides {
-				s.Overrides = append(s.Overrides, Override(o))
-			}
-			for _, xj := range sj.Extra {
-				t, terr := ParseRRType(xj.Type)
-				err = errors.Join(err, terr)
-				s.Extra = append(s.Extra, ExtraRecord{Name: xj.Name, Type: t, TTL: seconds(xj.TTL), Data: xj.Data})
-			}
-			for _, nsj := range sj.Namespaces {
-				s.Namespaces = append(s.Namespaces, Namespace{Name: nsj.Name, Writers: nsj.Writers, WriterKeys: nsj.WriterKeys,
-					Policy: nsj.Policy, MaxValue: nsj.MaxValue, MaxEntriesPerWriter: nsj.MaxEntriesPerWriter, Lifetime: seconds(nsj.Lifetime)})
-			}
-			if err != nil {
-				add("settings", nil, fmt.Errorf("%w: %v", ErrMalformed, err))
-			} else {
-				r, err := assemble(&Record{kind: KindSettings, settings: s}, sj.Signature)
-				add("settings", r, err)
-			}
-		}
-		for i, hj := range nj.Hosts {
-			h := &Host{Network: nj.Network, Node: hj.Node, Heartbeat: hj.Heartbeat, Addresses: hj.Addresses,
-				GossipPort: hj.GossipPort, HTTPPort: hj.HTTPPort, DNSPort: hj.DNSPort}
-			r, err := assemble(&Record{kind: KindHost, host: h}, hj.Signature)
-			add(fmt.Sprintf("host %d", i), r, err)
-		}
-		for i, cj := range nj.Claims {
-			c := &Claim{Network: nj.Network, Node: cj.Node, Name: cj.Name, Created: cj.Created}
-			r, err := assemble(&Record{kind: KindClaim, claim: c}, cj.Signature)
-			add(fmt.Sprintf("claim %d", i), r, err)
-		}
-		for i, ej := range nj.Entries {
-			e := &Entry{Network: nj.Network, Namespace: ej.Namespace, Writer: ej.Writer, Key: ej.Key, Time: ej.Time,
-				Policy: ej.Policy, Op: ej.Op, Seq: ej.Seq, Value: ej.Value, Removes: ej.Removes}
-			if ej.Target != nil {
-				e.Target = *ej.Target
-			}
-			r, err := assemble(&Record{kind: KindEntry, entry: e}, ej.Signature)
-			add(fmt.Sprintf("entry %d", i), r, err)
-		}
-		for i, aj := range nj.Attestations {
-			a := &Attestation{Network: nj.Network, Claim: aj.Claim, RFC3161: aj.RFC3161}
-			if w := aj.Witness; w != nil {
-				a.Witness = &Witness{Key: w.Key, Time: w.Time, Signature: w.Signature}
-			}
-			r, err := assemble(&Record{kind: KindAttestation, attestation: a}, nil)
-			add(fmt.Sprintf("attestation %d", i), r, err)
-		}
-		out.Networks = append(out.Networks, dn)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// decodeNetworkRecords unmarshals each record on its own; the ones that fail
-// become errors and are left out.
-func decodeNetworkRecords(settings json.RawMessage, hosts, claims, entries, atts []json.RawMessage) (networkJSON, []error) {
-	var nj networkJSON
-	var errs []error
-	bad := func(what string, i int, err error) {
-		errs = append(errs, fmt.Errorf("%s %d: %w: %v", what, i, ErrMalformed, err))
+func settingsFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
+	var sj settingsJSON
+	if err := json.Unmarshal(raw, &sj); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if len(settings) > 0 && string(settings) != "null" {
-		var sj settingsJSON
-		if err := json.Unmarshal(settings, &sj); err != nil {
-			bad("settings", 0, err)
-		} else {
-			nj.Settings = &sj
-		}
+	s := &Settings{
+		Network: id, Updated: sj.Updated, Domain: sj.Domain,
+		HostTTL: seconds(sj.HostTTL), DNSTTL: seconds(sj.DNSTTL),
+		Restricted: sj.Restricted, AllowedNodes: sj.AllowedNodes, Banned: sj.Banned,
+		Witnesses: sj.Witnesses, TSARoots: sj.TSARoots, TSAURLs: sj.TSAURLs,
 	}
-	for i, r := range hosts {
-		var hj hostJSON
-		if err := json.Unmarshal(r, &hj); err != nil {
-			bad("host", i, err)
-			continue
-		}
-		nj.Hosts = append(nj.Hosts, hj)
+	var err error
+	for _, o := range sj.Overrides {
+		s.Overrides = append(s.Overrides, Override(o))
 	}
-	for i, r := range claims {
-		var cj claimJSON
-		if err := json.Unmarshal(r, &cj); err != nil {
-			bad("claim", i, err)
-			continue
-		}
-		nj.Claims = append(nj.Claims, cj)
+	for _, xj := range sj.Extra {
+		t, terr := ParseRRType(xj.Type)
+		err = errors.Join(err, terr)
+		s.Extra = append(s.Extra, ExtraRecord{Name: xj.Name, Type: t, TTL: seconds(xj.TTL), Data: xj.Data})
 	}
-	for i, r := range entries {
-		var ej entryJSON
-		if err := json.Unmarshal(r, &ej); err != nil {
-			bad("entry", i, err)
-			continue
-		}
-		nj.Entries = append(nj.Entries, ej)
+	for _, nsj := range sj.Namespaces {
+		s.Namespaces = append(s.Namespaces, Namespace{Name: nsj.Name, Writers: nsj.Writers, WriterKeys: nsj.WriterKeys,
+			Policy: nsj.Policy, MaxValue: nsj.MaxValue, MaxEntriesPerWriter: nsj.MaxEntriesPerWriter, Lifetime: seconds(nsj.Lifetime)})
 	}
-	for i, r := range atts {
-		var aj attestationJSON
-		if err := json.Unmarshal(r, &aj); err != nil {
-			bad("attestation", i, err)
-			continue
-		}
-		nj.Attestations = append(nj.Attestations, aj)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return nj, errs
+	return assemble(&Record{kind: KindSettings, settings: s}, sj.Signature)
+}
+
+func hostFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
+	var hj hostJSON
+	if err := json.Unmarshal(raw, &hj); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	h := &Host{Network: id, Node: hj.Node, Heartbeat: hj.Heartbeat, Addresses: hj.Addresses,
+		GossipPort: hj.GossipPort, HTTPPort: hj.HTTPPort, DNSPort: hj.DNSPort}
+	return assemble(&Record{kind: KindHost, host: h}, hj.Signature)
+}
+
+func claimFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
+	var cj claimJSON
+	if err := json.Unmarshal(raw, &cj); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	c := &Claim{Network: id, Node: cj.Node, Name: cj.Name, Created: cj.Created}
+	return assemble(&Record{kind: KindClaim, claim: c}, cj.Signature)
+}
+
+func entryFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
+	var ej entryJSON
+	if err := json.Unmarshal(raw, &ej); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	e := &Entry{Network: id, Namespace: ej.Namespace, Writer: ej.Writer, Key: ej.Key, Time: ej.Time,
+		Policy: ej.Policy, Op: ej.Op, Seq: ej.Seq, Value: ej.Value, Removes: ej.Removes}
+	if ej.Target != nil {
+		e.Target = *ej.Target
+	}
+	return assemble(&Record{kind: KindEntry, entry: e}, ej.Signature)
+}
+
+func attestationFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
+	var aj attestationJSON
+	if err := json.Unmarshal(raw, &aj); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	a := &Attestation{Network: id, Claim: aj.Claim, RFC3161: aj.RFC3161}
+	if w := aj.Witness; w != nil {
+		a.Witness = &Witness{Key: w.Key, Time: w.Time, Signature: w.Signature}
+	}
+	return assemble(&Record{kind: KindAttestation, attestation: a}, nil)
 }
 
 // assemble encodes a body decoded from JSON with its signature, then decodes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -55,6 +56,11 @@ func BootstrapURL(src string) (string, error) {
 	return u.String(), nil
 }
 
+// bootstrapBatch is how many records a bootstrap ingests at a time: the
+// file is read as a stream, so however large (or endless) it is, it costs
+// one batch of memory plus what verifies and is kept.
+const bootstrapBatch = 1000
+
 // Bootstrap fetches one data.json and ingests it, then joins the live hosts
 // it lists.
 func (n *Node) Bootstrap(ctx context.Context, src string) error {
@@ -62,30 +68,50 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	if err != nil {
 		return err
 	}
-	body, err := n.get(ctx, u, 256<<20)
+	ctx, cancel := context.WithTimeout(ctx, max(n.cfg.RequestTimeout, 2*time.Minute))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	df, err := crdt.DecodeDataJSON(body)
+	resp, err := n.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	var joined []crdt.PublicKey
+	n.store.Read(func(st *crdt.State) { joined = st.Joined() })
+	var added, known, refused, damaged int
+	var batch []*crdt.Record
+	ingest := func() {
+		res := n.store.Ingest(batch)
+		n.logRejected(res, u)
+		added, known, refused = added+res.Added, known+res.Known+res.Superseded, refused+len(res.Rejected)
+		batch = batch[:0]
+	}
+	err = crdt.ReadDataJSON(resp.Body, crdt.DataLimits{}, func(id crdt.PublicKey, rec *crdt.Record, err error) error {
+		if !contains(joined, id) {
+			return nil // only the networks this node joined
+		}
+		if err != nil {
+			n.refusals.note(u, string(crdt.ReasonMalformed), err)
+			damaged++
+			return nil
+		}
+		if batch = append(batch, rec); len(batch) >= bootstrapBatch {
+			ingest()
+		}
+		return nil
+	})
+	ingest()
 	if err != nil {
 		return fmt.Errorf("%s: %w", u, err)
 	}
-	var recs []*crdt.Record
-	var joined []crdt.PublicKey
-	n.store.Read(func(st *crdt.State) { joined = st.Joined() })
-	for _, dn := range df.Networks {
-		if !contains(joined, dn.Network) {
-			continue // only the networks this node joined
-		}
-		for _, e := range dn.Errors {
-			n.log.Warn("bootstrap copy has a damaged record", "url", u, "err", e)
-		}
-		recs = append(recs, dn.Records...)
-	}
-	res := n.store.Ingest(recs)
-	n.logRejected(res, u)
 	n.stats.BootstrapOK.Add(1)
-	n.log.Info("bootstrapped", "url", u, "added", res.Added, "known", res.Known, "refused", len(res.Rejected))
+	n.log.Info("bootstrapped", "url", u, "added", added, "known", known, "refused", refused, "damaged", damaged)
 	// The live hosts are the way into the mesh.
 	var seeds []string
 	n.store.Read(func(st *crdt.State) {

@@ -1,0 +1,126 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+)
+
+// heapPeak samples the heap's live objects until stop, and returns the
+// highest value seen minus where it started.
+func heapPeak(stop <-chan struct{}) func() int64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() int64 { metrics.Read(sample); return int64(sample[0].Value.Uint64()) }
+	base := read()
+	var peak atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak.Store(max(peak.Load(), read()))
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 { wg.Wait(); return peak.Load() - base }
+}
+
+// A bootstrap source is hostile until verified: an endless stream, one
+// enormous string, or a hundred thousand bogus records each cost this
+// node bounded memory (the issue's bound: 64 MiB above normal), and leave
+// it able to bootstrap from an honest source afterwards.
+func TestBootstrapFromHostileSources(t *testing.T) {
+	admin := testKey("admin")
+	id := admin.Public().String()
+	head := `{"format":"data-mesher/v1","networks":[{"network":"` + id + `","hosts":[`
+	expired := `{"node":"` + id + `","heartbeat":"2020-01-01T00:00:00Z","addresses":["fd00::1"],"signature":"` + strings.Repeat("A", 86) + `=="}`
+	honest := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "mesh", HostTTL: time.Hour}, admin))
+	st := crdt.NewState(crdt.DefaultOptions(), admin.Public())
+	if _, err := st.Ingest(honest, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	honestFile := must(crdt.EncodeDataJSON(st, admin.Public()))
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fl := w.(http.Flusher)
+		switch r.URL.Path {
+		case "/endless.json", "/many.json":
+			_, _ = w.Write([]byte(head))
+			chunk := []byte(strings.Repeat(expired+",", 100))
+			for i := 0; r.URL.Path == "/endless.json" || i < 1000; i++ {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+				fl.Flush()
+			}
+			_, _ = w.Write([]byte(expired + "]}]}"))
+		case "/huge.json":
+			_, _ = w.Write([]byte(head + `{"node":"`))
+			chunk := []byte(strings.Repeat("A", 1<<20))
+			for range 150 {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		case "/honest.json":
+			_, _ = w.Write(honestFile)
+		}
+	}))
+	defer srv.Close()
+
+	net := NewMemNetwork()
+	state := crdt.NewState(crdt.DefaultOptions(), admin.Public())
+	store := NewStore(state, nil)
+	node := must(New(Config{Key: testKey("n"), Routed: func(netip.Addr) bool { return true }, BindAddr: netip.MustParseAddr("fd00::1"),
+		Transport: net.Transport("fd00::1", DefaultGossipPort), RequestTimeout: 3 * time.Second,
+		HTTPClient: &http.Client{Timeout: 3 * time.Second}}, store))
+
+	for _, c := range []struct {
+		path string
+		want func(error) bool
+	}{
+		{"/huge.json", func(err error) bool { return errors.Is(err, crdt.ErrDataTooLarge) }},
+		{"/many.json", func(err error) bool { return err == nil }},
+		{"/endless.json", func(err error) bool { return err != nil }}, // stopped by the request's timeout
+	} {
+		stop := make(chan struct{})
+		peak := heapPeak(stop)
+		err := node.Bootstrap(context.Background(), srv.URL+c.path)
+		close(stop)
+		grew := peak()
+		t.Logf("%s: %v; the heap grew by at most %.1f MiB", c.path, err, float64(grew)/(1<<20))
+		if !c.want(err) {
+			t.Errorf("%s: unexpected outcome %v", c.path, err)
+		}
+		if grew > 64<<20 {
+			t.Errorf("%s: the heap grew by %d MiB", c.path, grew>>20)
+		}
+	}
+	if refused := node.Refusals()[string(crdt.ReasonExpired)]; refused < 100000 {
+		t.Errorf("%d expired records counted as refused", refused)
+	}
+	if err := node.Bootstrap(context.Background(), srv.URL+"/honest.json"); err != nil {
+		t.Fatalf("an honest source after the hostile ones: %v", err)
+	}
+	store.Read(func(st *crdt.State) {
+		if st.Settings(admin.Public()) == nil {
+			t.Fatal("the honest settings were not taken")
+		}
+	})
+}

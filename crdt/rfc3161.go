@@ -3,11 +3,15 @@ package crdt
 import (
 	"bytes"
 	"crypto"
+	_ "crypto/sha1" // the ESS signingCertificate attribute hashes with SHA-1
+	_ "crypto/sha512"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/digitorus/pkcs7"
 	"github.com/digitorus/timestamp"
@@ -23,7 +27,13 @@ import (
 //     certificate valid at the token's own time (not now: a token stays
 //     good after its TSA certificate expires), with the time-stamping
 //     extended key usage (critical on the signer, as RFC 3161 §2.3 asks);
-//   - the message imprint must be SHA-256 and equal the claim's hash.
+//   - the message imprint must be SHA-256 and equal the claim's hash;
+//   - the SignerInfo must carry the ESS signingCertificate or
+//     signingCertificateV2 attribute (RFC 3161 §2.4.1, RFC 5816), and its
+//     first certificate ID must name the certificate that signed (as
+//     `openssl ts -verify` requires: a token without it is a CMS signature
+//     over a TSTInfo, which anyone holding a time-stamping key could make
+//     look like another certificate's).
 //
 // The nonce is checked by the client that asked for the token (only it
 // knows the nonce); other nodes cannot and need not check it.
@@ -58,6 +68,9 @@ func (TSAVerifier) VerifyToken(token []byte, imprint Hash, t *Trust) (at Atteste
 	}
 	if ts.HashAlgorithm != crypto.SHA256 || !bytes.Equal(ts.HashedMessage, imprint[:]) {
 		return Attested{}, fmt.Errorf("%w: token's message imprint is not this claim's hash", ErrBadAttestation)
+	}
+	if err := essNamesSigner(p7, signer); err != nil {
+		return Attested{}, fmt.Errorf("%w: %v", ErrBadAttestation, err)
 	}
 	if !criticalTimeStampingOnly(signer) {
 		return Attested{}, fmt.Errorf("%w: signer certificate %q lacks the critical time-stamping extended key usage", ErrBadAttestation, signer.Subject)
@@ -105,4 +118,85 @@ func criticalTimeStampingOnly(c *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+var (
+	oidSigningCertificate   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 12}
+	oidSigningCertificateV2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
+)
+
+// The ESS attributes (RFC 2634 §5.4, RFC 5035 §3).
+type essIssuerSerial struct {
+	Issuer asn1.RawValue // GeneralNames
+	Serial *big.Int
+}
+
+type essCertID struct {
+	CertHash     []byte
+	IssuerSerial essIssuerSerial `asn1:"optional"`
+}
+
+type essSigningCertificate struct {
+	Certs    []essCertID
+	Policies asn1.RawValue `asn1:"optional"`
+}
+
+type essCertIDv2 struct {
+	HashAlgorithm pkix.AlgorithmIdentifier `asn1:"optional"` // default SHA-256
+	CertHash      []byte
+	IssuerSerial  essIssuerSerial `asn1:"optional"`
+}
+
+type essSigningCertificateV2 struct {
+	Certs    []essCertIDv2
+	Policies asn1.RawValue `asn1:"optional"`
+}
+
+var essHashes = map[string]crypto.Hash{
+	"2.16.840.1.101.3.4.2.1": crypto.SHA256,
+	"2.16.840.1.101.3.4.2.2": crypto.SHA384,
+	"2.16.840.1.101.3.4.2.3": crypto.SHA512,
+}
+
+// essNamesSigner checks that the token's signed attributes name signer as
+// the certificate that signed: the first ESSCertID of
+// signingCertificateV2 (or of signingCertificate, SHA-1) hashes to it, and
+// its issuer and serial, if given, are signer's.
+func essNamesSigner(p7 *pkcs7.PKCS7, signer *x509.Certificate) error {
+	var hash []byte
+	var h crypto.Hash
+	var serial *big.Int
+	var v2 essSigningCertificateV2
+	var v1 essSigningCertificate
+	switch {
+	case p7.UnmarshalSignedAttribute(oidSigningCertificateV2, &v2) == nil:
+		if len(v2.Certs) == 0 {
+			return errors.New("its signingCertificateV2 attribute names no certificate")
+		}
+		h = crypto.SHA256
+		if alg := v2.Certs[0].HashAlgorithm.Algorithm; len(alg) > 0 {
+			var ok bool
+			if h, ok = essHashes[alg.String()]; !ok {
+				return fmt.Errorf("its signingCertificateV2 attribute hashes with %v, which this node does not take", alg)
+			}
+		}
+		hash, serial = v2.Certs[0].CertHash, v2.Certs[0].IssuerSerial.Serial
+	case p7.UnmarshalSignedAttribute(oidSigningCertificate, &v1) == nil:
+		if len(v1.Certs) == 0 {
+			return errors.New("its signingCertificate attribute names no certificate")
+		}
+		h = crypto.SHA1
+		hash, serial = v1.Certs[0].CertHash, v1.Certs[0].IssuerSerial.Serial
+	default:
+		return errors.New("token lacks the signing certificate attribute (ESS signingCertificate or signingCertificateV2; RFC 3161 §2.4.1, RFC 5816)")
+	}
+	d := h.New()
+	d.Write(signer.Raw)
+	if !bytes.Equal(d.Sum(nil), hash) {
+		return fmt.Errorf("its signing certificate attribute names another certificate than %q, which signed", signer.Subject)
+	}
+	if serial != nil && serial.Cmp(signer.SerialNumber) != 0 {
+		return fmt.Errorf("its signing certificate attribute gives serial %v, the signer's is %v", serial, signer.SerialNumber)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitorus/pkcs7"
 	"github.com/digitorus/timestamp"
 )
 
@@ -232,5 +234,53 @@ func TestRFC3161InState(t *testing.T) {
 	}
 	if st := s.Stats(); st.AttestationsVerified != 3 {
 		t.Fatalf("attestations verified %d times, want 3 (each distinct record once)", st.AttestationsVerified)
+	}
+}
+
+// resign signs a real token's TSTInfo again, as a CMS signature by the
+// same certificate, with the signed attributes extra gives (none: the
+// ones every CMS signature has, and no ESS signing certificate).
+func (a *testTSA) resign(t testing.TB, token []byte, extra ...pkcs7.Attribute) []byte {
+	t.Helper()
+	p7 := must(pkcs7.Parse(token))
+	sd := must(pkcs7.NewSignedData(p7.Content))
+	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
+	sd.SetContentType(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}) // id-ct-TSTInfo
+	if err := sd.AddSigner(a.cert, a.key, pkcs7.SignerInfoConfig{ExtraSignedAttributes: extra}); err != nil {
+		t.Fatal(err)
+	}
+	return must(sd.Finish())
+}
+
+// A token must name the certificate that signed it in the ESS signing
+// certificate attribute (RFC 3161 §2.4.1, RFC 5816), as openssl ts -verify
+// demands: a bare CMS signature over a TSTInfo is refused, and so is an
+// attribute that names another certificate.
+func TestRFC3161NeedsTheSigningCertificateAttribute(t *testing.T) {
+	now := time.Now().UTC()
+	tsa := newTestTSA(t, tsaOpts{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour)})
+	other := newTestTSA(t, tsaOpts{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour)})
+	claim := Hash{7}
+	good := tsa.stamp(t, claim, now)
+	if _, err := (TSAVerifier{}).VerifyToken(good, claim, tsaTrust(tsa)); err != nil {
+		t.Fatalf("the authority's own token: %v", err)
+	}
+	bare := tsa.resign(t, good)
+	if _, err := (TSAVerifier{}).VerifyToken(bare, claim, tsaTrust(tsa)); !errors.Is(err, ErrBadAttestation) || !strings.Contains(err.Error(), "signing certificate attribute") {
+		t.Fatalf("a token without the attribute: %v", err)
+	}
+	// An attribute that names the other authority's certificate.
+	h := sha256.Sum256(other.cert.Raw)
+	wrong := must(asn1.Marshal(essSigningCertificateV2{Certs: []essCertIDv2{{CertHash: h[:]}}}))
+	named := tsa.resign(t, good, pkcs7.Attribute{Type: oidSigningCertificateV2, Value: asn1.RawValue{FullBytes: wrong}})
+	if _, err := (TSAVerifier{}).VerifyToken(named, claim, tsaTrust(tsa)); !errors.Is(err, ErrBadAttestation) || !strings.Contains(err.Error(), "names another certificate") {
+		t.Fatalf("a token naming another certificate: %v", err)
+	}
+	// And one that names the right one is taken (the check is the
+	// attribute's, not the library's making).
+	right := sha256.Sum256(tsa.cert.Raw)
+	ok := must(asn1.Marshal(essSigningCertificateV2{Certs: []essCertIDv2{{CertHash: right[:]}}}))
+	if _, err := (TSAVerifier{}).VerifyToken(tsa.resign(t, good, pkcs7.Attribute{Type: oidSigningCertificateV2, Value: asn1.RawValue{FullBytes: ok}}), claim, tsaTrust(tsa)); err != nil {
+		t.Fatalf("a re-signed token with the right attribute: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/data-mesher/data-mesher/mesh/tsatest"
+	"github.com/digitorus/pkcs7"
 )
 
 func newOpenSSL(t *testing.T) (*tsatest.OpenSSL, *httptest.Server) {
@@ -79,6 +80,31 @@ func closedURL(t *testing.T) string {
 	u := "http://" + l.Addr().String() + "/tsr"
 	l.Close()
 	return u
+}
+
+// A token without the ESS signing certificate attribute (a bare CMS
+// signature over a real TSTInfo, made with openssl cms -sign) is refused,
+// as openssl ts -verify refuses it; the authority's own token passes both.
+func TestOpenSSLTokenWithoutSigningCertificateRefused(t *testing.T) {
+	tsa, srv := newOpenSSL(t)
+	claim := crdt.Hash{0x5e, 0x55}
+	tok, _, err := fastClient().Stamp(context.Background(), []string{srv.URL}, claim, trustOf(tsa.RootDER))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tsa.Verify(tok, claim[:]); err != nil {
+		t.Fatalf("OpenSSL refuses its own token: %v", err)
+	}
+	bare, err := tsa.CMSSign(must(pkcs7.Parse(tok)).Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tsa.Verify(bare, claim[:]); err == nil || !strings.Contains(err.Error(), "signing certificate") {
+		t.Fatalf("OpenSSL's verdict on the bare signature: %v", err)
+	}
+	if _, err := (crdt.TSAVerifier{}).VerifyToken(bare, claim, trustOf(tsa.RootDER)); !errors.Is(err, crdt.ErrBadAttestation) || !strings.Contains(err.Error(), "signing certificate attribute") {
+		t.Fatalf("our verdict on the bare signature: %v", err)
+	}
 }
 
 func TestStampFallsBackAndRetries(t *testing.T) {

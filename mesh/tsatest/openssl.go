@@ -147,3 +147,41 @@ func (o *OpenSSL) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/timestamp-reply")
 	_, _ = io.Copy(w, bytes.NewReader(reply))
 }
+
+// CMSSign signs content with the authority's certificate as a bare CMS
+// signature (`openssl cms -sign`, content type TSTInfo): what a token
+// looks like without the ESS signing certificate attribute, which
+// `openssl ts -reply` adds and `openssl cms -sign` does not.
+func (o *OpenSSL) CMSSign(content []byte) ([]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	in, out := filepath.Join(o.dir, "cms.in"), filepath.Join(o.dir, "cms.der")
+	if err := os.WriteFile(in, content, 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("openssl", "cms", "-sign", "-binary", "-nodetach", "-md", "sha256", "-econtent_type", "1.2.840.113549.1.9.16.1.4",
+		"-signer", "tsa.crt", "-inkey", "tsa.key", "-outform", "DER", "-in", in, "-out", out)
+	cmd.Dir = o.dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("openssl cms -sign: %v: %s", err, b)
+	}
+	return os.ReadFile(out)
+}
+
+// Verify runs `openssl ts -verify` on a token for the SHA-256 imprint
+// digest, against the authority's CA: OpenSSL's own verdict.
+func (o *OpenSSL) Verify(token, digest []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	in := filepath.Join(o.dir, "verify.tsr")
+	if err := os.WriteFile(in, token, 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command("openssl", "ts", "-verify", "-token_in", "-in", in, "-digest", fmt.Sprintf("%x", digest),
+		"-CAfile", "ca.crt", "-untrusted", "tsa.crt")
+	cmd.Dir = o.dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("openssl ts -verify: %v: %s", err, bytes.TrimSpace(b))
+	}
+	return nil
+}

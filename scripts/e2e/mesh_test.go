@@ -357,7 +357,12 @@ func TestMesh(t *testing.T) {
 		pid, _ := os.ReadFile(filepath.Join(m.dir(tsaNode), "tsa.pid"))
 		p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
 		syscall.Kill(p, syscall.SIGUSR2)
+		up := time.Now()
+		// The stamper retries every tsa_retry (2 s here), backing off to at
+		// most ten times that: the claim is stamped within one retry of the
+		// authority's return, then spreads.
 		m.everywhere(90*time.Second, "stamped.tsa active everywhere", all, func(i int) bool { return m.resolvesTo(i, "stamped.tsa", Tunnel(6)) })
+		t.Logf("stamped.tsa active on every node %v after the TSA came back (retry 2 s, back-off at most 20 s)", time.Since(up).Round(100*time.Millisecond))
 	})
 
 	t.Run("5 a partition heals into one view", func(t *testing.T) {

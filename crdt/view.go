@@ -90,7 +90,12 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 				TTL: set.DNSTTL, Serial: uint32(set.Updated.Unix()),
 			})
 		}
-		for _, e := range n.resolve(jn, cfg.Reachable, now, v) {
+		adm, covered := s.adminRecords(jn.ID, now)
+		svc := s.registers(jn.ID, NamespaceServices, now)
+		if svc != nil && !svc.ValidUntil.IsZero() && (v.ValidUntil.IsZero() || svc.ValidUntil.Before(v.ValidUntil)) {
+			v.ValidUntil = svc.ValidUntil
+		}
+		for _, e := range n.resolve(jn, cfg.Reachable, now, v, adm, covered, svc) {
 			if _, taken := v.Names[e.FQDN]; !taken {
 				v.Names[e.FQDN] = e
 			}
@@ -114,8 +119,11 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 }
 
 // resolve builds one network's names, and lowers v.ValidUntil to the first
-// decay it sees.
-func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node PublicKey) bool, now time.Time, v *ResolvedView) []*Name {
+// decay it sees. adm are the admin's records from namespaces, which
+// replace the settings' extra records of the (name, type) pairs covered;
+// svc the services nodes publish (services.go).
+func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node PublicKey) bool, now time.Time, v *ResolvedView,
+	adm []ExtraRecord, covered map[[2]string]bool, svc *NamespaceItems) []*Name {
 	set := n.settings.settings
 	live := func(node PublicKey) *Host {
 		r := n.hosts[node]
@@ -155,8 +163,14 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		e := entry(name)
 		e.Node = node
 		e.Addrs = slices.Clone(h.Addresses)
+		for _, x := range serviceRecords(svc, node, name) {
+			se := entry(x.Name)
+			x.TTL, x.Data = set.DNSTTL, absoluteData(x, set.Domain)
+			se.Extra = append(se.Extra, x)
+		}
 	}
-	for _, x := range set.Extra {
+	extras := slices.DeleteFunc(slices.Clone(set.Extra), func(x ExtraRecord) bool { return covered[[2]string{x.Name, x.Type.String()}] })
+	for _, x := range append(extras, adm...) {
 		e := entry(x.Name)
 		if x.TTL == 0 {
 			x.TTL = set.DNSTTL

@@ -65,7 +65,8 @@ type Agent struct {
 	metrics  *metrics
 	tunnel   *tunnel
 	view     *viewPipeline
-	files    *filesView // nil when data_dir is off
+	files    *filesView  // nil when data_dir is off
+	known    *knownHosts // nil when known_hosts_file is off
 	own      *ownRecords
 	// up holds the network parts once they all run; the control API,
 	// metrics and the loop read them through it, and rebind replaces them.
@@ -274,6 +275,9 @@ func (a *Agent) openState(conf *live) error {
 	a.view.updated = a.metrics.viewUpdated
 	if conf.DataDir != "off" {
 		a.files = &filesView{dir: conf.DataDir, store: a.store, conf: a.conf.Load, log: a.log}
+	}
+	if conf.KnownHostsFile != "off" {
+		a.known = &knownHosts{path: conf.KnownHostsFile, store: a.store, conf: a.conf.Load, log: a.log}
 	}
 	a.store.Subscribe(func(c mesh.Change) {
 		a.persist.changed()

@@ -43,6 +43,10 @@ type Config struct {
 	// file per key, readable by the agent's group (default
 	// <state_dir>/data; "off": none). README describes its layout.
 	DataDir string `json:"data_dir"`
+	// KnownHostsFile is where the OpenSSH known_hosts of the mesh's
+	// reachable hosts is written, from the ssh.host-keys namespace
+	// (default <state_dir>/known_hosts; "off": none).
+	KnownHostsFile string `json:"known_hosts_file"`
 	// TSAURLs are timestamp authorities asked before the ones the
 	// network's settings list (default: none).
 	TSAURLs []string `json:"tsa_urls"`
@@ -223,6 +227,9 @@ func (c *Config) ApplyDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join(c.StateDir, "data")
 	}
+	if c.KnownHostsFile == "" {
+		c.KnownHostsFile = filepath.Join(c.StateDir, "known_hosts")
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -351,6 +358,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DNS.JSONFile != "off" && !filepath.IsAbs(c.DNS.JSONFile) {
 		bad("dns.json_file", "%q must be an absolute path or \"off\"", c.DNS.JSONFile)
+	}
+	if c.KnownHostsFile != "off" && !filepath.IsAbs(c.KnownHostsFile) {
+		bad("known_hosts_file", "%q must be an absolute path or \"off\"", c.KnownHostsFile)
 	}
 	if c.DataDir != "off" && !filepath.IsAbs(c.DataDir) {
 		bad("data_dir", "%q must be an absolute path or \"off\"", c.DataDir)

@@ -288,3 +288,41 @@ func TestConfiguredEntriesArePublished(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the new content of the value file", func() bool { return read("ssh") == "ssh-ed25519 AAAA two\n" })
 }
+
+// known_hosts holds, for each name this node resolves, the SSH host keys
+// its holder published, under the name and its tunnel addresses; keys
+// that are not keys are left out.
+func TestKnownHosts(t *testing.T) {
+	dir := t.TempDir()
+	node, err := WriteKey(filepath.Join(dir, "node.key"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := crdtKey("admin")
+	cfg, start := loopbackAgent(t, dir, admin.Public(), freePort(t))
+	n := cfg.Networks["t"]
+	hostKey := node.Public().AuthorizedKey() // an ed25519 public key line, as sshd's .pub holds one
+	n.Publish = []Publish{{Namespace: crdt.NamespaceSSHKeys, Key: "ssh-ed25519", Value: hostKey + " root@solo\n"},
+		{Namespace: crdt.NamespaceSSHKeys, Key: "ssh-rsa", Value: "ssh-rsa bm90IGEga2V5"}}
+	cfg.Networks = map[string]NetworkConfig{"t": n}
+	_, cancel, done := start()
+	defer func() { cancel(); <-done }()
+	c := control.NewClient(cfg.ControlSocket)
+	defer c.Close()
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "the agent to run the mesh", func() bool {
+		s, err := c.Status(ctx)
+		return err == nil && s.Waiting == ""
+	})
+	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "t", HostTTL: time.Hour,
+		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{node.Public()},
+		Namespaces: []crdt.Namespace{{Name: crdt.NamespaceSSHKeys, Writers: crdt.WritersOwner, Policy: crdt.PolicyLWW}}}, admin))
+	if _, err := c.Publish(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	want := "solo.t,127.0.0.1 " + hostKey + "\n"
+	eventually(t, 10*time.Second, "known_hosts with the host's key", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "known_hosts"))
+		return err == nil && strings.HasSuffix(string(b), want) && !strings.Contains(string(b), "ssh-rsa")
+	})
+}

@@ -77,6 +77,8 @@ func (a *Agent) Reload(cfg *Config) (needRestart []string, err error) {
 		"max_skew":         cfg.MaxSkew != old.MaxSkew,
 		"reachability_ttl": cfg.ReachabilityTTL != old.ReachabilityTTL,
 		"tsa_retry":        cfg.TSARetry != old.TSARetry,
+		"data_dir":         cfg.DataDir != old.DataDir,
+		"known_hosts_file": cfg.KnownHostsFile != old.KnownHostsFile,
 	} {
 		if changed {
 			needRestart = append(needRestart, field)

@@ -130,6 +130,9 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 					until = u
 				}
 			}
+			if a.known != nil {
+				a.known.update(a.view.current(), now)
+			}
 			if !until.IsZero() {
 				next.view = earlier(next.view, later(until, now.Add(100*time.Millisecond)))
 			}

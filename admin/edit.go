@@ -33,8 +33,17 @@ type Edit struct {
 	FreeTSA        bool     // pin FreeTSA's root and list its URL
 	TSAURL         []string
 	RemoveTSAURL   []string
-	Extra          []string // "name TYPE data [ttl]"
-	RemoveExtra    []string // "name TYPE"
+	// Extra and RemoveExtra edit the settings' own extra records; the
+	// command line writes new records as dns.records entries instead
+	// (RecordEntries), and removes from both.
+	Extra       []string // "name TYPE data [ttl]"
+	RemoveExtra []string // "name TYPE"
+	// Namespace declares namespaces, or replaces a declaration of the same
+	// name: "NAME writers=W policy=P [keys=K,K…] [max-value=N]
+	// [max-entries=N] [lifetime=D]" (ParseNamespace). A namespace whose
+	// policy changes starts empty.
+	Namespace       []string
+	RemoveNamespace []string // names
 }
 
 // apply returns s with e applied.
@@ -133,6 +142,16 @@ func apply(s crdt.Settings, e Edit) (crdt.Settings, error) {
 		}
 		s.Extra = slices.DeleteFunc(slices.Clone(s.Extra), func(r crdt.ExtraRecord) bool { return r.Name == f[0] && r.Type == t })
 	}
+	for _, spec := range e.Namespace {
+		ns, err := ParseNamespace(spec)
+		if err != nil {
+			return s, err
+		}
+		s.Namespaces = append(slices.DeleteFunc(slices.Clone(s.Namespaces), func(x crdt.Namespace) bool { return x.Name == ns.Name }), ns)
+	}
+	for _, name := range e.RemoveNamespace {
+		s.Namespaces = slices.DeleteFunc(slices.Clone(s.Namespaces), func(x crdt.Namespace) bool { return x.Name == name })
+	}
 	return s, nil
 }
 
@@ -172,4 +191,61 @@ func readCert(path string) ([]byte, error) {
 		return nil, fmt.Errorf("TSA root %s is not a certificate: %w", path, err)
 	}
 	return b, nil
+}
+
+// ParseNamespace reads a namespace declaration: "NAME writers=W policy=P
+// [keys=K,K…] [max-value=N] [max-entries=N] [lifetime=D]", W one of admin,
+// members, keys, owner; P one of lww, fww, gset, orset, log; D a duration
+// (720h). Unset limits take the namespace layer's defaults.
+func ParseNamespace(spec string) (crdt.Namespace, error) {
+	f := strings.Fields(spec)
+	if len(f) == 0 {
+		return crdt.Namespace{}, fmt.Errorf("--namespace %q: want \"NAME writers=W policy=P …\"", spec)
+	}
+	ns := crdt.Namespace{Name: f[0]}
+	bad := func(format string, args ...any) (crdt.Namespace, error) {
+		return crdt.Namespace{}, fmt.Errorf("--namespace %q: %s", spec, fmt.Sprintf(format, args...))
+	}
+	if err := crdt.ValidateNamespaceName(ns.Name); err != nil {
+		return bad("%v", err)
+	}
+	var haveW, haveP bool
+	for _, kv := range f[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return bad("%q is not key=value", kv)
+		}
+		var err error
+		switch k {
+		case "writers":
+			ns.Writers, err = crdt.ParseWriters(v)
+			haveW = true
+		case "policy":
+			ns.Policy, err = crdt.ParsePolicy(v)
+			haveP = true
+		case "keys":
+			for _, key := range strings.Split(v, ",") {
+				p, perr := crdt.ParsePublicKey(key)
+				if perr != nil {
+					return bad("keys: %v", perr)
+				}
+				ns.WriterKeys = append(ns.WriterKeys, p)
+			}
+		case "max-value":
+			ns.MaxValue, err = strconv.Atoi(v)
+		case "max-entries":
+			ns.MaxEntriesPerWriter, err = strconv.Atoi(v)
+		case "lifetime":
+			ns.Lifetime, err = time.ParseDuration(v)
+		default:
+			return bad("unknown %q (writers, policy, keys, max-value, max-entries, lifetime)", k)
+		}
+		if err != nil {
+			return bad("%s: %v", k, err)
+		}
+	}
+	if !haveW || !haveP {
+		return bad("writers= and policy= are required")
+	}
+	return ns, nil
 }

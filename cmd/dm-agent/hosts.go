@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/data-mesher/data-mesher/control"
+	"github.com/spf13/cobra"
+)
+
+func hostsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "hosts [--json]",
+		Short: "list the mesh's hosts and their names",
+		Long: `Lists every host of the joined networks: its key (the 8 characters of
+its "ssh-ed25519 AAAA…" form that tell keys apart), addresses, how long
+ago it sent a heartbeat, whether it passes the reachability challenge
+here, the names it holds and the ones it claims but does not hold.
+
+--json prints the control API's hosts, with full keys.`,
+		Example: `  dm-agent hosts
+  dm-agent hosts --json | jq -r '.[] | select(.reachable | not) | .node'`,
+		Args: noArgs(nil),
+	}
+	asJSON := c.Flags().Bool("json", false, "print JSON (the control API's field names)")
+	cf := addConfig(c, true)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		hs, err := cf.client().Hosts(c.Context())
+		if err != nil {
+			return agentError(err)
+		}
+		if *asJSON {
+			return printJSON(c.OutOrStdout(), hs)
+		}
+		return writeHosts(c.OutOrStdout(), hs, time.Now())
+	}
+	return c
+}
+
+func writeHosts(w io.Writer, hs []control.HostInfo, now time.Time) error {
+	if len(hs) == 0 {
+		_, err := fmt.Fprintln(w, "no hosts yet")
+		return err
+	}
+	p := newPainter(w)
+	t := &table{p: p}
+	t.row(txt("NETWORK"), txt("NODE"), txt("ADDRESSES"), txt("SEEN"), txt("REACHABLE"), txt("NAMES"))
+	var failures []string
+	for _, h := range hs {
+		reach := tint("yes", green)
+		switch {
+		case h.Self:
+			reach = txt("self")
+		case !h.Reachable && h.Challenge != "":
+			failures = append(failures, fmt.Sprintf("[%d] %s: %s", len(failures)+1, shortKey(h.Node), h.Challenge))
+			reach = tint(fmt.Sprintf("no [%d]", len(failures)), red)
+		case !h.Reachable:
+			reach = tint("not yet", yellow)
+		}
+		names := strings.Join(h.Names, ", ")
+		if len(h.Lost) > 0 {
+			if names != "" {
+				names += "; "
+			}
+			names += "lost: " + strings.Join(h.Lost, ", ")
+		}
+		if names == "" {
+			names = "-"
+		}
+		addrs := h.Addresses
+		if len(addrs) == 0 {
+			addrs = []string{"-"}
+		}
+		t.row(txt(h.Network), txt(shortKey(h.Node)), txt(addrs[0]), txt(age(now.Sub(h.Heartbeat))), reach, txt(names))
+		for _, a := range addrs[1:] {
+			t.row(txt(""), txt(""), txt(a))
+		}
+	}
+	if err := t.write(w); err != nil {
+		return err
+	}
+	if len(failures) > 0 {
+		fmt.Fprintln(w)
+		for _, f := range failures {
+			fmt.Fprintln(w, f)
+		}
+	}
+	return nil
+}

@@ -85,24 +85,45 @@ func freePort(t testing.TB) int {
 // loopNode is a dm-agent process on loopback, with its files in dir.
 type loopNode struct {
 	dir, config, socket string
-	dnsPort             int
+	dnsPort, httpPort   int
 	metrics             string // loopback metrics and pprof
 	key                 crdt.PrivateKey
 	cmd                 *exec.Cmd
-	log                 *bytes.Buffer
+	log                 *syncBuffer
 }
 
-func newLoopNode(t testing.TB, admin crdt.PublicKey) *loopNode {
+// syncBuffer is a log that tests read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newLoopNode makes a node of the network whose admin key is admin, on
+// 127.0.0.1, claiming "solo"; boot are its bootstrap peers.
+func newLoopNode(t testing.TB, admin crdt.PublicKey, boot ...string) *loopNode {
 	dir := t.TempDir()
 	n := &loopNode{dir: dir, config: filepath.Join(dir, "config.json"), socket: filepath.Join(dir, "control.sock"), dnsPort: freePort(t),
-		metrics: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		httpPort: freePort(t), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t))}
 	var err error
 	if n.key, err = agent.WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
 		t.Fatal(err)
 	}
+	bootJSON, _ := json.Marshal(append([]string{}, boot...))
 	cfg := fmt.Sprintf(`{"interface": "lo", "state_dir": %q, "hostnames": ["solo"], "bind_address": "127.0.0.1",
   "ports": {"gossip": %d, "http": %d, "dns": %d}, "control_socket": %q, "metrics_listen": %q, "log": {"level": "warn"},
-  "networks": {"t": {"pubkey": %q}}}`, dir, freePort(t), freePort(t), n.dnsPort, n.socket, n.metrics, admin.AuthorizedKey())
+  "networks": {"t": {"pubkey": %q, "bootstrap_peers": %s}}}`, dir, freePort(t), n.httpPort, n.dnsPort, n.socket, n.metrics, admin.AuthorizedKey(), bootJSON)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +133,7 @@ func newLoopNode(t testing.TB, admin crdt.PublicKey) *loopNode {
 func (n *loopNode) start(t testing.TB) {
 	n.cmd = exec.Command(binary(t), "run", "--config", n.config)
 	n.cmd.Env = append(os.Environ(), os.Getenv("DM_CHILD_ENV"))
-	n.log = &bytes.Buffer{}
+	n.log = &syncBuffer{}
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,15 @@ func (f durationFlag) String() string {
 	if f.d == nil || *f.d == 0 {
 		return ""
 	}
-	return f.d.String()
+	// 24h, not 24h0m0s.
+	s := f.d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 func (f durationFlag) Type() string { return "duration" }
 func (f durationFlag) Set(v string) error {
@@ -72,7 +80,7 @@ func (f boolWord) Set(v string) error {
 
 func networkCreateCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "create --domain DOMAIN [--admin-key FILE] [--out FILE | --publish] [options]",
+		Use:   "create --domain DOMAIN [--out FILE | --publish] [options]",
 		Short: "create a network: admin key and first settings",
 		Long: `Creates a network: its admin key (the network's identity) and its first
 signed settings. Claims become active only once an attestor vouches for
@@ -102,7 +110,7 @@ yet); --force overrides that.`,
 	f.StringVar(&domain, "domain", "", "the network's DNS `DOMAIN`, e.g. clan (required)")
 	f.StringVar(&adminKey, "admin-key", "admin.key", "admin key `FILE`; created if it does not exist")
 	f.StringVar(&out, "out", "", "write the signed settings to `FILE` as data.json (a bootstrap file)")
-	f.Var(durationFlag{&hostTTL}, "host-ttl", "how long a host stays without a heartbeat (`DURATION`, default 24h)")
+	f.Var(durationFlag{&hostTTL}, "host-ttl", "how long a host stays without a heartbeat (`DURATION`)")
 	f.BoolVar(&freeTSA, "freetsa", false, "trust FreeTSA (freetsa.org) as timestamp authority")
 	f.BoolVar(&publish, "publish", false, "hand the settings to the local agent (it must have joined the network)")
 	f.BoolVar(&replace, "replace", false, "with --publish: replace settings the agent already has (drops their bans, overrides, extra records)")

@@ -67,7 +67,7 @@ func writeResolution(w io.Writer, r control.Resolution) error {
 		}
 		fmt.Fprintf(w, "%s → %s\n", r.Name, p.paint(green, answer))
 		if r.Holder != "" {
-			fmt.Fprintf(w, "held by %s: %s\n", shortKey(r.Holder), r.Why)
+			fmt.Fprintf(w, "held by %s: %s\n", shortKey(r.Holder), strings.TrimPrefix(r.Why, "held by "))
 		} else {
 			fmt.Fprintf(w, "%s\n", r.Why)
 		}

@@ -11,8 +11,9 @@ func versionCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "version [--json]",
 		Short: "print the version",
-		Long:  `Prints the version of dm-agent and of the data format it reads and writes (also: dm-agent --version).`,
-		Args:  noArgs(nil),
+		Long: `Prints the version of dm-agent and of the data format it reads and
+writes (also: dm-agent --version).`,
+		Args: noArgs(nil),
 	}
 	asJSON := c.Flags().Bool("json", false, "print JSON: version, data_format")
 	c.RunE = func(c *cobra.Command, _ []string) error {

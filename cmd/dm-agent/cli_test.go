@@ -194,8 +194,13 @@ func TestIssue18Item6WaitingAgentAnswers(t *testing.T) {
 	var st result
 	eventually(t, 15*time.Second, "status to say what the agent waits for", func() bool {
 		st = dm(t, "status", "--config", n.config)
-		return st.code == 0 && strings.Contains(st.stdout, "waiting") && strings.Contains(st.stdout, "not a WireGuard")
+		return st.code == 0 && strings.Contains(st.stdout, "waiting") && strings.Contains(st.stdout, "not a")
 	})
+	for _, l := range lines(st.stdout) {
+		if utf8.RuneCountInString(l) > 80 {
+			t.Errorf("status while waiting: a line of %d columns: %s", utf8.RuneCountInString(l), l)
+		}
+	}
 	if r := dm(t, "resolve", "solo", "--config", n.config); r.code != exitNoSuchName || strings.Contains(r.stderr, "no running dm-agent") {
 		t.Errorf("resolve while waiting: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -516,4 +521,34 @@ func TestSettingsEditOnceSynced(t *testing.T) {
 	eventually(t, 30*time.Second, "the edit to reach the first agent", func() bool {
 		return strings.Contains(dm(t, "settings", "--network", "t", "--show", "--json", "--config", a.config).stdout, `"data": "hello"`)
 	})
+
+	// Issue 18 item 8, the other half: both claim "solo"; the first holds
+	// it. What hosts calls lost, resolve explains with the same claim, by
+	// a name without its domain as by the full one.
+	bKey := b.key.Public().AuthorizedKey()
+	eventually(t, 30*time.Second, "hosts on the first agent to show the second's lost claim", func() bool {
+		var hosts []control.HostInfo
+		json.Unmarshal([]byte(dm(t, "hosts", "--json", "--config", a.config).stdout), &hosts)
+		for _, h := range hosts {
+			if h.Node == bKey && len(h.Lost) == 1 && h.Lost[0] == "solo" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, name := range []string{"solo", "solo.t"} {
+		var res control.Resolution
+		r := dm(t, "resolve", name, "--json", "--config", a.config)
+		json.Unmarshal([]byte(r.stdout), &res)
+		claimed := false
+		for _, c := range res.Contest {
+			claimed = claimed || c.Node == bKey
+		}
+		if r.code != 0 || !res.Found || !claimed || strings.Contains(res.Why, "nobody claims") {
+			t.Errorf("resolve %s while hosts shows the second node's lost claim: exit %d: %s", name, r.code, r.stdout)
+		}
+	}
+	if out := dm(t, "hosts", "--config", a.config).stdout; !strings.Contains(out, "lost: solo") {
+		t.Errorf("hosts does not show the lost claim:\n%s", out)
+	}
 }

@@ -87,7 +87,7 @@ func (cf *configFlags) load() (*agent.Config, error) {
 	path := cf.file()
 	c, err := agent.LoadConfig(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w\nWrite one (README, \"Anywhere else\"; every setting: dm-agent run --help), or name yours with --config FILE or $DM_CONFIG", err)
+		return nil, fmt.Errorf("%w (write one: README, \"Anywhere else\", and dm-agent run --help for every setting; or name yours with --config FILE or $DM_CONFIG)", err)
 	}
 	if err != nil {
 		return nil, problems(err)

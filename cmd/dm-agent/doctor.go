@@ -1,6 +1,10 @@
 package main
 
 import (
+	"errors"
+	"strings"
+
+	"github.com/data-mesher/data-mesher/agent"
 	"github.com/data-mesher/data-mesher/doctor"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +26,17 @@ CAP_NET_ADMIN). The DM_* variables of "dm-agent run" apply here too.`,
 	asJSON := c.Flags().Bool("json", false, "print JSON: name, status, detail, remedy of each check")
 	cf := addConfig(c, true)
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		results := doctor.Run(doctor.System(cf.file(), cf.load))
+		// The table has one line per check: several problems of the
+		// configuration go on one, each after its place.
+		load := func() (*agent.Config, error) {
+			c, err := cf.load()
+			if err != nil {
+				msg := strings.Replace(strings.TrimSpace(err.Error()), ":\n", ": ", 1)
+				return nil, errors.New(strings.ReplaceAll(msg, "\n", " | "))
+			}
+			return c, nil
+		}
+		results := doctor.Run(doctor.System(cf.file(), load))
 		if err := doctor.Write(c.OutOrStdout(), results, *asJSON); err != nil {
 			return err
 		}

@@ -84,7 +84,12 @@ func writeHosts(w io.Writer, hs []control.HostInfo, now time.Time) error {
 	if len(failures) > 0 {
 		fmt.Fprintln(w)
 		for _, f := range failures {
-			fmt.Fprintln(w, f)
+			for i, l := range wrap(f, 80-4) {
+				if i > 0 {
+					l = "    " + l
+				}
+				fmt.Fprintln(w, l)
+			}
 		}
 	}
 	return nil

@@ -110,8 +110,9 @@ func uptime(d time.Duration) string {
 	return fmt.Sprintf("%dd%dh", days, int(d.Hours())%24)
 }
 
-// when is a time in tables: UTC, to the minute.
-func when(t time.Time) string { return t.UTC().Format("2006-01-02 15:04Z") }
+// when is a time in tables: UTC, to the second (claims a minute apart
+// decide a name).
+func when(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
 
 // colours of table cells and status words.
 type colour string

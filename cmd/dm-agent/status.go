@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/data-mesher/data-mesher/control"
 	"github.com/spf13/cobra"
@@ -49,7 +50,14 @@ func writeStatus(w io.Writer, s control.Status) error {
 	p := newPainter(w)
 	t := &table{p: p}
 	if s.Waiting != "" {
-		t.row(txt("waiting"), tint("for "+s.Waiting, yellow))
+		// The label column is 11 wide: the reason wraps within 80.
+		for i, l := range wrap("for "+s.Waiting, 80-11) {
+			label := ""
+			if i == 0 {
+				label = "waiting"
+			}
+			t.row(txt(label), tint(l, yellow))
+		}
 	}
 	t.row(txt("node"), txt(shortKey(s.Node)+" (full key below)"))
 	t.row(txt("version"), txt(fmt.Sprintf("%s, up %s", s.Version, uptime(time.Duration(s.Uptime*float64(time.Second))))))
@@ -122,9 +130,33 @@ func writeStatus(w io.Writer, s control.Status) error {
 			return err
 		}
 		for _, n := range notes {
-			fmt.Fprintln(w, "  "+n)
+			for i, l := range wrap(n, 80-4) {
+				indent := "    "
+				if i == 0 {
+					indent = "  "
+				}
+				fmt.Fprintln(w, indent+l)
+			}
 		}
 	}
 	_, err := fmt.Fprintf(w, "\nnode key:\n%s\n", s.Node)
 	return err
+}
+
+// wrap breaks text into lines of at most width columns, between words.
+func wrap(text string, width int) []string {
+	var out []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = w
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > width:
+			out = append(out, line)
+			line = w
+		default:
+			line += " " + w
+		}
+	}
+	return append(out, line)
 }

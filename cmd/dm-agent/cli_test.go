@@ -316,6 +316,11 @@ func TestIssue18Item11FlagErrorsAndUsage(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, "did you mean --json?") || len(lines(r.stderr)) > 3 || strings.Contains(r.stderr, "Options:") {
 		t.Errorf("status -jsn: exit %d:\n%s", r.code, r.stderr)
 	}
+	// What the hand-rolled line took (Go's single dash) still works.
+	dir := t.TempDir()
+	if r := dm(t, "keygen", "-out", filepath.Join(dir, "k.key"), "-json"); r.code != 0 || !strings.Contains(r.stdout, `"public_key": "ssh-ed25519 `) {
+		t.Errorf("keygen -out FILE -json: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
 	r = dm(t, "keygen", "--help")
 	usage := lines(r.stdout[strings.Index(r.stdout, "Usage:"):])[1]
 	for _, f := range []string{"--out", "--comment", "--if-missing"} {

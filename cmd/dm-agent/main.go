@@ -58,7 +58,7 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 		args = []string{} // cobra reads os.Args for nil
 	}
 	root := newRoot(stdout, stderr, args)
-	root.SetArgs(args)
+	root.SetArgs(singleDash(root, args))
 	cmd, err := root.ExecuteC()
 	return report(cmd, err, stderr)
 }
@@ -98,4 +98,29 @@ func report(cmd *cobra.Command, err error, stderr io.Writer) int {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// singleDash turns "-json" into "--json" where the command has a flag of
+// that name: the hand-rolled command line took Go's single-dash flags, and
+// scripts written for it keep working. Anything else is left for the
+// parser (and its error).
+func singleDash(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if len(name) > 1 && cmd.Flags().Lookup(name) != nil {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }

@@ -396,9 +396,38 @@ func TestTablesFit80Columns(t *testing.T) {
 		}
 	}
 	out := lines(dm(t, "hosts", "--config", n.config).stdout)
-	if len(out) < 2 || strings.Index(out[0], "ADDRESSES") != strings.Index(out[1], "127.0.0.1") || strings.Index(out[0], "NAMES") != strings.Index(out[1], "solo") {
+	if len(out) < 3 || strings.Index(out[1], "ADDRESSES") != strings.Index(out[2], "127.0.0.1") || strings.Index(out[1], "NAMES") != strings.Index(out[2], "solo") {
 		t.Errorf("hosts' columns are not aligned:\n%s", strings.Join(out, "\n"))
 	}
+}
+
+// A mesh as clan deploys it: full-length tunnel addresses, a host failing
+// the challenge, a lost name; the table still fits 80 columns.
+func TestHostsTableWithLongAddresses(t *testing.T) {
+	now := time.Now()
+	key := func(seed string) string { return crdtKey(seed).Public().AuthorizedKey() }
+	hs := []control.HostInfo{
+		{Network: "qubasa.clan", Node: key("a"), Self: true, Addresses: []string{"fd27:bb88:dbef:737b:3799:9318:aa77:ec12"}, Heartbeat: now.Add(-5 * time.Hour), Names: []string{"mors"}},
+		{Network: "qubasa.clan", Node: key("b"), Addresses: []string{"fd27:bb88:dbef:737b:3799:9318:aa77:ec13", "100.64.0.7"}, Heartbeat: now.Add(-90 * time.Second),
+			Challenge: "address is not routed to any WireGuard peer: fd27:bb88:dbef:737b:3799:9318:aa77:ec13", Names: []string{"gate"}, Lost: []string{"mors"}},
+		{Network: "qubasa.clan", Node: key("c"), Reachable: true, Addresses: []string{"fd27:bb88:dbef:737b:3799:9318:aa77:ec14"}, Heartbeat: now.Add(-23 * time.Hour), Names: []string{"printer"}},
+	}
+	var b strings.Builder
+	if err := writeHosts(&b, hs, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines(b.String()) {
+		if utf8.RuneCountInString(l) > 80 {
+			t.Errorf("a line of %d columns: %s", utf8.RuneCountInString(l), l)
+		}
+	}
+	for _, want := range []string{"qubasa.clan: 3 hosts", shortKey(key("b")) + "  fd27:bb88:dbef:737b:3799:9318:aa77:ec13  1m    no     gate; lost: mors",
+		shortKey(key("b")) + " (qubasa.clan) fails the reachability challenge: address is not"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, b.String())
+		}
+	}
+	t.Logf("\n%s", b.String())
 }
 
 // openPTY opens a pseudo-terminal: the program writes to tty, the test

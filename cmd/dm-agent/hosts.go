@@ -39,47 +39,70 @@ here, the names it holds and the ones it claims but does not hold.
 	return c
 }
 
+// writeHosts prints a table per network: a full tunnel address (39
+// characters) still leaves room for the names within 80 columns. SEEN is
+// how long ago the host's last heartbeat was signed; why a host is not
+// reachable goes below the table.
 func writeHosts(w io.Writer, hs []control.HostInfo, now time.Time) error {
 	if len(hs) == 0 {
 		_, err := fmt.Fprintln(w, "no hosts yet")
 		return err
 	}
 	p := newPainter(w)
-	t := &table{p: p}
-	t.row(txt("NETWORK"), txt("NODE"), txt("ADDRESSES"), txt("SEEN"), txt("REACHABLE"), txt("NAMES"))
 	var failures []string
+	var networks []string
+	byNetwork := map[string][]control.HostInfo{}
 	for _, h := range hs {
-		reach := tint("yes", green)
-		switch {
-		case h.Self:
-			reach = txt("self")
-		case !h.Reachable && h.Challenge != "":
-			failures = append(failures, fmt.Sprintf("[%d] %s: %s", len(failures)+1, shortKey(h.Node), h.Challenge))
-			reach = tint(fmt.Sprintf("no [%d]", len(failures)), red)
-		case !h.Reachable:
-			reach = tint("not yet", yellow)
+		if _, ok := byNetwork[h.Network]; !ok {
+			networks = append(networks, h.Network)
 		}
-		names := strings.Join(h.Names, ", ")
-		if len(h.Lost) > 0 {
-			if names != "" {
-				names += "; "
-			}
-			names += "lost: " + strings.Join(h.Lost, ", ")
-		}
-		if names == "" {
-			names = "-"
-		}
-		addrs := h.Addresses
-		if len(addrs) == 0 {
-			addrs = []string{"-"}
-		}
-		t.row(txt(h.Network), txt(shortKey(h.Node)), txt(addrs[0]), txt(age(now.Sub(h.Heartbeat))), reach, txt(names))
-		for _, a := range addrs[1:] {
-			t.row(txt(""), txt(""), txt(a))
-		}
+		byNetwork[h.Network] = append(byNetwork[h.Network], h)
 	}
-	if err := t.write(w); err != nil {
-		return err
+	for i, network := range networks {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		count := fmt.Sprintf("%d hosts", len(byNetwork[network]))
+		if len(byNetwork[network]) == 1 {
+			count = "1 host"
+		}
+		fmt.Fprintf(w, "%s: %s\n", p.paint(bold, network), count)
+		t := &table{p: p}
+		t.row(txt("NODE"), txt("ADDRESSES"), txt("SEEN"), txt("REACH"), txt("NAMES"))
+		for _, h := range byNetwork[network] {
+			reach := tint("yes", green)
+			switch {
+			case h.Self:
+				reach = txt("self")
+			case !h.Reachable && h.Challenge != "":
+				failures = append(failures, fmt.Sprintf("%s (%s) fails the reachability challenge: %s", shortKey(h.Node), network, h.Challenge))
+				reach = tint("no", red)
+			case !h.Reachable:
+				failures = append(failures, fmt.Sprintf("%s (%s): not checked yet", shortKey(h.Node), network))
+				reach = tint("-", yellow)
+			}
+			names := strings.Join(h.Names, ", ")
+			if len(h.Lost) > 0 {
+				if names != "" {
+					names += "; "
+				}
+				names += "lost: " + strings.Join(h.Lost, ", ")
+			}
+			if names == "" {
+				names = "-"
+			}
+			addrs := h.Addresses
+			if len(addrs) == 0 {
+				addrs = []string{"-"}
+			}
+			t.row(txt(shortKey(h.Node)), txt(addrs[0]), txt(age(now.Sub(h.Heartbeat))), reach, txt(names))
+			for _, a := range addrs[1:] {
+				t.row(txt(""), txt(a))
+			}
+		}
+		if err := t.write(w); err != nil {
+			return err
+		}
 	}
 	if len(failures) > 0 {
 		fmt.Fprintln(w)

@@ -82,17 +82,17 @@ func attestor(by string) string {
 	return by
 }
 
-// age is a duration as a person reads it: 45s, 12m, 3h, 2d.
+// age is a duration in a table cell: 45s, 12m, 3h, 2d.
 func age(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "in " + age(-d)
+		return "0s" // a clock a little ahead
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < time.Hour:
 		return fmt.Sprintf("%dm", int(d.Minutes()))
 	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

@@ -29,7 +29,7 @@
           src = self;
           # NAR hash of the `go mod vendor` tree (Go 1.26). Recompute after
           # any go.sum change; a Nix build that disagrees prints the right value.
-          vendorHash = "sha256-WlvxeXK4Y60I8vTSZM09w+Cm0iU8Y4uW6HPIPDrgIkE=";
+          vendorHash = "sha256-xUyQXvlq1LzTRiX0zuviSaySbao5UMjG+QMm/bYfn3Q=";
           subPackages = [ "cmd/dm-agent" ];
           ldflags = [
             "-s"
@@ -38,6 +38,17 @@
           ];
           # The unit and property tests; the end-to-end suite needs root.
           checkFlags = [ "-short" ];
+          # The man pages and the shell completions, made by dm-agent from
+          # the same definitions as its --help (man pages are compressed
+          # by the fixup phase).
+          postInstall = ''
+            mkdir -p $out/share/man/man1 $out/share/bash-completion/completions \
+              $out/share/zsh/site-functions $out/share/fish/vendor_completions.d
+            $out/bin/dm-agent man $out/share/man/man1
+            $out/bin/dm-agent completion bash > $out/share/bash-completion/completions/dm-agent.bash
+            $out/bin/dm-agent completion zsh > $out/share/zsh/site-functions/_dm-agent
+            $out/bin/dm-agent completion fish > $out/share/fish/vendor_completions.d/dm-agent.fish
+          '';
           meta = {
             description = "Names for a WireGuard mesh without a central DNS server";
             mainProgram = "dm-agent";

@@ -3,7 +3,9 @@ package crdt
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -29,28 +31,38 @@ var ErrBadKey = errors.New("bad key")
 func ParsePublicKey(s string) (PublicKey, error) {
 	var k PublicKey
 	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "ssh-") {
+	if s == "" {
+		return k, fmt.Errorf("%w: empty; want \"ssh-ed25519 AAAA…\" (the line of a .pub file)", ErrBadKey)
+	}
+	if strings.HasPrefix(s, "ssh-") || strings.HasPrefix(s, "ecdsa-") || strings.HasPrefix(s, "sk-") {
+		fields := strings.Fields(s)
+		if fields[0] != ssh.KeyAlgoED25519 {
+			return k, fmt.Errorf("%w: %s is not an ed25519 key; data-mesher keys are \"ssh-ed25519 AAAA…\" (dm-agent keygen makes one)", ErrBadKey, fields[0])
+		}
+		if len(fields) < 2 {
+			return k, fmt.Errorf("%w: \"ssh-ed25519\" without the key after it; want the whole line of the .pub file", ErrBadKey)
+		}
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s))
 		if err != nil {
-			return k, fmt.Errorf("%w: parsing OpenSSH public key: %v", ErrBadKey, err)
+			return k, fmt.Errorf("%w: the key after \"ssh-ed25519 \" is damaged or cut short (%q…); want the whole line of the .pub file", ErrBadKey, fields[1][:min(len(fields[1]), 12)])
 		}
 		cpk, ok := pk.(ssh.CryptoPublicKey)
 		if !ok {
-			return k, fmt.Errorf("%w: OpenSSH key of type %s is not ed25519", ErrBadKey, pk.Type())
+			return k, fmt.Errorf("%w: the key after \"ssh-ed25519 \" is an %s key inside", ErrBadKey, pk.Type())
 		}
 		ek, ok := cpk.CryptoPublicKey().(ed25519.PublicKey)
 		if !ok {
-			return k, fmt.Errorf("%w: OpenSSH key of type %s is not ed25519", ErrBadKey, pk.Type())
+			return k, fmt.Errorf("%w: the key after \"ssh-ed25519 \" is an %s key inside", ErrBadKey, pk.Type())
 		}
 		copy(k[:], ek)
 		return k, nil
 	}
 	b, err := decodeBase64(s)
 	if err != nil {
-		return k, fmt.Errorf("%w: public key is neither \"ssh-ed25519 AAAA…\" nor base64: %v", ErrBadKey, err)
+		return k, fmt.Errorf("%w: %q is not a key; want \"ssh-ed25519 AAAA…\" (the line of a .pub file)", ErrBadKey, s[:min(len(s), 20)])
 	}
 	if len(b) != len(k) {
-		return k, fmt.Errorf("%w: base64 public key has %d bytes, want %d", ErrBadKey, len(b), len(k))
+		return k, fmt.Errorf("%w: %q is not a key: as base64 it holds %d bytes, an ed25519 key has %d; want \"ssh-ed25519 AAAA…\" (the line of a .pub file)", ErrBadKey, s[:min(len(s), 20)], len(b), len(k))
 	}
 	copy(k[:], b)
 	return k, nil
@@ -142,7 +154,7 @@ func ParsePrivateKey(data []byte) (PrivateKey, error) {
 			if errors.As(err, &pm) {
 				return PrivateKey{}, fmt.Errorf("%w: the private key is encrypted; data-mesher needs an unencrypted key (ssh-keygen -p -N '' -f FILE removes the passphrase)", ErrBadKey)
 			}
-			return PrivateKey{}, fmt.Errorf("%w: parsing PEM private key: %v", ErrBadKey, err)
+			return PrivateKey{}, fmt.Errorf("%w: the PEM private key is damaged, or not a key ssh-keygen or openssl wrote; make a new one with dm-agent keygen", ErrBadKey)
 		}
 		switch k := raw.(type) {
 		case ed25519.PrivateKey:
@@ -150,12 +162,19 @@ func ParsePrivateKey(data []byte) (PrivateKey, error) {
 		case *ed25519.PrivateKey:
 			return PrivateKey{k: *k}, nil
 		default:
-			return PrivateKey{}, fmt.Errorf("%w: private key is %T, not ed25519", ErrBadKey, raw)
+			kind := "not an ed25519 key"
+			switch raw.(type) {
+			case *rsa.PrivateKey:
+				kind = "an RSA key"
+			case *ecdsa.PrivateKey:
+				kind = "an ECDSA key"
+			}
+			return PrivateKey{}, fmt.Errorf("%w: the private key is %s; data-mesher keys are ed25519 (dm-agent keygen makes one)", ErrBadKey, kind)
 		}
 	}
 	b, err := decodeBase64(text)
 	if err != nil {
-		return PrivateKey{}, fmt.Errorf("%w: private key is neither PEM nor base64", ErrBadKey)
+		return PrivateKey{}, fmt.Errorf("%w: the private key is neither PEM nor base64 (want the \"-----BEGIN OPENSSH PRIVATE KEY-----\" file dm-agent keygen writes)", ErrBadKey)
 	}
 	switch len(b) {
 	case ed25519.SeedSize:
@@ -167,7 +186,7 @@ func ParsePrivateKey(data []byte) (PrivateKey, error) {
 		}
 		return PrivateKey{k: k}, nil
 	default:
-		return PrivateKey{}, fmt.Errorf("%w: base64 private key has %d bytes, want 32 or 64", ErrBadKey, len(b))
+		return PrivateKey{}, fmt.Errorf("%w: the base64 private key holds %d bytes; want 32 or 64 (or the PEM file ssh-keygen writes)", ErrBadKey, len(b))
 	}
 }
 

@@ -178,7 +178,9 @@ in
             # Creates the network's settings once, for a new network; after
             # that only adds new signers (and applies hostTTL when set), so
             # policy made with `dm-agent settings` (bans, overrides, extra
-            # records) is kept. The network counts as new when the agent
+            # records) is kept, and only once the agent has synced with the
+            # mesh since it started (an edit of a stale copy would replace
+            # newer settings everywhere; dm-agent refuses it). The network counts as new when the agent
             # has synced with the mesh and found no settings, or has found
             # no peer to sync with in five minutes. Once this machine has
             # created them, it never creates them again (fresh settings
@@ -205,8 +207,13 @@ in
                 done
                 has_settings() { ${dm} settings ${net} --show >/dev/null 2>&1; }
                 synced() { ${dm} status --json 2>/dev/null | ${jq} -e .synced >/dev/null; }
+                # Edits start from the mesh's newest settings: wait until
+                # the agent has synced with a peer. dm-agent settings
+                # refuses an edit before that (no --force here); the unit
+                # then fails and tries again a minute later. An edit that
+                # changes nothing publishes nothing, synced or not.
                 for _ in $(seq 300); do
-                  if has_settings || synced; then break; fi
+                  if synced; then break; fi
                   sleep 1
                 done
                 if has_settings; then

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -33,8 +32,13 @@ var (
 	binErr  error
 )
 
-// binary builds dm-agent once per test run.
+// binary builds dm-agent once per test run. DM_AGENT_BINARY runs the
+// tests against another build instead (an older one, to see which of them
+// it fails).
 func binary(t testing.TB) string {
+	if p := os.Getenv("DM_AGENT_BINARY"); p != "" {
+		return p
+	}
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "dm-agent-bin")
 		if err != nil {
@@ -51,34 +55,6 @@ func binary(t testing.TB) string {
 		t.Fatal(binErr)
 	}
 	return binPath
-}
-
-func TestHelp(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := mainArgs([]string{"--help"}, &out, &errb); code != 0 {
-		t.Fatalf("--help exits %d", code)
-	}
-	top := out.String()
-	for _, c := range commands {
-		if !strings.Contains(top, c.name) {
-			t.Errorf("--help does not list %s", c.name)
-		}
-		out.Reset()
-		if code := mainArgs(append(strings.Fields(c.name), "--help"), &out, &errb); code != 0 {
-			t.Errorf("%s --help exits %d", c.name, code)
-		}
-		if !strings.Contains(out.String(), "Usage: dm-agent "+c.name) || (c.name != "version" && !strings.Contains(out.String(), "Example")) {
-			t.Errorf("%s --help lacks usage or examples:\n%s", c.name, out.String())
-		}
-	}
-	errb.Reset()
-	if code := mainArgs([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
-		t.Errorf("unknown command: exit %d, %s", code, errb.String())
-	}
-	errb.Reset()
-	if code := mainArgs([]string{"resolve"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "want one NAME") {
-		t.Errorf("resolve without a name: exit %d, %s", code, errb.String())
-	}
 }
 
 func TestBadConfigNamesField(t *testing.T) {
@@ -109,24 +85,45 @@ func freePort(t testing.TB) int {
 // loopNode is a dm-agent process on loopback, with its files in dir.
 type loopNode struct {
 	dir, config, socket string
-	dnsPort             int
+	dnsPort, httpPort   int
 	metrics             string // loopback metrics and pprof
 	key                 crdt.PrivateKey
 	cmd                 *exec.Cmd
-	log                 *bytes.Buffer
+	log                 *syncBuffer
 }
 
-func newLoopNode(t testing.TB, admin crdt.PublicKey) *loopNode {
+// syncBuffer is a log that tests read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newLoopNode makes a node of the network whose admin key is admin, on
+// 127.0.0.1, claiming "solo"; boot are its bootstrap peers.
+func newLoopNode(t testing.TB, admin crdt.PublicKey, boot ...string) *loopNode {
 	dir := t.TempDir()
 	n := &loopNode{dir: dir, config: filepath.Join(dir, "config.json"), socket: filepath.Join(dir, "control.sock"), dnsPort: freePort(t),
-		metrics: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		httpPort: freePort(t), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t))}
 	var err error
 	if n.key, err = agent.WriteKey(filepath.Join(dir, "node.key"), ""); err != nil {
 		t.Fatal(err)
 	}
+	bootJSON, _ := json.Marshal(append([]string{}, boot...))
 	cfg := fmt.Sprintf(`{"interface": "lo", "state_dir": %q, "hostnames": ["solo"], "bind_address": "127.0.0.1",
   "ports": {"gossip": %d, "http": %d, "dns": %d}, "control_socket": %q, "metrics_listen": %q, "log": {"level": "warn"},
-  "networks": {"t": {"pubkey": %q}}}`, dir, freePort(t), freePort(t), n.dnsPort, n.socket, n.metrics, admin.AuthorizedKey())
+  "networks": {"t": {"pubkey": %q, "bootstrap_peers": %s}}}`, dir, freePort(t), n.httpPort, n.dnsPort, n.socket, n.metrics, admin.AuthorizedKey(), bootJSON)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +133,7 @@ func newLoopNode(t testing.TB, admin crdt.PublicKey) *loopNode {
 func (n *loopNode) start(t testing.TB) {
 	n.cmd = exec.Command(binary(t), "run", "--config", n.config)
 	n.cmd.Env = append(os.Environ(), os.Getenv("DM_CHILD_ENV"))
-	n.log = &bytes.Buffer{}
+	n.log = &syncBuffer{}
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,7 +382,8 @@ func TestKeygenNeverOverwrites(t *testing.T) {
 
 // `network create --publish` never silently replaces settings the agent
 // already has (they carry the network's bans, overrides and extra
-// records); --replace does, on purpose.
+// records); --replace does, on purpose, and only once the agent has
+// synced with a peer, or with --force.
 func TestNetworkCreateKeepsExistingSettings(t *testing.T) {
 	dir := t.TempDir()
 	adminKey := filepath.Join(dir, "admin.key")
@@ -399,38 +397,85 @@ func TestNetworkCreateKeepsExistingSettings(t *testing.T) {
 	n.client(t)
 
 	run := func(args ...string) (string, int) {
-		var out, errb bytes.Buffer
-		code := mainArgs(append([]string{"network", "create", "--domain", "t", "--admin-key", adminKey, "--config", n.config, "--publish"}, args...), &out, &errb)
-		return out.String() + errb.String(), code
+		r := dm(t, append([]string{"network", "create", "--domain", "t", "--admin-key", adminKey, "--config", n.config, "--publish"}, args...)...)
+		return r.stdout + r.stderr, r.code
 	}
 	show := func() string {
-		var out, errb bytes.Buffer
-		if code := mainArgs([]string{"settings", "--network", "t", "--config", n.config, "--show"}, &out, &errb); code != 0 {
-			t.Fatalf("settings --show: exit %d: %s", code, errb.String())
+		r := dm(t, "settings", "--network", "t", "--config", n.config, "--show", "--json")
+		if r.code != 0 {
+			t.Fatalf("settings --show: exit %d: %s", r.code, r.stderr)
 		}
-		return out.String()
+		var v struct {
+			Updated   time.Time `json:"updated"`
+			Witnesses []string  `json:"witnesses"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+			t.Fatalf("settings --show --json: %v\n%s", err, r.stdout)
+		}
+		return fmt.Sprint(v.Updated.UnixNano(), v.Witnesses)
 	}
 
-	pub := n.key.Public()
-	witnessB64 := base64.StdEncoding.EncodeToString(pub[:]) // as data.json writes keys
-	if out, code := run("--witness", pub.AuthorizedKey()); code != 0 {
+	pub := n.key.Public().AuthorizedKey()
+	if out, code := run("--witness", pub); code != 0 {
 		t.Fatalf("first network create: exit %d: %s", code, out)
 	}
 	first := show()
-	if !strings.Contains(first, witnessB64) {
-		t.Fatalf("the published settings do not name the witness:\n%s", first)
+	if !strings.Contains(first, pub) {
+		t.Fatalf("the published settings do not name the witness: %s", first)
 	}
 	out, code := run()
 	if code == 0 || !strings.Contains(out, "already has settings") || !strings.Contains(out, "--replace") {
 		t.Errorf("second network create: exit %d: %s; want a refusal naming --replace", code, out)
 	}
 	if again := show(); again != first {
-		t.Errorf("refused, yet the settings changed:\n%s\nwas\n%s", again, first)
+		t.Errorf("refused, yet the settings changed: %s, was %s", again, first)
 	}
-	if out, code := run("--replace"); code != 0 {
-		t.Fatalf("network create --replace: exit %d: %s", code, out)
+	// A lone agent has synced with nobody: --replace alone is refused.
+	out, code = run("--replace")
+	if code != 1 || !strings.Contains(out, "has not synced with a peer since it started") || !strings.Contains(out, "--force") {
+		t.Errorf("network create --replace on an unsynced agent: exit %d: %s; want a refusal naming --force", code, out)
 	}
-	if replaced := show(); replaced == first || strings.Contains(replaced, witnessB64) {
-		t.Errorf("--replace did not publish the new settings (without the witness):\n%s", replaced)
+	if again := show(); again != first {
+		t.Errorf("refused, yet the settings changed: %s, was %s", again, first)
 	}
+	if out, code := run("--replace", "--force"); code != 0 {
+		t.Fatalf("network create --replace --force: exit %d: %s", code, out)
+	}
+	if replaced := show(); replaced == first || strings.Contains(replaced, pub) {
+		t.Errorf("--replace did not publish the new settings (without the witness): %s", replaced)
+	}
+}
+
+// result is what a run of the dm-agent binary did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// dm runs the real binary with args, with DM_* variables and NO_COLOR
+// cleared unless env sets them.
+func dm(t testing.TB, args ...string) result {
+	t.Helper()
+	return dmEnv(t, nil, args...)
+}
+
+func dmEnv(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "DM_") && !strings.HasPrefix(e, "NO_COLOR=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("dm-agent %s: %v", strings.Join(args, " "), err)
+	}
+	return result{out.String(), errb.String(), code}
 }

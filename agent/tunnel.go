@@ -125,8 +125,17 @@ func (t *tunnel) peers() []wg.Peer {
 	return t.iface.Peers
 }
 
-// routed reports whether WireGuard delivers to addr: the prober's routes.
-func (t *tunnel) routed(addr netip.Addr) bool { return wg.Routed(addr, t.peers()) }
+// routed reports whether WireGuard delivers to addr: the routes the prober
+// and the gossip members need. A node bound to a loopback address (one
+// machine: development, tests) counts loopback as routed too; a node on
+// its tunnel address never does, so a member advertising a loopback
+// address cannot make it talk to this machine's own services.
+func (t *tunnel) routed(addr netip.Addr) bool {
+	if addr.Unmap().IsLoopback() && t.Bind().IsLoopback() {
+		return true
+	}
+	return wg.Routed(addr, t.peers())
+}
 
 // ownAddrs are the tunnel addresses this node publishes, sorted.
 func (t *tunnel) ownAddrs() []netip.Addr {

@@ -248,6 +248,9 @@ func configKeys(prefix string, t reflect.Type) []string {
 		case ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct:
 			keys = append(keys, prefix+name)
 			keys = append(keys, configKeys(prefix+name+".<name>.", ft.Elem())...)
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			keys = append(keys, prefix+name)
+			keys = append(keys, configKeys(prefix+name+".*.", ft.Elem())...)
 		default:
 			keys = append(keys, prefix+name)
 		}

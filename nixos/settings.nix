@@ -38,6 +38,22 @@ in
           priority = opt types.number "Lower wins between networks giving the same name.";
           bootstrap_peers = strings "data.json sources for a first join.";
           hostnames = strings "Names claimed in this network instead of the global ones.";
+          publish = opt (types.listOf (
+            types.submodule {
+              options = {
+                namespace = mkOption {
+                  type = types.str;
+                  description = "The namespace the entry goes in.";
+                };
+                key = mkOption {
+                  type = types.str;
+                  description = "The entry's key.";
+                };
+                value = opt types.str "The value.";
+                value_file = opt absolute "A file whose content is the value, read at run time.";
+              };
+            }
+          )) "Entries this node keeps written in the network's namespaces.";
         };
       }
     )) "The joined networks, by label.";
@@ -52,6 +68,8 @@ in
       forwarders = strings "Where names outside the mesh go (address:port).";
       json_file = opt types.str "Where dns.json is written, or \"off\".";
     };
+    data_dir = opt types.str "Where the files view of the namespaces is written, or \"off\".";
+    known_hosts_file = opt types.str "Where the mesh's SSH known_hosts is written, or \"off\".";
     tsa_urls = strings "Timestamp authorities asked before the networks' own.";
     control_socket = opt absolute "The local socket of the command line.";
     metrics_listen = opt types.str "Loopback address:port of the metrics, or \"off\".";

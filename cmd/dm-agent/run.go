@@ -59,9 +59,16 @@ func runAgent(cfg *agent.Config, cf *configFlags, stderr io.Writer) error {
 		debug.SetGCPercent(50)
 		go agent.BoundHeap(context.Background(), 10*time.Second)
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, Ready: func() {
+	opts := agent.Options{Logger: log, Ready: func() {
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	}})
+	}}
+	// systemd's watchdog is fed by the agent's own loop, only while it
+	// makes progress: a stuck agent is restarted, not kept alive by a timer.
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		opts.Watchdog = func() { _, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog) }
+		opts.WatchdogEvery = interval / 3
+	}
+	a, err := agent.New(cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -95,20 +102,6 @@ func runAgent(cfg *agent.Config, cf *configFlags, stderr io.Writer) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 		}
 	}()
-	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
-		go func() {
-			t := time.NewTicker(interval / 2)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-				}
-			}
-		}()
-	}
 	log.Info("starting", "version", agent.Version, "node", a.PublicKey().AuthorizedKey())
 	return a.Run(ctx)
 }

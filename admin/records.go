@@ -106,16 +106,21 @@ func SettingsRecords(rec *Record, key string) []string {
 	return out
 }
 
-// SignEntry signs an entry of the admin's: a put of value under key in
-// namespace ns of network (or a delete), for the lww and fww namespaces
-// and sets the admin writes to.
-func SignEntry(network crdt.PublicKey, ns crdt.Namespace, k string, value []byte, del bool, key Key, now time.Time) (*crdt.Record, error) {
-	e := crdt.Entry{Network: network, Namespace: ns.Name, Writer: key.Public(), Key: k, Time: now, Policy: ns.Policy, Op: crdt.OpPut, Value: value}
+// SignEntry signs an entry of the admin's: a put of value under key in the
+// namespace named ns of network, whose policy (lww, fww, gset) is policy,
+// or a delete (lww, fww). Sets with removals and logs are written through
+// an agent, which knows what they hold.
+func SignEntry(network crdt.PublicKey, ns, policy, k string, value []byte, del bool, key Key, now time.Time) (*crdt.Record, error) {
+	p, err := crdt.ParsePolicy(policy)
+	if err != nil {
+		return nil, err
+	}
+	if p == crdt.PolicyORSet || p == crdt.PolicyLog {
+		return nil, fmt.Errorf("the admin writes %s namespaces through an agent whose node key may write them (dm-agent data, without --admin-key)", p)
+	}
+	e := crdt.Entry{Network: network, Namespace: ns, Writer: key.Public(), Key: k, Time: now, Policy: p, Op: crdt.OpPut, Value: value}
 	if del {
 		e.Op, e.Value = crdt.OpDelete, nil
-	}
-	if ns.Policy == crdt.PolicyORSet || ns.Policy == crdt.PolicyLog {
-		return nil, fmt.Errorf("the admin writes %s namespaces through an agent (dm-agent data, on a node whose key may write)", ns.Policy)
 	}
 	return crdt.SignEntry(e, key)
 }

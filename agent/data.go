@@ -87,7 +87,8 @@ func (a *Agent) Namespaces(_ context.Context, network string) ([]control.Namespa
 }
 
 // Data reads a namespace, or the key q names (in every owner's key-space
-// of an owner namespace, unless q names the owner).
+// of an owner namespace, unless q names the owner; other namespaces have
+// no owners, and q's is ignored there).
 func (a *Agent) Data(_ context.Context, q control.DataQuery) (control.DataList, error) {
 	n, v, err := a.items(q.Network, q.Namespace)
 	if err != nil {
@@ -101,7 +102,7 @@ func (a *Agent) Data(_ context.Context, q control.DataQuery) (control.DataList, 
 	}
 	out := control.DataList{Namespace: namespaceInfo(n.Label, v.Namespace), Keys: []control.DataKey{}}
 	for _, k := range v.Keys {
-		if q.Key != "" && (k.Key != q.Key || (!owner.IsZero() && k.Owner != owner)) {
+		if q.Key != "" && (k.Key != q.Key || (v.Namespace.Writers == crdt.WritersOwner && !owner.IsZero() && k.Owner != owner)) {
 			continue
 		}
 		out.Keys = append(out.Keys, dataKey(k))

@@ -526,8 +526,10 @@ func TestSettingsEditRefusedUntilSynced(t *testing.T) {
 	if r := edit("--extra", "printer TXT hello", "--force"); r.code != 0 {
 		t.Fatalf("an edit with --force: exit %d: %s", r.code, r.stderr)
 	}
-	if after := show(); !strings.Contains(after, `"data": "hello"`) {
-		t.Errorf("--force did not publish the edit:\n%s", after)
+	// --extra writes the record as an entry of dns.records (declared by the
+	// same edit), one per name and type.
+	if got := dm(t, "data", "get", "dns.records", "printer TXT", "--network", "t", "--config", n.config); got.code != 0 || got.stdout != "hello" {
+		t.Errorf("--force did not publish the edit: exit %d, %q %s", got.code, got.stdout, got.stderr)
 	}
 }
 
@@ -553,7 +555,7 @@ func TestSettingsEditOnceSynced(t *testing.T) {
 		t.Fatalf("an edit on a synced agent: exit %d: %s", r.code, r.stderr)
 	}
 	eventually(t, 30*time.Second, "the edit to reach the first agent", func() bool {
-		return strings.Contains(dm(t, "settings", "--network", "t", "--show", "--json", "--config", a.config).stdout, `"data": "hello"`)
+		return dm(t, "data", "get", "dns.records", "printer TXT", "--network", "t", "--config", a.config).stdout == "hello"
 	})
 
 	// Issue 18 item 8, the other half: both claim "solo"; the first holds

@@ -158,6 +158,13 @@ func networkError(ctx context.Context, cl *control.Client, name string, err erro
 	if serr != nil || len(s.Networks) == 0 {
 		return fmt.Errorf("network %q is not joined by the agent", name)
 	}
+	for _, n := range s.Networks {
+		if n.Label == name || n.ID == name {
+			// The network is joined: what was not found is something in
+			// it (a namespace, a key), and the agent said what.
+			return errors.New(strings.TrimPrefix(err.Error(), control.ErrNotFound.Error()+": "))
+		}
+	}
 	var labels []string
 	best, bestD := "", max(1, len(name)/3)+1
 	for _, n := range s.Networks {

@@ -162,7 +162,7 @@ yet); --force overrides that.`,
 			fmt.Fprintln(c.ErrOrStderr(), "warning: no witness and no timestamp authority: no claim can become active until `dm-agent settings` adds one")
 		}
 		res := networkResult{Domain: s.Domain, ID: key.Public().AuthorizedKey(), Updated: rec.Settings().Updated.UTC(), Out: out}
-		if res.Published, err = deliver(c, cf, rec, out, publish); err != nil {
+		if res.Published, err = deliver(c, cf, []*admin.Record{rec}, out, publish); err != nil {
 			return err
 		}
 		if asJSON {
@@ -246,11 +246,11 @@ bootstrap source that answers; "dm-agent doctor" says why not), or add
 --force if you know this copy is the newest (a network of one node)`, doing, network, why)
 }
 
-// deliver writes a signed settings record to a file and/or hands it to
-// the agent.
-func deliver(c *cobra.Command, cf *configFlags, rec *admin.Record, out string, publish bool) (*control.PublishResult, error) {
+// deliver writes signed records of one network (settings first, then
+// entries) to a file and/or hands them to the agent.
+func deliver(c *cobra.Command, cf *configFlags, recs []*admin.Record, out string, publish bool) (*control.PublishResult, error) {
 	if out != "" {
-		b, err := admin.DataJSON(rec)
+		b, err := admin.DataJSON(recs...)
 		if err != nil {
 			return nil, err
 		}
@@ -262,12 +262,12 @@ func deliver(c *cobra.Command, cf *configFlags, rec *admin.Record, out string, p
 	if !publish {
 		return nil, nil
 	}
-	res, err := cf.client().Publish(c.Context(), rec)
+	res, err := cf.client().Publish(c.Context(), recs...)
 	if err != nil {
 		return nil, agentError(err)
 	}
 	if len(res.Rejected) > 0 {
-		return nil, fmt.Errorf("the agent refused the settings: %s", strings.Join(res.Rejected, "; "))
+		return nil, fmt.Errorf("the agent refused them: %s", strings.Join(res.Rejected, "; "))
 	}
 	fmt.Fprintf(c.ErrOrStderr(), "published to the local agent (added %d, already known %d, superseded %d)\n", res.Added, res.Known, res.Superseded)
 	return &res, nil

@@ -81,7 +81,7 @@ network's admin key and first settings; "settings" changes them later.`,
 	}
 	network.AddCommand(networkCreateCmd())
 	root.AddCommand(runCmd(), statusCmd(), hostsCmd(), resolveCmd(), doctorCmd(), exportCmd(),
-		keygenCmd(), network, settingsCmd(), versionCmd(), completionCmd(), manCmd())
+		keygenCmd(), network, settingsCmd(), dataCmd(), versionCmd(), completionCmd(), manCmd())
 	for _, c := range allCommands(root) {
 		c.DisableFlagsInUseLine = true
 		c.Flags().BoolP("help", "h", false, "show this help")

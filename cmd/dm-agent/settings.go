@@ -36,6 +36,17 @@ type settingsView struct {
 	TSARoots     []tsaRootView  `json:"tsa_roots,omitempty"`
 	TSAURLs      []string       `json:"tsa_urls,omitempty"`
 	Extra        []extraView    `json:"extra,omitempty"`
+	Namespaces   []nsView       `json:"namespaces,omitempty"`
+}
+
+type nsView struct {
+	Name                string   `json:"name"`
+	Writers             string   `json:"writers"`
+	WriterKeys          []string `json:"writer_keys,omitempty"`
+	Policy              string   `json:"policy"`
+	MaxValue            int      `json:"max_value,omitempty"`
+	MaxEntriesPerWriter int      `json:"max_entries_per_writer,omitempty"`
+	Lifetime            float64  `json:"lifetime,omitempty"`
 }
 
 type overrideView struct {
@@ -82,6 +93,14 @@ func viewSettings(r *admin.Record) settingsView {
 	for _, x := range s.Extra {
 		v.Extra = append(v.Extra, extraView{x.Name, x.Type.String(), x.TTL.Seconds(), x.Data})
 	}
+	for _, ns := range s.Namespaces {
+		nv := nsView{Name: ns.Name, Writers: ns.Writers.String(), Policy: ns.Policy.String(), MaxValue: ns.MaxValue,
+			MaxEntriesPerWriter: ns.MaxEntriesPerWriter, Lifetime: ns.Lifetime.Seconds()}
+		for _, k := range ns.WriterKeys {
+			nv.WriterKeys = append(nv.WriterKeys, k.AuthorizedKey())
+		}
+		v.Namespaces = append(v.Namespaces, nv)
+	}
 	return v
 }
 
@@ -122,6 +141,9 @@ func printSettingsText(w io.Writer, v settingsView) error {
 			rec += fmt.Sprintf(" ttl=%g", x.TTL)
 		}
 		t.row(txt("extra"), txt(rec))
+	}
+	for _, ns := range v.Namespaces {
+		t.row(txt("namespace"), txt(fmt.Sprintf("%s: writers %s, policy %s", ns.Name, ns.Writers, ns.Policy)))
 	}
 	if err := t.write(w); err != nil {
 		return err
@@ -167,13 +189,17 @@ nothing publishes nothing.`,
   dm-agent settings --network clan --witness "ssh-ed25519 AAAA… node2"
   dm-agent settings --network clan --override gate="ssh-ed25519 AAAA…"
   dm-agent settings --network clan --extra "_ssh._tcp.mors SRV 0 0 22 mors" \
-      --extra "printer AAAA fd00::99"`,
+      --extra "printer AAAA fd00::99"
+  dm-agent settings --network clan \
+      --namespace "dns.services writers=owner policy=lww" \
+      --namespace "ssh.host-keys writers=owner policy=lww"`,
 		Args: noArgs(func(string) string { return "name the network with --network NAME" }),
 	}
 	var network, adminKey, from, out string
 	var freeTSA, show, force, asJSON bool
 	var restricted *bool
 	var e admin.Edit
+	var extra []string
 	f := c.Flags()
 	f.StringVar(&network, "network", "", "the network: its `NAME` in the configuration, or its key (required)")
 	f.StringVar(&adminKey, "admin-key", "admin.key", "the network's admin key `FILE`")
@@ -202,8 +228,10 @@ nothing publishes nothing.`,
 		{&e.TSARootFiles, "tsa-root", "trust a timestamp authority's PEM root certificate `FILE`"},
 		{&e.TSAURL, "tsa-url", "add a timestamp authority `URL`"},
 		{&e.RemoveTSAURL, "remove-tsa-url", "remove a timestamp authority `URL`"},
-		{&e.Extra, "extra", "add a DNS record: `\"NAME TYPE DATA [ttl=S]\"` (A, AAAA, CNAME, SRV, TXT)"},
+		{&extra, "extra", "add a DNS record: `\"NAME TYPE DATA [ttl=S]\"` (A, AAAA, CNAME, SRV, TXT)"},
 		{&e.RemoveExtra, "remove-extra", "remove DNS records: `\"NAME TYPE\"`"},
+		{&e.Namespace, "namespace", "declare (or redeclare) a namespace: `\"SPEC\"` is NAME writers=W policy=P [keys=K,…] [max-value=N] [max-entries=N] [lifetime=D]"},
+		{&e.RemoveNamespace, "remove-namespace", "remove the namespace `NAME` (and its entries)"},
 	} {
 		f.StringArrayVar(m.v, m.name, nil, m.help+" (repeatable)")
 	}
@@ -278,12 +306,27 @@ nothing publishes nothing.`,
 		if err := b.Apply(e); err != nil {
 			return err
 		}
+		records := len(extra) > 0 || len(e.RemoveExtra) > 0
+		if records {
+			b.DeclareRecords()
+		}
 		rec, err := b.Sign(key, time.Now())
 		if err != nil {
 			return err
 		}
 		publish := out == ""
-		if publish && held != nil && sameContent(held, rec) {
+		var signed []*admin.Record
+		if !publish || held == nil || !sameContent(held, rec) {
+			signed = append(signed, rec)
+		}
+		if records {
+			entries, err := recordEntries(ctx, cl, network, rec, extra, e.RemoveExtra, key, from != "")
+			if err != nil {
+				return err
+			}
+			signed = append(signed, entries...)
+		}
+		if len(signed) == 0 {
 			fmt.Fprintln(c.ErrOrStderr(), "the agent's settings already say that: nothing signed, nothing published")
 			if asJSON {
 				v := viewSettings(held)
@@ -299,7 +342,7 @@ nothing publishes nothing.`,
 			}
 		}
 		res := networkResult{Domain: rec.Settings().Domain, ID: rec.Settings().Network.AuthorizedKey(), Updated: rec.Settings().Updated.UTC(), Out: out}
-		if res.Published, err = deliver(c, cf, rec, out, publish); err != nil {
+		if res.Published, err = deliver(c, cf, signed, out, publish); err != nil {
 			return err
 		}
 		if asJSON {
@@ -308,6 +351,34 @@ nothing publishes nothing.`,
 		return nil
 	}
 	return c
+}
+
+// recordEntries turns --extra and --remove-extra into dns.records entries:
+// a name and type's records are what the agent's namespace holds for it,
+// or else what the settings hold (an older network's), plus the new ones.
+// Offline (--from) only the settings are known.
+func recordEntries(ctx context.Context, cl *control.Client, network string, set *admin.Record, extra, remove []string, key admin.Key, offline bool) ([]*admin.Record, error) {
+	held := map[string]*control.DataKey{}
+	if !offline {
+		l, err := cl.Data(ctx, control.DataQuery{Network: network, Namespace: admin.RecordsNamespace.Name})
+		if err != nil && !errors.Is(err, control.ErrNotFound) {
+			return nil, agentError(err)
+		}
+		for i := range l.Keys {
+			held[l.Keys[i].Key] = &l.Keys[i]
+		}
+	}
+	current := func(k string) []string {
+		dk := held[k]
+		if dk == nil {
+			return admin.SettingsRecords(set, k)
+		}
+		if dk.Deleted || len(dk.Items) == 0 || dk.Items[0].Value == nil {
+			return nil
+		}
+		return strings.Split(*dk.Items[0].Value, "\n")
+	}
+	return admin.RecordEntries(set.Network(), extra, remove, current, key, time.Now())
 }
 
 // knownNetworks lists the agent's networks for an error, if it answers.

@@ -171,10 +171,14 @@ func (f *filesView) update(now time.Time) time.Time {
 		if old, ok := f.written[path]; ok && old == sum {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err == nil {
+		err := os.MkdirAll(filepath.Dir(path), 0o750)
+		if err == nil {
 			err = WriteFileAtomic(path, data, 0o640)
-		} else {
+		}
+		if err != nil {
+			// Not recorded as written: the next update tries again.
 			f.log.Warn("writing the files view", "path", path, "err", err)
+			f.until[nsDir(f.dir, path)] = time.Now().Add(5 * time.Second)
 			continue
 		}
 		f.written[path] = sum

@@ -11,6 +11,13 @@
 //	                what an untrusted node can try: push, straight to peers'
 //	                sync endpoints, a host record for another node and
 //	                network settings, both signed with its own key
+//	e2ehelper push --file DATA.JSON PEER-URL…
+//	                the records of a data.json, straight to peers' sync
+//	                endpoints: a stale copy replayed
+//	e2ehelper forge-entry --key FILE --network KEY --victim KEY PEER-URL…
+//	                entries an untrusted node can try: one in the victim's
+//	                key-space with a signature that does not verify, and
+//	                one of its own in the admin's namespace dns.aliases
 //	e2ehelper impostor --listen ADDR:PORT --name NAME SEED…
 //	                what anyone who reaches the gossip port can try: join
 //	                memberlist under a name of its choosing, without a
@@ -51,6 +58,7 @@ func main() {
 	network := fs.String("network", "", "network key")
 	victim := fs.String("victim", "", "the key of the node whose host record to forge")
 	name := fs.String("name", "", "the impostor's memberlist name")
+	file := fs.String("file", "", "a data.json")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "tsa":
@@ -79,6 +87,24 @@ func main() {
 		forge(*keyFile, *network, *victim, fs.Args())
 	case "impostor":
 		impostor(*listen, *name, fs.Args())
+	case "push":
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			log.Fatal(err)
+		}
+		df, err := crdt.DecodeDataJSON(b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, n := range df.Networks {
+			var raws [][]byte
+			for _, r := range n.Records {
+				raws = append(raws, r.Bytes())
+			}
+			pushRecords(n.Network, raws, fs.Args())
+		}
+	case "forge-entry":
+		forgeEntries(*keyFile, *network, *victim, fs.Args())
 	default:
 		log.Fatalf("unknown command %s", os.Args[1])
 	}
@@ -116,13 +142,17 @@ func forge(keyFile, network, victim string, peers []string) {
 	}
 	set := bytes.Clone(fake.Bytes())
 	copy(set[2:2+32], netKey[:]) // the network field: now the real network
-	// The sync endpoint's stage 3 ("push"): version 1, stage 3, one
-	// network, its records.
+	pushRecords(netKey, [][]byte{host, set}, peers)
+}
+
+// pushRecords sends records of one network to each peer's sync endpoint
+// as its stage 3 ("push"): version 1, stage 3, one network, its records.
+func pushRecords(netKey crdt.PublicKey, recs [][]byte, peers []string) {
 	msg := []byte{1, 3}
 	msg = binary.AppendUvarint(msg, 1)
 	msg = append(msg, netKey[:]...)
-	msg = binary.AppendUvarint(msg, 2)
-	for _, r := range [][]byte{host, set} {
+	msg = binary.AppendUvarint(msg, uint64(len(recs)))
+	for _, r := range recs {
 		msg = binary.AppendUvarint(msg, uint64(len(r)))
 		msg = append(msg, r...)
 	}
@@ -136,6 +166,40 @@ func forge(keyFile, network, victim string, peers []string) {
 		resp.Body.Close()
 		fmt.Printf("%s: %s\n", p, resp.Status)
 	}
+}
+
+// forgeEntries pushes what an untrusted node can make of entries: a write
+// in the victim's key-space of "notes", signed with its own key (so the
+// signature cannot verify for the victim), and a write of its own in the
+// admin's namespace dns.aliases.
+func forgeEntries(keyFile, network, victim string, peers []string) {
+	key, err := agent.LoadKey(keyFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	netKey, err := crdt.ParsePublicKey(network)
+	if err != nil {
+		log.Fatal(err)
+	}
+	victimKey, err := crdt.ParsePublicKey(victim)
+	if err != nil {
+		log.Fatal(err)
+	}
+	own, err := crdt.SignEntry(crdt.Entry{Network: netKey, Namespace: "notes", Writer: key.Public(), Key: "forged", Time: time.Now(),
+		Policy: crdt.PolicyLWW, Op: crdt.OpPut, Value: []byte("forged")}, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	forged := bytes.Clone(own.Bytes())
+	pub := key.Public()
+	i := bytes.Index(forged, pub[:])
+	copy(forged[i:], victimKey[:]) // the writer field: now the victim's key
+	alias, err := crdt.SignEntry(crdt.Entry{Network: netKey, Namespace: crdt.NamespaceAliases, Writer: key.Public(), Key: "evil",
+		Time: time.Now(), Policy: crdt.PolicyLWW, Op: crdt.OpPut, Value: []byte("attacker")}, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pushRecords(netKey, [][]byte{forged, alias.Bytes()}, peers)
 }
 
 // bare is a memberlist delegate with no member proof.

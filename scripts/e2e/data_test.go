@@ -284,7 +284,9 @@ func TestDatabase(t *testing.T) {
 		})
 		put := time.Now()
 		d.mustDM(2, "data", "put", "notes", "motd", "hello mesh", "--network", "db")
-		file := func(i int) string { return filepath.Join(d.dir(i), "state", "data", "db", "notes", ownerDir(d.keys[2]), "motd") }
+		file := func(i int) string {
+			return filepath.Join(d.dir(i), "state", "data", "db", "notes", ownerDir(d.keys[2]), "motd")
+		}
 		d.on(60*time.Second, "the put in get, the files view and the watch", []int{1, 3, 4}, func(i int) bool {
 			v, code := d.get(i, "notes", "motd", "--owner", d.keys[2])
 			b, _ := os.ReadFile(file(i))
@@ -366,7 +368,7 @@ func TestDatabase(t *testing.T) {
 			t.Fatalf("the export holds no tombstone to replay:\n%s", export)
 		}
 		os.WriteFile(stale, []byte(export), 0o644)
-		d.mustDM(2, "data", "put", "tags", "color", "red", "--network", "db")         // a later add
+		d.mustDM(2, "data", "put", "tags", "color", "red", "--network", "db") // a later add
 		d.on(60*time.Second, "the later add everywhere", all, func(i int) bool { v, _ := d.get(i, "tags", "color"); return v == "red\n" })
 		var peers []string
 		for _, i := range all {

@@ -52,7 +52,7 @@ type DNSStatus struct {
 type HostInfo struct {
 	Network   string    `json:"network"`
 	Node      string    `json:"node"`
-	Short     string    `json:"short"` // the first characters of the raw key, as logs show it
+	Short     string    `json:"short"` // crdt.PublicKey.Short: the 8 characters logs and tables show
 	Self      bool      `json:"self"`
 	Addresses []string  `json:"addresses"`
 	Heartbeat time.Time `json:"heartbeat"`

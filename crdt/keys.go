@@ -82,8 +82,19 @@ func decodeBase64(s string) ([]byte, error) {
 // String returns the standard base64 of the key, as data.json writes it.
 func (k PublicKey) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 
-// Short returns the first characters of the base64 form, for logs and tables.
-func (k PublicKey) Short() string { return k.String()[:10] }
+// Short returns 8 characters that tell keys apart, for logs and tables:
+// those that follow the part every ed25519 key shares in AuthorizedKey's
+// "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI…", so grep finds a logged key
+// in a NixOS configuration. Hashes and network ids print the same way.
+func (k PublicKey) Short() string {
+	// The ssh wire form: 19 bytes of header (length, "ssh-ed25519",
+	// length), then the key; 25 base64 characters cover 150 of the
+	// header's 152 bits, so the 26th onwards carry the key.
+	var wire [19 + ed25519.PublicKeySize]byte
+	copy(wire[:], "\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20")
+	copy(wire[19:], k[:])
+	return base64.StdEncoding.EncodeToString(wire[:])[25:33]
+}
 
 // AuthorizedKey returns the key as "ssh-ed25519 AAAA…", the form NixOS
 // configuration uses.

@@ -128,3 +128,19 @@ func TestParsePrivateKeyRefuses(t *testing.T) {
 		}
 	}
 }
+
+// Logs and tables show a key by the same 8 characters, the ones after the
+// start every ed25519 key shares in its "ssh-ed25519 AAAA…" form.
+func TestShortIsTheAuthorizedKeysDistinctPart(t *testing.T) {
+	const shared = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"
+	for i := range 64 {
+		var k PublicKey
+		for j := range k {
+			k[j] = byte(i*31 + j*7)
+		}
+		full := k.AuthorizedKey()
+		if !strings.HasPrefix(full, shared+k.Short()) || len(k.Short()) != 8 {
+			t.Fatalf("Short %q of %s", k.Short(), full)
+		}
+	}
+}

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"crypto"
 	_ "crypto/sha1" // the ESS signingCertificate attribute hashes with SHA-1
-	_ "crypto/sha512"
 	"crypto/sha256"
+	_ "crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -34,52 +33,6 @@ func shortKey(k string) string {
 		return rest[:8]
 	}
 	return k
-}
-
-const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-// shortFromRaw turns the first characters of a key's raw base64 (the form
-// of data.json and of the agent's logs, 10 of them in an attestor's name)
-// into shortKey's form: the same key bits, in the alignment they have
-// inside "ssh-ed25519 AAAA…" (after a 19-byte header).
-func shortFromRaw(raw string) (string, bool) {
-	var bits []byte
-	for i := range len(raw) {
-		v := strings.IndexByte(base64Alphabet, raw[i])
-		if v < 0 {
-			return "", false
-		}
-		for b := 5; b >= 0; b-- {
-			bits = append(bits, byte(v>>b)&1)
-		}
-	}
-	// 8 characters are 48 bits: the header's last 2 (zero), then 46 of
-	// the key.
-	if len(bits) < 46 {
-		return "", false
-	}
-	stream := append([]byte{0, 0}, bits[:46]...)
-	var out strings.Builder
-	for i := 0; i < 48; i += 6 {
-		v := 0
-		for _, b := range stream[i : i+6] {
-			v = v<<1 | int(b)
-		}
-		out.WriteByte(base64Alphabet[v])
-	}
-	return out.String(), true
-}
-
-var rawWitness = regexp.MustCompile(`^witness ([A-Za-z0-9+/]{10})$`)
-
-// attestor shows who attested a claim with keys in shortKey's form.
-func attestor(by string) string {
-	if m := rawWitness.FindStringSubmatch(by); m != nil {
-		if s, ok := shortFromRaw(m[1]); ok {
-			return "witness " + s
-		}
-	}
-	return by
 }
 
 // age is a duration in a table cell: 45s, 12m, 3h, 2d.

@@ -85,7 +85,7 @@ func writeResolution(w io.Writer, r control.Resolution) error {
 		}
 		attested, by := tint("not yet", yellow), txt("-")
 		if cl.Attested {
-			attested, by = txt(when(cl.Time)), txt(attestor(cl.By))
+			attested, by = txt(when(cl.Time)), txt(cl.By)
 		}
 		host := tint("gone", yellow)
 		if cl.HostLive {

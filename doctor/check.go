@@ -2,8 +2,10 @@ package doctor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -77,8 +79,11 @@ func Run(env Env) []Result {
 	n := &Node{Env: env}
 	cfg, err := env.Config()
 	if err != nil {
-		out := []Result{{Name: "config", Status: Fail, Detail: err.Error(),
-			Remedy: "fix the named field in " + env.ConfigPath + " (see `dm-agent run --help` for every setting)"}}
+		remedy := "fix the named field in " + env.ConfigPath + " (see `dm-agent run --help` for every setting)"
+		if errors.Is(err, fs.ErrNotExist) {
+			remedy = "write it (the NixOS module does; `dm-agent run --help` lists every setting), or point --config or $DM_CONFIG at the right file"
+		}
+		out := []Result{{Name: "config", Status: Fail, Detail: err.Error(), Remedy: remedy}}
 		for _, c := range Checks[1:] {
 			out = append(out, Result{Name: c.Name, Status: Skip, Detail: "needs a valid configuration"})
 		}
@@ -124,7 +129,12 @@ func Write(w io.Writer, results []Result, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, strings.ToUpper(string(r.Status)), r.Detail)
+		// A detail of several lines keeps to its column.
+		lines := strings.Split(r.Detail, "\n")
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, strings.ToUpper(string(r.Status)), lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(tw, "\t\t%s\n", l)
+		}
 		if r.Remedy != "" && (r.Status == Fail || r.Status == Warn) {
 			fmt.Fprintf(tw, "\t\t→ %s\n", r.Remedy)
 		}

@@ -3,6 +3,7 @@ package doctor
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"strings"
 	"testing"
@@ -258,5 +259,39 @@ func TestResolvedServerAddr(t *testing.T) {
 		if got := map[bool]string{true: a.String(), false: ""}[ok]; got != want {
 			t.Errorf("resolvedServerAddr(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A configuration file that is not there is a different mistake from one
+// that is wrong, and the remedy says so.
+func TestDoctorMissingConfig(t *testing.T) {
+	env := healthyEnv()
+	env.Config = func() (*agent.Config, error) {
+		return nil, fmt.Errorf("reading configuration: %w", fs.ErrNotExist)
+	}
+	res := Run(env)
+	if res[0].Status != Fail || !strings.Contains(res[0].Remedy, "write it") {
+		t.Fatalf("config: %+v", res[0])
+	}
+	env.Config = func() (*agent.Config, error) { return nil, errors.New(`"interface": must not be empty`) }
+	if res := Run(env); !strings.Contains(res[0].Remedy, "fix the named field") {
+		t.Fatalf("config: %+v", res[0])
+	}
+}
+
+// A detail of several lines stays in its column.
+func TestWriteAlignsLinesOfADetail(t *testing.T) {
+	var b strings.Builder
+	err := Write(&b, []Result{{Name: "dns", Status: Warn, Detail: "first\nsecond", Remedy: "do it"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%q", b.String())
+	}
+	col := strings.Index(lines[1], "first")
+	if col < 0 || strings.Index(lines[2], "second") != col || strings.Index(lines[3], "→") != col {
+		t.Errorf("not aligned:\n%s", b.String())
 	}
 }

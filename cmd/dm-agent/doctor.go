@@ -2,7 +2,7 @@ package main
 
 import (
 	"errors"
-	"strings"
+	"io/fs"
 
 	"github.com/data-mesher/data-mesher/agent"
 	"github.com/data-mesher/data-mesher/doctor"
@@ -26,15 +26,13 @@ CAP_NET_ADMIN). The DM_* variables of "dm-agent run" apply here too.`,
 	asJSON := c.Flags().Bool("json", false, "print JSON: name, status, detail, remedy of each check")
 	cf := addConfig(c, true)
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		// The table has one line per check: several problems of the
-		// configuration go on one, each after its place.
 		load := func() (*agent.Config, error) {
 			c, err := cf.load()
-			if err != nil {
-				msg := strings.Replace(strings.TrimSpace(err.Error()), ":\n", ": ", 1)
-				return nil, errors.New(strings.ReplaceAll(msg, "\n", " | "))
+			var ce *agent.ConfigError
+			if errors.Is(err, fs.ErrNotExist) && errors.As(err, &ce) {
+				return nil, ce // doctor's remedy says what to do
 			}
-			return c, nil
+			return c, err
 		}
 		results := doctor.Run(doctor.System(cf.file(), load))
 		if err := doctor.Write(c.OutOrStdout(), results, *asJSON); err != nil {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -9,19 +8,28 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/data-mesher/data-mesher/mesh"
+	"github.com/miekg/dns"
 )
 
-// TestMemProfile10k runs an agent with 10,000 hosts in-process and writes a
-// heap profile (development aid: DM_MEMPROFILE=path).
-func TestMemProfile10k(t *testing.T) {
-	out := os.Getenv("DM_MEMPROFILE")
-	if out == "" {
-		t.Skip("development aid: set DM_MEMPROFILE")
+// TestProfileStartup is a development aid: an agent whose state file holds
+// DM_PROFILE_HOSTS hosts (default 10,000; each with a claim and a witness
+// attestation) starts in-process; the time from New to its first DNS
+// answer is logged, with a CPU profile of that span (DM_CPUPROFILE=path)
+// and a heap profile 5 s later (DM_MEMPROFILE=path).
+func TestProfileStartup(t *testing.T) {
+	cpuOut, memOut := os.Getenv("DM_CPUPROFILE"), os.Getenv("DM_MEMPROFILE")
+	if cpuOut == "" && memOut == "" {
+		t.Skip("development aid: set DM_CPUPROFILE or DM_MEMPROFILE")
+	}
+	hosts := 10000
+	if s := os.Getenv("DM_PROFILE_HOSTS"); s != "" {
+		hosts = must(strconv.Atoi(s))
 	}
 	dir := t.TempDir()
 	node, _ := WriteKey(filepath.Join(dir, "node.key"), "")
@@ -31,7 +39,7 @@ func TestMemProfile10k(t *testing.T) {
 	recs := []*crdt.Record{must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: now, Domain: "t", HostTTL: 24 * time.Hour,
 		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{w.Public()}}, admin))}
 	var verdicts []mesh.Verdict
-	for i := range 10000 {
+	for i := range hosts {
 		k := crdtKey(fmt.Sprint("host", i))
 		addr := netip.AddrFrom16([16]byte{0xfd, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		c := must(crdt.SignClaim(crdt.Claim{Network: admin.Public(), Node: k.Public(), Name: fmt.Sprint("h", i), Created: now}, k))
@@ -40,21 +48,54 @@ func TestMemProfile10k(t *testing.T) {
 		verdicts = append(verdicts, mesh.Verdict{Network: admin.Public(), Node: k.Public(), Addr: addr, Port: 7331, Checked: now})
 	}
 	st.IngestAll(recs, now)
-	WriteFileAtomic(filepath.Join(dir, "state.bin"), EncodeState(st.Verified(admin.Public()), node), 0o600)
-	vb := must(json.Marshal(verdicts))
-	os.WriteFile(filepath.Join(dir, "reachability.json"), vb, 0o600)
-	recs, st = nil, nil
-	_, start := loopbackAgent(t, dir, admin.Public(), freePort(t))
+	if err := WriteFileAtomic(filepath.Join(dir, "state.bin"), EncodeState(st.Verified(admin.Public()), node), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "reachability.json"), must(json.Marshal(verdicts)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs, st, verdicts = nil, nil, nil
+	runtime.GC()
+	port := freePort(t)
+	_, start := loopbackAgent(t, dir, admin.Public(), port)
+	if cpuOut != "" {
+		f := must(os.Create(cpuOut))
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := time.Now()
 	_, cancel, done := start()
+	q := new(dns.Msg)
+	q.SetQuestion(fmt.Sprintf("h%d.t.", hosts/2), dns.TypeAAAA)
+	for {
+		m, _, err := (&dns.Client{Timeout: 200 * time.Millisecond}).Exchange(q, "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil && len(m.Answer) == 1 {
+			break
+		}
+		if time.Since(began) > time.Minute {
+			t.Fatal("no answer after a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	first := time.Since(began)
+	if cpuOut != "" {
+		pprof.StopCPUProfile()
+	}
 	time.Sleep(5 * time.Second)
 	runtime.GC()
-	f, _ := os.Create(out)
-	pprof.WriteHeapProfile(f)
-	f.Close()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	t.Logf("live heap %.1f MB, total allocated %.0f MB in 5 s, %d GCs", float64(m.HeapAlloc)/(1<<20), float64(m.TotalAlloc)/(1<<20), m.NumGC)
+	t.Logf("%d hosts: first answer after %v; live heap %.1f MB (%.0f B per host)", hosts, first.Round(time.Millisecond),
+		float64(m.HeapAlloc)/(1<<20), float64(m.HeapAlloc)/float64(hosts))
+	if memOut != "" {
+		f := must(os.Create(memOut))
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 	cancel()
 	<-done
-	_ = context.Background
 }

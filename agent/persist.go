@@ -1,16 +1,21 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,82 +46,147 @@ func stateMACKey(k crdt.PrivateKey) []byte {
 	return h.Sum(nil)
 }
 
-// EncodeState writes entries as a state file.
+// EncodeState returns entries as a state file.
 func EncodeState(entries []crdt.Verified, key crdt.PrivateKey) []byte {
-	size := len(stateMagic) + 32
-	for _, e := range entries {
-		size += len(e.Record.Bytes()) + 5 + 41
-	}
-	b := append(make([]byte, 0, size), stateMagic...)
+	var b bytes.Buffer
+	_ = WriteState(&b, entries, key) // a bytes.Buffer does not fail
+	return b.Bytes()
+}
+
+// WriteState writes entries to w as a state file, as it goes: no copy of
+// the whole file is ever held.
+func WriteState(w io.Writer, entries []crdt.Verified, key crdt.PrivateKey) error {
+	m := hmac.New(sha256.New, stateMACKey(key))
+	bw := bufio.NewWriterSize(io.MultiWriter(w, m), 64<<10)
+	bw.WriteString(stateMagic)
+	var head [binary.MaxVarintLen64 + 8 + 1 + 32]byte
 	for _, e := range entries {
 		raw := e.Record.Bytes()
-		b = binary.AppendUvarint(b, uint64(len(raw)))
-		b = append(b, raw...)
+		bw.Write(binary.AppendUvarint(head[:0], uint64(len(raw))))
+		bw.Write(raw)
 		if e.Record.Kind() == crdt.KindAttestation {
-			b = binary.BigEndian.AppendUint64(b, uint64(e.Attested.Time.UnixNano()))
-			b = append(b, byte(e.Attested.By.Kind))
-			b = append(b, e.Attested.By.ID[:]...)
+			t := binary.BigEndian.AppendUint64(head[:0], uint64(e.Attested.Time.UnixNano()))
+			t = append(t, byte(e.Attested.By.Kind))
+			bw.Write(append(t, e.Attested.By.ID[:]...))
 		}
 	}
-	m := hmac.New(sha256.New, stateMACKey(key))
-	m.Write(b)
-	return m.Sum(b)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(m.Sum(nil))
+	return err
 }
 
 // ErrStateCorrupt is wrapped when a state file fails its MAC or does not
 // parse.
 var ErrStateCorrupt = errors.New("state file is corrupt or not this node's")
 
-// DecodeState reads a state file. With a good MAC it returns the entries
-// and trusted = true. Otherwise it returns ErrStateCorrupt and, salvaged,
-// the records it could still parse (to be verified like any others).
+// DecodeState reads a state file held in memory (see ReadState).
 func DecodeState(b []byte, key crdt.PrivateKey) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
-	body, mac, macOK := b, []byte(nil), false
-	if len(b) >= len(stateMagic)+sha256.Size {
-		body, mac = b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-		m := hmac.New(sha256.New, stateMACKey(key))
-		m.Write(body)
-		macOK = hmac.Equal(m.Sum(nil), mac)
-	}
-	if !bytes.HasPrefix(body, []byte(stateMagic)) {
+	return ReadState(bytes.NewReader(b), key)
+}
+
+// ReadState reads a state file as a stream: one record at a time (each at
+// most crdt.MaxRecordSize), never the whole file at once. With a good MAC
+// it returns the entries, trusted as this node verified them. Otherwise it
+// returns ErrStateCorrupt and, salvaged, the records it could still parse
+// (to be verified like any others). An error reading r is returned as is.
+func ReadState(r io.Reader, key crdt.PrivateKey) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
+	tr := &macTail{r: r, mac: hmac.New(sha256.New, stateMACKey(key)), buf: make([]byte, 0, 64<<10)}
+	br := bufio.NewReaderSize(tr, 64<<10)
+	magic := make([]byte, len(stateMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != stateMagic {
+		if tr.err != nil {
+			return nil, nil, tr.err
+		}
 		return nil, nil, fmt.Errorf("%w: not a data-mesher state file", ErrStateCorrupt)
 	}
-	if !macOK {
-		body = b // salvage from everything, the MAC may be what is missing
-	}
-	p := body[len(stateMagic):]
-	for len(p) > 0 {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || n > uint64(len(p)-k) || n > crdt.MaxRecordSize {
+	var bad error // the first record that did not parse
+	buf := make([]byte, crdt.MaxRecordSize)
+	for {
+		n, err := binary.ReadUvarint(br)
+		if err != nil || n > crdt.MaxRecordSize {
+			if err != io.EOF && bad == nil {
+				bad = fmt.Errorf("a record length does not parse (%v) or is over %d bytes", err, crdt.MaxRecordSize)
+			}
 			break
 		}
-		rec, derr := crdt.DecodeRecord(p[k : k+int(n)])
-		p = p[k+int(n):]
-		if derr != nil {
-			if macOK {
-				return nil, nil, fmt.Errorf("%w: %v", ErrStateCorrupt, derr)
-			}
-			continue
+		raw := buf[:n]
+		if _, err := io.ReadFull(br, raw); err != nil {
+			bad = cmp.Or(bad, errors.New("the file ends inside a record"))
+			break
 		}
-		e := crdt.Verified{Record: rec}
-		if rec.Kind() == crdt.KindAttestation {
-			if len(p) < 8+1+32 {
+		var e crdt.Verified
+		if n >= 2 && crdt.Kind(raw[1]) == crdt.KindAttestation {
+			var a [8 + 1 + 32]byte
+			if _, err := io.ReadFull(br, a[:]); err != nil {
+				bad = cmp.Or(bad, errors.New("the file ends inside an attestation's verdict"))
 				break
 			}
-			e.Attested.Time = time.Unix(0, int64(binary.BigEndian.Uint64(p))).UTC()
-			e.Attested.By.Kind = crdt.AttestorKind(p[8])
-			copy(e.Attested.By.ID[:], p[9:41])
-			p = p[41:]
+			e.Attested.Time = time.Unix(0, int64(binary.BigEndian.Uint64(a[:]))).UTC()
+			e.Attested.By.Kind = crdt.AttestorKind(a[8])
+			copy(e.Attested.By.ID[:], a[9:])
 		}
+		rec, derr := crdt.DecodeRecord(raw) // copies raw
+		if derr != nil {
+			bad = cmp.Or(bad, derr)
+			continue
+		}
+		e.Record = rec
 		entries = append(entries, e)
 	}
-	if !macOK {
+	// Drain what is left, so the MAC covers the whole file.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, nil, err
+	}
+	if tr.err != nil {
+		return nil, nil, tr.err
+	}
+	macOK := len(tr.buf) == sha256.Size && hmac.Equal(tr.mac.Sum(nil), tr.buf)
+	if !macOK || bad != nil {
 		for _, e := range entries {
 			salvaged = append(salvaged, e.Record)
 		}
-		return nil, salvaged, fmt.Errorf("%w: the MAC does not match", ErrStateCorrupt)
+		if !macOK {
+			return nil, salvaged, fmt.Errorf("%w: the MAC does not match", ErrStateCorrupt)
+		}
+		return nil, salvaged, fmt.Errorf("%w: %v", ErrStateCorrupt, bad)
 	}
 	return entries, nil, nil
+}
+
+// macTail reads r but holds back its last sha256.Size bytes (the MAC, in
+// buf once r ends), feeding everything before them to mac.
+type macTail struct {
+	r   io.Reader
+	mac hash.Hash
+	buf []byte // bytes read from r, not yet passed on
+	eof bool
+	err error // a read error other than io.EOF
+}
+
+func (t *macTail) Read(p []byte) (int, error) {
+	for len(t.buf) <= sha256.Size && !t.eof {
+		if len(t.buf) == cap(t.buf) {
+			t.buf = slices.Grow(t.buf, cap(t.buf))
+		}
+		n, err := t.r.Read(t.buf[len(t.buf):cap(t.buf)])
+		t.buf = t.buf[:len(t.buf)+n]
+		if err == io.EOF {
+			t.eof = true
+		} else if err != nil {
+			t.err = err
+			return 0, err
+		}
+	}
+	avail := len(t.buf) - sha256.Size
+	if avail <= 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, t.buf[:avail])
+	t.mac.Write(p[:n])
+	t.buf = t.buf[:copy(t.buf, t.buf[n:])]
+	return n, nil
 }
 
 // persister writes the state file after changes, coalescing bursts, and
@@ -231,13 +301,15 @@ func (p *persister) flush() {
 			entries = append(entries, st.Verified(id)...)
 		}
 	})
-	data := EncodeState(entries, p.key)
-	err := WriteFileAtomic(p.path, data, 0o600)
+	counter := &countingWriter{}
+	err := WriteFileAtomicFunc(p.path, 0o600, func(w io.Writer) error {
+		return WriteState(io.MultiWriter(w, counter), entries, p.key)
+	})
 	p.mu.Lock()
 	// Unacknowledged changes of a large state are written less often: one
 	// second per MiB, so a busy 10,000-host mesh does not rewrite 5 MiB
 	// every second. Acknowledged writes never wait for this.
-	p.minGap = max(time.Second, time.Duration(len(data)>>20)*time.Second)
+	p.minGap = max(time.Second, time.Duration(counter.n>>20)*time.Second)
 	p.lastWrite = time.Now()
 	p.lastErr = err
 	if err == nil {
@@ -260,7 +332,7 @@ func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, 
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)
 		return 0, nil
@@ -268,7 +340,11 @@ func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, 
 	if err != nil {
 		return 0, fmt.Errorf("reading the state file: %w", err)
 	}
-	entries, salvaged, err := DecodeState(b, key)
+	entries, salvaged, err := ReadState(f, key)
+	f.Close()
+	if err != nil && !errors.Is(err, ErrStateCorrupt) {
+		return 0, fmt.Errorf("reading the state file: %w", err)
+	}
 	if err != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, now.Unix())
 		if rerr := os.Rename(path, aside); rerr != nil {
@@ -282,3 +358,8 @@ func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, 
 	res := st.Restore(entries, now)
 	return res.Added, nil
 }
+
+// countingWriter counts what is written through it.
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }

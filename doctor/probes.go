@@ -101,11 +101,12 @@ func queryDNS(server netip.AddrPort, name string) (int, []netip.Addr, error) {
 }
 
 func stateFileRecords(path string, key crdt.PrivateKey) (int, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
-	entries, _, err := agent.DecodeState(b, key)
+	defer f.Close()
+	entries, _, err := agent.ReadState(f, key)
 	return len(entries), err
 }
 

@@ -69,7 +69,7 @@ func BenchmarkIngestEntriesVsVerify(b *testing.B) {
 	raw := make([]signed, len(recs))
 	for i, r := range recs {
 		pub := r.Signer()
-		raw[i] = signed{pub: pub[:], msg: signingMessage(r.signedPart()), sig: r.signature()}
+		raw[i] = signed{pub: pub[:], msg: signingMessage(r.encodeUnsigned()), sig: r.sig[:]}
 	}
 	var verifyNS, ingestNS time.Duration
 	s := w.fresh()

@@ -146,7 +146,7 @@ func EncodeDataJSON(s *State, networks ...PublicKey) ([]byte, error) {
 func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 	n := networkJSON{Network: id, Hosts: []hostJSON{}, Claims: []claimJSON{}, Entries: []entryJSON{}, Attestations: []attestationJSON{}}
 	for _, r := range recs {
-		sig := func() []byte { return r.signature() }
+		sig := func() []byte { return r.sig[:] }
 		switch r.kind {
 		case KindSettings:
 			s := r.settings

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,15 @@ func (d *decoder) bytes(max int, what string) []byte {
 		return nil
 	}
 	return d.take(int(n), what)
+}
+
+// ownBytes is bytes copied out of the input: records keep no reference to
+// the buffer they were decoded from.
+func (d *decoder) ownBytes(max int, what string) []byte {
+	if b := d.bytes(max, what); b != nil {
+		return bytes.Clone(b)
+	}
+	return nil
 }
 
 func (d *decoder) str(max int, what string) string { return string(d.bytes(max, what)) }

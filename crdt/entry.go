@@ -217,7 +217,7 @@ func decodeEntry(d *decoder) *Entry {
 	if e.Policy == PolicyLog {
 		e.Seq = uint64(d.i64("seq"))
 	}
-	if v := d.bytes(MaxValueLimit, "value"); len(v) > 0 {
+	if v := d.ownBytes(MaxValueLimit, "value"); len(v) > 0 {
 		e.Value = v
 	}
 	if d.err == nil && e.IsTombstone() {

@@ -40,8 +40,17 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(r.Bytes(), raw) {
-			t.Fatal("decoded record does not keep its bytes")
+		if !bytes.Equal(r.Bytes(), raw) || r.Size() != len(raw) {
+			t.Fatal("decoded record does not rebuild its bytes")
+		}
+		// The record keeps nothing of the caller's buffer.
+		scribbled := bytes.Clone(raw)
+		r2, _ := DecodeRecord(scribbled)
+		for i := range scribbled {
+			scribbled[i] ^= 0xff
+		}
+		if !bytes.Equal(r2.Bytes(), raw) {
+			t.Fatal("a decoded record changes with the buffer it was decoded from")
 		}
 		again, err := DecodeRecord(r.Bytes())
 		if err != nil || again.Hash() != r.Hash() {

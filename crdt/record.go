@@ -221,15 +221,23 @@ const (
 	envelopeHeaderSize = 2
 )
 
-// Record is one record in its canonical form: the encoded bytes, their hash,
-// and the decoded body. A Record is immutable; the bodies its accessors
+// Record is one record in its canonical form: the decoded body, its
+// signature, and the hash of its encoding. A Record is immutable; the bodies its accessors
 // return must not be modified. Records are made by the Sign functions, by
 // NewAttestation, or by DecodeRecord; decoding does not verify signatures
 // (State.Ingest does).
+//
+// A Record does not keep its encoding: the canonical form is a function of
+// the body (DecodeRecord refuses any other), so Bytes rebuilds it. A mesh
+// of 100,000 hosts holds 300,000 records, and the encoding would repeat
+// every key and time the body already holds.
 type Record struct {
-	raw  []byte
 	hash Hash
 	kind Kind
+	size uint32 // of the encoding
+	// sig is the envelope's ed25519 signature; for a witness attestation,
+	// the witness's (its Witness.Signature aliases it).
+	sig [signatureSize]byte
 
 	settings    *Settings
 	host        *Host
@@ -244,8 +252,18 @@ func (r *Record) Kind() Kind { return r.kind }
 // Hash is the SHA-256 of Bytes.
 func (r *Record) Hash() Hash { return r.hash }
 
-// Bytes is the canonical encoding. It must not be modified.
-func (r *Record) Bytes() []byte { return r.raw }
+// Bytes is the canonical encoding, built anew on each call (the caller
+// owns it).
+func (r *Record) Bytes() []byte {
+	b := r.appendUnsigned(make([]byte, 0, r.size))
+	if r.kind != KindAttestation {
+		b = append(b, r.sig[:]...)
+	}
+	return b
+}
+
+// Size is the length of Bytes, without building them.
+func (r *Record) Size() int { return int(r.size) }
 
 // Settings returns the body of a settings record, or nil.
 func (r *Record) Settings() *Settings { return r.settings }
@@ -331,12 +349,6 @@ func (r *Record) String() string {
 	return fmt.Sprintf("attestation %s of %s", r.hash.Short(), r.attestation.Claim.Short())
 }
 
-// signedPart is the envelope without its trailing signature.
-func (r *Record) signedPart() []byte { return r.raw[:len(r.raw)-signatureSize] }
-
-// signature is the envelope's trailing ed25519 signature.
-func (r *Record) signature() []byte { return r.raw[len(r.raw)-signatureSize:] }
-
 // ErrBadSignature is wrapped when a record's signature does not verify.
 var ErrBadSignature = errors.New("bad signature")
 
@@ -347,7 +359,8 @@ func (r *Record) VerifySignature() error {
 	if r.kind == KindAttestation {
 		return nil
 	}
-	if !r.Signer().Verify(signingMessage(r.signedPart()), r.signature()) {
+	msg := r.appendUnsigned(append(make([]byte, 0, len(signContext)+int(r.size)), signContext...))
+	if !r.Signer().Verify(msg, r.sig[:]) {
 		return fmt.Errorf("%w: %s is not signed by %s", ErrBadSignature, r, r.Signer().Short())
 	}
 	return nil
@@ -394,11 +407,12 @@ func sign(r *Record, key PrivateKey) (*Record, error) {
 		return nil, fmt.Errorf("signing %s: %w", r.kind, err)
 	}
 	unsigned := r.encodeUnsigned()
-	r.raw = append(unsigned, key.Sign(signingMessage(unsigned))...)
-	if len(r.raw) > MaxRecordSize {
-		return nil, fmt.Errorf("signing %s: %w: %d bytes, at most %d", r.kind, ErrMalformed, len(r.raw), MaxRecordSize)
+	copy(r.sig[:], key.Sign(signingMessage(unsigned)))
+	raw := append(unsigned, r.sig[:]...)
+	if len(raw) > MaxRecordSize {
+		return nil, fmt.Errorf("signing %s: %w: %d bytes, at most %d", r.kind, ErrMalformed, len(raw), MaxRecordSize)
 	}
-	r.hash = sha256.Sum256(r.raw)
+	r.hash, r.size = sha256.Sum256(raw), uint32(len(raw))
 	return r, nil
 }
 
@@ -414,9 +428,19 @@ func NewAttestation(a Attestation) (*Record, error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("building attestation: %w", err)
 	}
-	r.raw = r.encodeUnsigned()
-	r.hash = sha256.Sum256(r.raw)
+	r.ownWitnessSignature()
+	raw := r.encodeUnsigned()
+	r.hash, r.size = sha256.Sum256(raw), uint32(len(raw))
 	return r, nil
+}
+
+// ownWitnessSignature moves a witness attestation's signature into the
+// record (which has no envelope signature to keep there).
+func (r *Record) ownWitnessSignature() {
+	if w := r.attestation.Witness; w != nil && len(w.Signature) == signatureSize {
+		copy(r.sig[:], w.Signature)
+		w.Signature = r.sig[:]
+	}
 }
 
 // DecodeRecord parses one canonically encoded record. It refuses anything
@@ -432,15 +456,15 @@ func DecodeRecord(raw []byte) (*Record, error) {
 	if raw[0] != FormatVersion {
 		return nil, fmt.Errorf("%w: format version %d, this node reads version %d", ErrMalformed, raw[0], FormatVersion)
 	}
-	// Decode from our own copy: byte fields of the body (tokens,
-	// certificates) alias it, and the caller may reuse its buffer.
-	raw = bytes.Clone(raw)
+	// The body's byte fields (tokens, certificates, values) are copied:
+	// the caller may reuse raw.
 	r := &Record{kind: Kind(raw[1])}
 	body := raw[envelopeHeaderSize:]
 	if r.kind != KindAttestation {
 		if len(body) < signatureSize {
 			return nil, fmt.Errorf("%w: %s too short for its signature", ErrMalformed, r.kind)
 		}
+		copy(r.sig[:], body[len(body)-signatureSize:])
 		body = body[:len(body)-signatureSize]
 	}
 	d := &decoder{b: body}
@@ -465,18 +489,29 @@ func DecodeRecord(raw []byte) (*Record, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(r.encodeUnsigned(), raw[:envelopeHeaderSize+len(body)]) {
+	if !r.canonical(raw[:envelopeHeaderSize+len(body)]) {
 		return nil, fmt.Errorf("%w: %s is not in canonical form", ErrMalformed, r.kind)
 	}
-	r.raw = raw
-	r.hash = sha256.Sum256(r.raw)
+	if r.kind == KindAttestation {
+		r.ownWitnessSignature()
+	}
+	r.hash, r.size = sha256.Sum256(raw), uint32(len(raw))
 	return r, nil
 }
 
 // encodeUnsigned writes the envelope header and body (everything the
 // signature covers).
-func (r *Record) encodeUnsigned() []byte {
-	e := &encoder{b: make([]byte, 0, 256)}
+func (r *Record) encodeUnsigned() []byte { return r.appendUnsigned(make([]byte, 0, max(256, r.size))) }
+
+// canonical reports whether want is the encoding of r's envelope header
+// and body.
+func (r *Record) canonical(want []byte) bool {
+	return bytes.Equal(r.appendUnsigned(make([]byte, 0, len(want))), want)
+}
+
+// appendUnsigned appends the envelope header and body to b.
+func (r *Record) appendUnsigned(b []byte) []byte {
+	e := &encoder{b: b}
 	e.u8(FormatVersion)
 	e.u8(uint8(r.kind))
 	switch r.kind {
@@ -547,7 +582,7 @@ func decodeSettings(d *decoder) *Settings {
 	if n := d.count(maxTSARoots, "TSA roots"); n > 0 {
 		s.TSARoots = make([][]byte, n)
 		for i := range s.TSARoots {
-			s.TSARoots[i] = d.bytes(maxCertSize, "TSA root")
+			s.TSARoots[i] = d.ownBytes(maxCertSize, "TSA root")
 		}
 	}
 	if n := d.count(maxURLs, "TSA URLs"); n > 0 {
@@ -672,7 +707,7 @@ func decodeAttestation(d *decoder) *Attestation {
 	switch t := d.u8("attestation type"); {
 	case d.err != nil:
 	case t == attRFC3161:
-		a.RFC3161 = d.bytes(maxTokenSize, "RFC 3161 token")
+		a.RFC3161 = d.ownBytes(maxTokenSize, "RFC 3161 token")
 	case t == attWitness:
 		a.Witness = &Witness{Key: d.key("witness key"), Time: d.time("witness time"), Signature: d.bytes(signatureSize, "witness signature")}
 	default:

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -29,8 +30,10 @@ type viewPipeline struct {
 	// updated is told about every new view (metrics).
 	updated func(*crdt.ResolvedView)
 
-	view    atomic.Pointer[crdt.ResolvedView]
-	dnsJSON []byte
+	view atomic.Pointer[crdt.ResolvedView]
+	// dnsJSON is the hash of the dns.json last written (the file is
+	// rewritten only when it changes; its hash costs less than a copy).
+	dnsJSON *[sha256.Size]byte
 	// targetsVersion is the state version the prober's targets come from.
 	targetsVersion uint64
 }
@@ -95,11 +98,13 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 		// dns.json holds every A/AAAA name the server answers, from the
 		// table it answers with.
 		var b bytes.Buffer
-		if err := table.WriteDNSJSON(&b); err == nil && !bytes.Equal(b.Bytes(), p.dnsJSON) {
-			if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
-				p.log.Warn("writing dns.json", "err", err)
-			} else {
-				p.dnsJSON = b.Bytes()
+		if err := table.WriteDNSJSON(&b); err == nil {
+			if sum := sha256.Sum256(b.Bytes()); p.dnsJSON == nil || sum != *p.dnsJSON {
+				if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
+					p.log.Warn("writing dns.json", "err", err)
+				} else {
+					p.dnsJSON = &sum
+				}
 			}
 		}
 	}

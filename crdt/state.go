@@ -699,15 +699,25 @@ func (s *State) Prune(now time.Time) []*Record {
 }
 
 func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
-	for _, h := range n.sortedHosts() {
+	// Most prunes drop nothing: only what goes is sorted (for a
+	// deterministic order) and only changed lists are written back.
+	var gone []*Record
+	for _, h := range n.hosts {
 		if n.policy(h.host.Node) != "" || n.expired(h.host, now) {
-			delete(n.hosts, h.host.Node)
-			n.index.remove(h.hash)
-			n.hostFP.add(h.hash, -1)
-			dropped = append(dropped, h)
+			gone = append(gone, h)
 		}
 	}
+	slices.SortFunc(gone, func(a, b *Record) int { return a.host.Node.Compare(b.host.Node) })
+	for _, h := range gone {
+		delete(n.hosts, h.host.Node)
+		n.index.remove(h.hash)
+		n.hostFP.add(h.hash, -1)
+		dropped = append(dropped, h)
+	}
 	for node, list := range n.byNode {
+		if !slices.ContainsFunc(list, func(c *Record) bool { return n.policy(node) != "" || n.claimDead(c.claim, now) }) {
+			continue
+		}
 		kept := list[:0]
 		for _, c := range list {
 			if n.policy(node) != "" || n.claimDead(c.claim, now) {
@@ -728,6 +738,9 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 	}
 	dropped = n.pruneEntries(now, dropped)
 	for c, list := range n.byClaim {
+		if !slices.ContainsFunc(list, func(e *attEntry) bool { return !n.trust.Trusts(e.at.By) }) {
+			continue
+		}
 		kept := list[:0]
 		for _, e := range list {
 			if !n.trust.Trusts(e.at.By) {
@@ -744,6 +757,40 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 		}
 	}
 	return dropped
+}
+
+// reserve sizes the maps of networks that hold nothing yet for the records
+// about to be restored, so a large state file does not grow them step by
+// step.
+func (s *State) reserve(recs []Verified) {
+	type counts struct{ hosts, claims, atts int }
+	per := map[PublicKey]*counts{}
+	for _, e := range recs {
+		id := e.Record.Network()
+		c := per[id]
+		if c == nil {
+			c = &counts{}
+			per[id] = c
+		}
+		switch e.Record.kind {
+		case KindHost:
+			c.hosts++
+		case KindClaim:
+			c.claims++
+		case KindAttestation:
+			c.atts++
+		}
+	}
+	for id, c := range per {
+		n := s.nets[id]
+		if n == nil || n.index.count > 0 {
+			continue
+		}
+		n.hosts = make(map[PublicKey]*Record, c.hosts)
+		n.byNode = make(map[PublicKey][]*Record, c.hosts)
+		n.byClaim = make(map[Hash][]*attEntry, c.claims)
+		n.index.recs = make(map[Hash]*Record, c.hosts+c.claims+c.atts)
+	}
 }
 
 func (n *netState) sortedHosts() []*Record {
@@ -868,6 +915,7 @@ func (s *State) Verified(id PublicKey) []Verified {
 func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 	sorted := slices.Clone(verified)
 	slices.SortStableFunc(sorted, func(a, b Verified) int { return dependencyRank(a.Record.kind) - dependencyRank(b.Record.kind) })
+	s.reserve(sorted)
 	var res BatchResult
 	for _, e := range sorted {
 		n := s.nets[e.Record.Network()]

@@ -136,7 +136,7 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 	for _, o := range set.Overrides {
 		holders[o.Name] = o.Node
 	}
-	byName := map[string]*Name{}
+	byName := make(map[string]*Name, len(holders))
 	entry := func(rel string) *Name {
 		fqdn := set.Domain
 		if rel != "@" {
@@ -162,7 +162,7 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		}
 		e := entry(name)
 		e.Node = node
-		e.Addrs = slices.Clone(h.Addresses)
+		e.Addrs = h.Addresses // records never change: shared, like the view
 		for _, x := range serviceRecords(svc, node, name) {
 			se := entry(x.Name)
 			x.TTL, x.Data = set.DNSTTL, absoluteData(x, set.Domain)
@@ -236,19 +236,23 @@ type NameStatus struct {
 // winners decides every claimed name of the network: among active claims,
 // the earliest attested time wins; equal times go to the smaller claim hash.
 func (n *netState) winners(now time.Time) map[string]PublicKey {
-	best := map[string]*ClaimState{}
+	type standing struct {
+		claim *Record
+		time  time.Time
+	}
+	best := make(map[string]standing, len(n.byNode))
 	for _, c := range n.allClaims() {
 		st := n.claimState(c, now)
 		if !st.Active {
 			continue
 		}
-		if b := best[c.claim.Name]; b == nil || compareStanding(&st, b) < 0 {
-			best[c.claim.Name] = &st
+		if b, ok := best[c.claim.Name]; !ok || compareStanding(&st, &ClaimState{Time: b.time, Hash: b.claim.hash}) < 0 {
+			best[c.claim.Name] = standing{c, st.Time}
 		}
 	}
 	out := make(map[string]PublicKey, len(best))
-	for name, st := range best {
-		out[name] = st.Node
+	for name, b := range best {
+		out[name] = b.claim.claim.Node
 	}
 	return out
 }

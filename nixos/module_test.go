@@ -31,7 +31,20 @@ type machine struct {
 		ReloadTriggers                  []string
 		ServiceConfig                   map[string]any
 	}
-	Firewall map[string]struct {
+	// The other units (the admins'), by name.
+	Units map[string]struct {
+		Description               string
+		Script                    string
+		After, Requires, WantedBy []string
+		ServiceConfig             map[string]any
+	}
+	Users map[string]struct {
+		IsSystemUser bool
+		Group        string
+	}
+	Groups          []string
+	KnownHostsFiles []string
+	Firewall        map[string]struct {
 		AllowedTCPPorts, AllowedUDPPorts []int
 	}
 	SystemPackages []string
@@ -365,12 +378,16 @@ func TestNixModuleUnit(t *testing.T) {
 	unit := m.Unit
 	sc := unit.ServiceConfig
 	for k, v := range map[string]any{
-		"Type": "notify", "DynamicUser": true, "StateDirectory": "data-mesher",
-		"ProtectSystem": "strict", "NoNewPrivileges": true,
+		"Type": "notify", "User": "data-mesher", "Group": "data-mesher", "StateDirectory": "data-mesher",
+		"ProtectSystem": "strict", "ProtectHome": true, "PrivateTmp": true, "NoNewPrivileges": true,
+		"RestrictSUIDSGID": true, "RemoveIPC": true,
 	} {
 		if sc[k] != v {
 			t.Errorf("%s = %v, want %v", k, sc[k], v)
 		}
+	}
+	if _, ok := sc["DynamicUser"]; ok {
+		t.Errorf("DynamicUser = %v: its state directory sits under /var/lib/private (0700), out of other services' reach", sc["DynamicUser"])
 	}
 	if strs(sc["WatchdogSec"]) == nil {
 		t.Error("no WatchdogSec")

@@ -15,6 +15,13 @@
 #       bootstrapPeers = [ "http://[fd27:…]:7331" ];
 #     };
 #   };
+#
+# Besides names, other NixOS modules publish this machine's entries in the
+# networks' namespaces (publish, services → SRV, the SSH host keys), and an
+# admin's machine declares namespaces and aliases (networks.<n>.admin, the
+# unit of admin.nix). Other services read what the agent writes for them
+# (dns.json, the files view) with its group: SupplementaryGroups =
+# [ "data-mesher" ].
 service:
 {
   config,

@@ -336,6 +336,12 @@ func TestNixClanRefuses(t *testing.T) {
 			"gate", []string{"dm-agent: the peers of instance mesh give different domains (other clan)"}},
 		{"admins with different host TTLs", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; }; admin.machines = { gate.settings.hostTTL = "24h"; solo = { }; }; }; }`,
 			"gate", []string{"dm-agent: the admins of instance mesh give different hostTTL settings (24h, null)"}},
+		{"admins with different namespaces", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; };
+		    admin.machines = { gate.settings.namespaces."dns.services".lifetime = "24h"; solo = { }; }; }; }`,
+			"gate", []string{"dm-agent: the admins of instance mesh declare different namespaces"}},
+		{"admins pointing an alias two ways", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; };
+		    admin.machines = { gate.settings.aliases.wiki = "gate"; solo.settings.aliases = { wiki = "solo"; www = "solo"; }; }; }; }`,
+			"gate", []string{"dm-agent: the admins of instance mesh point alias wiki at different targets (gate, solo)"}},
 		{"two interfaces", `{ mesh.roles.peer.machines.beta = { }; lab.roles.peer.machines.beta.settings = { domain = "lab"; interface = "wg1"; }; }`,
 			"beta", []string{"dm-agent: one agent serves one WireGuard interface, but the networks of machine beta name several: wg1 wg0."}},
 		{"two instances, one domain", `{ mesh.roles.peer.machines.beta = { }; lab.roles.peer.machines.beta = { }; }`,

@@ -389,6 +389,19 @@ func TestNixModuleUnit(t *testing.T) {
 	if _, ok := sc["DynamicUser"]; ok {
 		t.Errorf("DynamicUser = %v: its state directory sits under /var/lib/private (0700), out of other services' reach", sc["DynamicUser"])
 	}
+	// A static user and group, so that other services can be given the
+	// group; the state directory lets the group in and others through to
+	// a file they may read (known_hosts); the umask keeps the group's bits
+	// of the directories the agent makes (the files view's, 0750).
+	if u := m.Users["data-mesher"]; len(m.Users) != 1 || !u.IsSystemUser || u.Group != "data-mesher" || !slices.Equal(m.Groups, []string{"data-mesher"}) {
+		t.Errorf("users %+v, groups %v; want the system user data-mesher in its group", m.Users, m.Groups)
+	}
+	if mode := octal(t, sc["StateDirectoryMode"]); mode != 0o751 {
+		t.Errorf("StateDirectoryMode = %o, want 751", mode)
+	}
+	if umask := octal(t, sc["UMask"]); 0o750&^umask != 0o750 || 0o777&^umask&0o007 != 0 {
+		t.Errorf("UMask = %o: directories made 0750 become %o", umask, 0o750&^umask)
+	}
 	if strs(sc["WatchdogSec"]) == nil {
 		t.Error("no WatchdogSec")
 	}

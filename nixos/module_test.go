@@ -363,7 +363,12 @@ func TestNixModuleUnit(t *testing.T) {
 
 	for _, o := range []string{"enable", "interface", "openFirewall", "networks", "package", "hostnames", "keyFile",
 		"ports.gossip", "ports.http", "ports.dns", "dns.listen", "dns.forwarders", "splitDNS", "tsaUrls", "logLevel", "settings",
-		"networks.<name>.pubkey", "networks.<name>.priority", "networks.<name>.bootstrapPeers", "networks.<name>.domain"} {
+		"networks.<name>.pubkey", "networks.<name>.priority", "networks.<name>.bootstrapPeers", "networks.<name>.domain",
+		"publish", "services", "ssh.publishHostKeys", "ssh.knownHosts", "networks.<name>.publish", "networks.<name>.services",
+		"networks.<name>.services.<name>.port", "networks.<name>.services.<name>.protocol",
+		"networks.<name>.admin.keyFile", "networks.<name>.admin.namespaces", "networks.<name>.admin.namespaces.<name>.writers",
+		"networks.<name>.admin.aliases", "networks.<name>.admin.witnesses", "networks.<name>.admin.hostTTL",
+		"networks.<name>.admin.createSettings"} {
 		if !slices.Contains(m.Options, o) {
 			t.Errorf("option services.data-mesher.%s is not declared", o)
 		}

@@ -43,7 +43,8 @@ func published(t *testing.T, c *agent.Config, label string) []string {
 // network's own service of one name replaces the global one.
 func TestNixPublish(t *testing.T) {
 	n := newNix(t)
-	m := evalMachine(t, n, example("data-mesher", `services.data-mesher = {
+	for _, service := range []string{"data-mesher", "dm-agent"} {
+		m := evalMachine(t, n, example(service, `services.`+service+` = {
 	  publish = [ { namespace = "host.info"; key = "os"; value = "NixOS"; } ];
 	  services.ssh.port = 22;
 	  services.git = { port = 9418; priority = 10; weight = 5; };
@@ -51,10 +52,20 @@ func TestNixPublish(t *testing.T) {
 	  networks.clan.services.git.port = 9419;
 	  networks.clan.services.dns = { port = 53; protocol = "udp"; };
 	};`))
-	if len(m.FailedAssertions) > 0 {
-		t.Fatalf("failed assertions: %v", m.FailedAssertions)
+		if len(m.FailedAssertions) > 0 {
+			t.Fatalf("%s: failed assertions: %v", service, m.FailedAssertions)
+		}
+		testPublished(t, service, parseConfig(t, m.ConfigFile.Text))
 	}
-	c := parseConfig(t, m.ConfigFile.Text)
+	// Nothing to publish: no publish key at all (the README's example
+	// renders the golden file, which has none).
+	if strings.Contains(evalMachine(t, n, example("data-mesher", "")).ConfigFile.Text, "publish") {
+		t.Error("config.json has publish entries without any")
+	}
+}
+
+func testPublished(t *testing.T, service string, c *agent.Config) {
+	t.Helper()
 	for label, want := range map[string][]string{
 		"clan": {
 			"host.info os value=NixOS",
@@ -70,13 +81,8 @@ func TestNixPublish(t *testing.T) {
 		},
 	} {
 		if got := published(t, c, label); !slices.Equal(got, want) {
-			t.Errorf("network %s publishes\n  %q\nwant\n  %q", label, got, want)
+			t.Errorf("services.%s: network %s publishes\n  %q\nwant\n  %q", service, label, got, want)
 		}
-	}
-	// Nothing to publish: no publish key at all (the README's example
-	// renders the golden file, which has none).
-	if strings.Contains(evalMachine(t, n, example("data-mesher", "")).ConfigFile.Text, "publish") {
-		t.Error("config.json has publish entries without any")
 	}
 }
 

@@ -276,7 +276,7 @@ rec {
           echo ${q "network ${domain}: this machine created its settings before, but the agent has not synced them yet; not creating new ones"} >&2
           exit 1
         else
-          ${noSettings}
+          ${lib.replaceStrings [ "\n" ] [ "\n  " ] (lib.removeSuffix "\n" noSettings)}
         fi
 
         # The aliases: each its own entry, written only when it differs

@@ -56,7 +56,11 @@ let
     };
   };
 
+  adminLib = import ./admin.nix lib;
   adminOptions = {
+    options.namespaces = adminLib.namespacesOption;
+    options.aliases = adminLib.aliasesOption;
+    config.namespaces = adminLib.namespaceDefaults;
     options.hostTTL = lib.mkOption {
       type = lib.types.nullOr (
         lib.types.strMatching "([0-9]+(ns|us|ms|s|m|h))+"
@@ -116,18 +120,10 @@ in
       }:
       {
         nixosModule =
-          {
-            config,
-            lib,
-            pkgs,
-            ...
-          }:
+          { config, lib, ... }:
           let
             peer = peerSettings roles machine.name;
-            domain = if peer == null then "clan" else peer.domain;
             adminKey = config.clan.core.vars.generators.${adminGen instanceName}.files."network.key".path;
-            dm = q "${config.services.dm-agent.package}/bin/dm-agent";
-            jq = q "${pkgs.jq}/bin/jq";
 
             # A signer's public key, through clan's vars API (public files
             # of the clan's repository). A signer whose vars are not
@@ -147,13 +143,12 @@ in
                 [ (lib.trim pub) ]
               else
                 lib.warn "dm-agent: signer ${signer} has no node key yet (run `clan vars generate ${signer}`); it is not a witness until then" [ ];
-            keys = lib.concatMap signerKey (lib.attrNames (roles.signer.machines or { }));
-            witnesses = lib.concatMapStringsSep " " (k: "--witness ${q k}") keys;
-            ttls = lib.unique (lib.mapAttrsToList (_: m: m.settings.hostTTL) roles.admin.machines);
-            ttl = lib.optionalString (settings.hostTTL != null) "--host-ttl ${q settings.hostTTL}";
-            key = ''--admin-key "$CREDENTIALS_DIRECTORY/network-key"'';
-            net = "--network ${q instanceName}";
-            edit = lib.concatStringsSep " " (lib.filter (s: s != "") [ ttl witnesses ]);
+            admins = roles.admin.machines;
+            ttls = lib.unique (lib.mapAttrsToList (_: m: m.settings.hostTTL) admins);
+            # The namespaces as dm-agent is told them, and each alias's
+            # targets, over all admins of the instance.
+            specs = lib.unique (lib.mapAttrsToList (_: m: adminLib.namespaceSpecs m.settings.namespaces) admins);
+            targets = lib.zipAttrsWith (_: lib.unique) (lib.mapAttrsToList (_: m: m.settings.aliases) admins);
           in
           {
             assertions = [
@@ -163,7 +158,18 @@ in
                   lib.concatMapStringsSep ", " (t: if t == null then "null" else t) ttls
                 }); the network has one.";
               }
-            ];
+              {
+                # Else each admin's unit would redeclare them its way.
+                assertion = lib.length specs == 1;
+                message = "dm-agent: the admins of instance ${instanceName} declare different namespaces (${
+                  lib.concatMapStringsSep "; " (lib.concatStringsSep ", ") specs
+                }); the network has one set.";
+              }
+            ]
+            ++ lib.mapAttrsToList (name: ts: {
+              assertion = lib.length ts == 1;
+              message = "dm-agent: the admins of instance ${instanceName} point alias ${name} at different targets (${lib.concatStringsSep ", " ts}).";
+            }) targets;
 
             # The admin's copy of the network's private key, deployed to
             # this machine only.
@@ -175,57 +181,28 @@ in
               '';
             };
 
-            # Creates the network's settings once, for a new network; after
-            # that only adds new signers (and applies hostTTL when set), so
-            # policy made with `dm-agent settings` (bans, overrides, extra
-            # records) is kept, and only once the agent has synced with the
-            # mesh since it started (an edit of a stale copy would replace
-            # newer settings everywhere; dm-agent refuses it). The network counts as new when the agent
-            # has synced with the mesh and found no settings, or has found
-            # no peer to sync with in five minutes. Once this machine has
-            # created them, it never creates them again (fresh settings
-            # would replace the network's policy): if the agent has not
-            # synced them yet, the unit fails and tries again a minute
-            # later.
-            systemd.services."data-mesher-settings-${instanceName}" = {
-              description = "Publish the settings of data-mesher network ${domain}";
-              wantedBy = [ "multi-user.target" ];
-              after = [ "data-mesher.service" ];
-              requires = [ "data-mesher.service" ];
-              serviceConfig = {
-                Type = "oneshot";
-                LoadCredential = "network-key:${adminKey}";
-                StateDirectory = "data-mesher-admin";
-                Restart = "on-failure";
-                RestartSec = "1min";
+            # The unit data-mesher-settings-<instance> (nixos/admin.nix)
+            # creates the network's settings once, for a new network; after
+            # that only adds new signers (and applies hostTTL when set) and
+            # declares the namespaces, so policy made with `dm-agent
+            # settings` (bans, overrides, extra records) is kept, and only
+            # once the agent has synced with the mesh since it started (an
+            # edit of a stale copy would replace newer settings everywhere;
+            # dm-agent refuses it). The network counts as new when the
+            # agent has synced with the mesh and found no settings, or has
+            # found no peer to sync with in five minutes. Once this machine
+            # has created them, it never creates them again (fresh
+            # settings would replace the network's policy): if the agent
+            # has not synced them yet, the unit fails and tries again a
+            # minute later. Then it writes the aliases. (An admin that is
+            # no peer fails an assertion of perMachine instead.)
+            services.dm-agent.networks = lib.mkIf (peer != null) {
+              ${instanceName}.admin = {
+                keyFile = adminKey;
+                createSettings = true;
+                witnesses = lib.concatMap signerKey (lib.attrNames (roles.signer.machines or { }));
+                inherit (settings) hostTTL namespaces aliases;
               };
-              script = ''
-                created="$STATE_DIRECTORY"/${q "${instanceName}.created"}
-                for _ in $(seq 60); do
-                  ${dm} status >/dev/null 2>&1 && break
-                  sleep 1
-                done
-                has_settings() { ${dm} settings ${net} --show >/dev/null 2>&1; }
-                synced() { ${dm} status --json 2>/dev/null | ${jq} -e .synced >/dev/null; }
-                # Edits start from the mesh's newest settings: wait until
-                # the agent has synced with a peer. dm-agent settings
-                # refuses an edit before that (no --force here); the unit
-                # then fails and tries again a minute later. An edit that
-                # changes nothing publishes nothing, synced or not.
-                for _ in $(seq 300); do
-                  if synced; then break; fi
-                  sleep 1
-                done
-                if has_settings; then
-                  ${if edit == "" then ":" else "${dm} settings ${net} ${key} ${edit}"}
-                elif [ -e "$created" ]; then
-                  echo ${q "network ${domain}: this machine created its settings before, but the agent has not synced them yet; not creating new ones"} >&2
-                  exit 1
-                else
-                  ${dm} network create --domain ${q domain} ${key} --publish ${edit}
-                  touch "$created"
-                fi
-              '';
             };
           };
       };

@@ -35,7 +35,7 @@ const sampleInventory = `{
       solo = { };
     };
     signer.machines = { gate = { }; ghost = { }; };
-    admin.settings.hostTTL = "672h";
+    admin.settings = { hostTTL = "672h"; aliases = { wiki = "gate"; www = "example.org."; }; };
     admin.machines = { gate = { }; solo = { }; };
   };
   lab.roles.peer.machines.beta.settings = { domain = "lab"; priority = 2; };
@@ -146,7 +146,7 @@ func TestNixClanService(t *testing.T) {
 	// The settings clan's API offers for each role.
 	for role, want := range map[string][]string{
 		"peer":   {"bootstrapPeers", "domain", "extraHostNames", "interface", "priority"},
-		"admin":  {"hostTTL"},
+		"admin":  {"aliases", "hostTTL", "namespaces"},
 		"signer": nil,
 	} {
 		if !slices.Equal(got.Schema[role], want) {
@@ -275,7 +275,7 @@ func TestNixClanService(t *testing.T) {
 			t.Errorf("admin %s: unit %+v", name, pub)
 		}
 	}
-	testPublishScript(t, got.Machines["gate"].Units["data-mesher-settings-mesh"].Script,
+	testCreatingScript(t, got.Machines["gate"].Units["data-mesher-settings-mesh"].Script, "mesh",
 		"--host-ttl 672h --witness "+gateKey+" --witness "+ghostKey)
 	for _, name := range []string{"beta", "ghost"} {
 		if units := got.Machines[name].Units; len(units) != 0 {
@@ -336,6 +336,12 @@ func TestNixClanRefuses(t *testing.T) {
 			"gate", []string{"dm-agent: the peers of instance mesh give different domains (other clan)"}},
 		{"admins with different host TTLs", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; }; admin.machines = { gate.settings.hostTTL = "24h"; solo = { }; }; }; }`,
 			"gate", []string{"dm-agent: the admins of instance mesh give different hostTTL settings (24h, null)"}},
+		{"admins with different namespaces", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; };
+		    admin.machines = { gate.settings.namespaces."dns.services".lifetime = "24h"; solo = { }; }; }; }`,
+			"gate", []string{"dm-agent: the admins of instance mesh declare different namespaces"}},
+		{"admins pointing an alias two ways", `{ mesh.roles = { peer.machines = { gate = { }; solo = { }; };
+		    admin.machines = { gate.settings.aliases.wiki = "gate"; solo.settings.aliases = { wiki = "solo"; www = "solo"; }; }; }; }`,
+			"gate", []string{"dm-agent: the admins of instance mesh point alias wiki at different targets (gate, solo)"}},
 		{"two interfaces", `{ mesh.roles.peer.machines.beta = { }; lab.roles.peer.machines.beta.settings = { domain = "lab"; interface = "wg1"; }; }`,
 			"beta", []string{"dm-agent: one agent serves one WireGuard interface, but the networks of machine beta name several: wg1 wg0."}},
 		{"two instances, one domain", `{ mesh.roles.peer.machines.beta = { }; lab.roles.peer.machines.beta = { }; }`,
@@ -363,90 +369,5 @@ func TestNixClanRefuses(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// testPublishScript runs the admin's publishing script (as NixOS would:
-// bash with -e) against a stand-in dm-agent. A new network gets its
-// settings created once: at once when the agent has synced with the mesh
-// and found none, after five minutes of polls when it finds no peer. A
-// machine that created them before never creates them again, even when its
-// agent has not synced them (it fails and retries); existing settings only
-// get the edits (host TTL, witnesses).
-func testPublishScript(t *testing.T, script, edits string) {
-	t.Helper()
-	needJQ(t)
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(dir, "calls")
-	polls := filepath.Join(dir, "polls")
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	body := standIns(t, dir, script, map[string]string{
-		"data-mesher/bin/dm-agent": `case "$*" in
-  status) exit 0 ;;
-  "status --json")
-    echo >> ` + polls + `
-    if [ -e ` + dir + `/alone ]; then echo '{"synced":false}'; else echo '{"synced":true}'; fi ;;
-  *--show) [ -e ` + dir + `/has-settings ] ;;
-  *) echo "$*" >> ` + log + ` ;;
-esac`,
-		"jq/bin/jq": `exec jq "$@"`,
-	})
-	touch := func(name string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// run returns the calls other than status, and how often the script
-	// asked whether the agent has synced.
-	run := func() ([]string, int, error) {
-		os.Remove(log)
-		os.Remove(polls)
-		cmd := exec.Command("bash", "-e", "-c", body)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "STATE_DIRECTORY="+state, "CREDENTIALS_DIRECTORY=/creds")
-		out, err := cmd.CombinedOutput()
-		calls, _ := os.ReadFile(log)
-		p, _ := os.ReadFile(polls)
-		if err != nil {
-			err = fmt.Errorf("%w: %s", err, out)
-		}
-		return strings.Split(strings.TrimSpace(string(calls)), "\n"), strings.Count(string(p), "\n"), err
-	}
-	create := "network create --domain clan --admin-key /creds/network-key --publish " + edits
-
-	// Alone: no peer to sync with; created after five minutes of polls.
-	touch("alone")
-	calls, n, err := run()
-	if err != nil || len(calls) != 1 || calls[0] != create || n != 300 {
-		t.Fatalf("new network, no peers: calls %q after %d polls, err %v; want %q after 300", calls, n, err, create)
-	}
-	if err := os.Remove(filepath.Join(state, "mesh.created")); err != nil {
-		t.Fatalf("no marker of the creation: %v", err)
-	}
-	// Synced with the mesh, which has no settings: created at once.
-	os.Remove(filepath.Join(dir, "alone"))
-	calls, n, err = run()
-	if err != nil || len(calls) != 1 || calls[0] != create || n != 1 {
-		t.Fatalf("new network, synced: calls %q after %d polls, err %v; want one network create at once", calls, n, err)
-	}
-	// Created here before, settings not (yet) in the agent: never again.
-	calls, _, err = run()
-	if err == nil || calls[0] != "" {
-		t.Errorf("created before, settings not synced: calls %q, err %v; want a failure and no new settings", calls, err)
-	}
-	touch("has-settings")
-	calls, _, err = run()
-	if want := "settings --network mesh --admin-key /creds/network-key " + edits; err != nil || len(calls) != 1 || calls[0] != want {
-		t.Errorf("existing settings: calls %q, err %v; want %q", calls, err, want)
 	}
 }

@@ -42,9 +42,11 @@ type vmNode struct {
 	Firewall map[string]struct {
 		AllowedTCPPorts, AllowedUDPPorts []int
 	}
-	UDPPorts []int
-	Etc      []string
-	Packages []string
+	UDPPorts        []int
+	Etc             []string
+	Packages        []string
+	Units           []string
+	KnownHostsFiles []string
 }
 
 type flakeReport struct {
@@ -199,9 +201,25 @@ func TestNixVMTest(t *testing.T) {
 		if hasKey := slices.Contains(nd.Etc, "dm-admin.key"); hasKey != (name == "alpha") || !slices.Contains(nd.Packages, "dnsutils") {
 			t.Errorf("%s: /etc %v, packages %v; the admin key belongs on alpha only", name, nd.Etc, nd.Packages)
 		}
+		// alpha administers the network from its options and declares
+		// its sshd; every node publishes its host keys and trusts the
+		// mesh's.
+		wantUnits, wantPublished := []string(nil), []string{
+			"ssh.host-keys ssh-rsa file=/etc/ssh/ssh_host_rsa_key.pub",
+			"ssh.host-keys ssh-ed25519 file=/etc/ssh/ssh_host_ed25519_key.pub",
+		}
+		if name == "alpha" {
+			wantUnits, wantPublished = []string{"data-mesher-settings-test"}, append(wantPublished, "dns.services _ssh._tcp value=0 0 22")
+		}
+		if got := published(t, c, "test"); !slices.Equal(nd.Units, wantUnits) || !slices.Equal(got, wantPublished) ||
+			!slices.Equal(nd.KnownHostsFiles, []string{c.KnownHostsFile}) {
+			t.Errorf("%s: units %v, publishes %q, known hosts files %v", name, nd.Units, got, nd.KnownHostsFiles)
+		}
 	}
 
-	for _, want := range []string{"start_all()", `wait_for_unit("data-mesher.service")`, "dm-agent network create --domain test", "resolvectl query", "dm-agent doctor"} {
+	for _, want := range []string{"start_all()", `wait_for_unit("data-mesher.service")`, "dm-agent network create --domain test", "resolvectl query",
+		"restart data-mesher-settings-test.service", "wiki.test CNAME", "_ssh._tcp.alpha.test SRV", "ssh -o StrictHostKeyChecking=yes",
+		"SupplementaryGroups=data-mesher", "dm-agent doctor"} {
 		if !strings.Contains(vm.TestScript, want) {
 			t.Errorf("the test script does not %s", want)
 		}

@@ -31,7 +31,20 @@ type machine struct {
 		ReloadTriggers                  []string
 		ServiceConfig                   map[string]any
 	}
-	Firewall map[string]struct {
+	// The other units (the admins'), by name.
+	Units map[string]struct {
+		Description               string
+		Script                    string
+		After, Requires, WantedBy []string
+		ServiceConfig             map[string]any
+	}
+	Users map[string]struct {
+		IsSystemUser bool
+		Group        string
+	}
+	Groups          []string
+	KnownHostsFiles []string
+	Firewall        map[string]struct {
 		AllowedTCPPorts, AllowedUDPPorts []int
 	}
 	SystemPackages []string
@@ -350,7 +363,12 @@ func TestNixModuleUnit(t *testing.T) {
 
 	for _, o := range []string{"enable", "interface", "openFirewall", "networks", "package", "hostnames", "keyFile",
 		"ports.gossip", "ports.http", "ports.dns", "dns.listen", "dns.forwarders", "splitDNS", "tsaUrls", "logLevel", "settings",
-		"networks.<name>.pubkey", "networks.<name>.priority", "networks.<name>.bootstrapPeers", "networks.<name>.domain"} {
+		"networks.<name>.pubkey", "networks.<name>.priority", "networks.<name>.bootstrapPeers", "networks.<name>.domain",
+		"publish", "services", "ssh.publishHostKeys", "ssh.knownHosts", "networks.<name>.publish", "networks.<name>.services",
+		"networks.<name>.services.<name>.port", "networks.<name>.services.<name>.protocol",
+		"networks.<name>.admin.keyFile", "networks.<name>.admin.namespaces", "networks.<name>.admin.namespaces.<name>.writers",
+		"networks.<name>.admin.aliases", "networks.<name>.admin.witnesses", "networks.<name>.admin.hostTTL",
+		"networks.<name>.admin.createSettings"} {
 		if !slices.Contains(m.Options, o) {
 			t.Errorf("option services.data-mesher.%s is not declared", o)
 		}
@@ -365,12 +383,29 @@ func TestNixModuleUnit(t *testing.T) {
 	unit := m.Unit
 	sc := unit.ServiceConfig
 	for k, v := range map[string]any{
-		"Type": "notify", "DynamicUser": true, "StateDirectory": "data-mesher",
-		"ProtectSystem": "strict", "NoNewPrivileges": true,
+		"Type": "notify", "User": "data-mesher", "Group": "data-mesher", "StateDirectory": "data-mesher",
+		"ProtectSystem": "strict", "ProtectHome": true, "PrivateTmp": true, "NoNewPrivileges": true,
+		"RestrictSUIDSGID": true, "RemoveIPC": true,
 	} {
 		if sc[k] != v {
 			t.Errorf("%s = %v, want %v", k, sc[k], v)
 		}
+	}
+	if _, ok := sc["DynamicUser"]; ok {
+		t.Errorf("DynamicUser = %v: its state directory sits under /var/lib/private (0700), out of other services' reach", sc["DynamicUser"])
+	}
+	// A static user and group, so that other services can be given the
+	// group; the state directory lets the group in and others through to
+	// a file they may read (known_hosts); the umask keeps the group's bits
+	// of the directories the agent makes (the files view's, 0750).
+	if u := m.Users["data-mesher"]; len(m.Users) != 1 || !u.IsSystemUser || u.Group != "data-mesher" || !slices.Equal(m.Groups, []string{"data-mesher"}) {
+		t.Errorf("users %+v, groups %v; want the system user data-mesher in its group", m.Users, m.Groups)
+	}
+	if mode := octal(t, sc["StateDirectoryMode"]); mode != 0o751 {
+		t.Errorf("StateDirectoryMode = %o, want 751", mode)
+	}
+	if umask := octal(t, sc["UMask"]); 0o750&^umask != 0o750 || 0o777&^umask&0o007 != 0 {
+		t.Errorf("UMask = %o: directories made 0750 become %o", umask, 0o750&^umask)
 	}
 	if strs(sc["WatchdogSec"]) == nil {
 		t.Error("no WatchdogSec")

@@ -12,6 +12,16 @@ let
       bootstrap_peers = n.bootstrapPeers;
       # null: the global hostnames (left out of the file).
       hostnames = n.hostnames;
+      # The entries of the options publish and services, the SSH host
+      # keys (agent.nix gathers them); none: left out.
+      publish =
+        let
+          entries = map (e: {
+            inherit (e) namespace key value;
+            value_file = e.valueFile;
+          }) (cfg.published n);
+        in
+        if entries == [ ] then null else entries;
     };
 in
 {
@@ -30,6 +40,11 @@ in
     forwarders = cfg.dns.forwarders;
     json_file = "${cfg.stateDir}/dns.json";
   };
+  # Both where the agent puts them by default, said here so that the
+  # module's other options (programs.ssh.knownHostsFiles, the README's
+  # consumers) name the same paths.
+  data_dir = "${cfg.stateDir}/data";
+  known_hosts_file = "${cfg.stateDir}/known_hosts";
   tsa_urls = cfg.tsaUrls;
   control_socket = "/run/data-mesher/control.sock";
   metrics_listen = cfg.metricsListen;

@@ -104,6 +104,8 @@ let
       firewall = config.networking.firewall.interfaces;
       udpPorts = config.networking.firewall.allowedUDPPorts;
       etc = lib.attrNames config.environment.etc;
+      units = lib.attrNames (removeAttrs config.systemd.services [ "data-mesher" ]);
+      knownHostsFiles = map toString config.programs.ssh.knownHostsFiles;
       packages = map (p: p.name) config.environment.systemPackages;
     };
 in

@@ -77,6 +77,20 @@ else
           ;
         reloadTriggers = map toString unit.reloadTriggers;
       };
+  # Every unit but the agent's (the admins' units).
+  units = lib.mapAttrs (_: u: {
+    inherit (u)
+      description
+      script
+      after
+      requires
+      wantedBy
+      serviceConfig
+      ;
+  }) (removeAttrs c.systemd.services [ "data-mesher" ]);
+  users = lib.mapAttrs (_: u: { inherit (u) isSystemUser group; }) c.users.users;
+  groups = lib.attrNames c.users.groups;
+  knownHostsFiles = map toString c.programs.ssh.knownHostsFiles;
   firewall = c.networking.firewall.interfaces;
   systemPackages = map (p: p.name) c.environment.systemPackages;
   package = if enabled then { inherit (cfg.package) name; } else null;

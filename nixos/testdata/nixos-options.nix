@@ -157,6 +157,11 @@ let
           default = name;
           description = "The user's name.";
         };
+        description = mkOption {
+          type = types.str;
+          default = "";
+          description = "What the user is for.";
+        };
         isSystemUser = mkOption {
           type = types.bool;
           default = false;
@@ -363,6 +368,30 @@ in
       type = types.bool;
       default = false;
       description = "systemd-resolved.";
+    };
+    services.openssh = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = "The OpenSSH server.";
+      };
+      # As nixpkgs declares it: a list of attribute sets (type, path, and
+      # bits for some types), by default an RSA and an ed25519 key.
+      hostKeys = mkOption {
+        type = types.listOf types.attrs;
+        default = [
+          {
+            type = "rsa";
+            bits = 4096;
+            path = "/etc/ssh/ssh_host_rsa_key";
+          }
+          {
+            type = "ed25519";
+            path = "/etc/ssh/ssh_host_ed25519_key";
+          }
+        ];
+        description = "The host keys sshd generates and uses.";
+      };
     };
     programs.ssh.knownHostsFiles = mkOption {
       type = types.listOf types.path;

@@ -107,3 +107,17 @@ func TestRecordEntries(t *testing.T) {
 		t.Fatal("a bad record became an entry")
 	}
 }
+
+// Writer keys come as NixOS and .pub files write them, or as raw base64.
+func TestParseNamespaceKeysInEitherForm(t *testing.T) {
+	a, b := testKey("a").Public(), testKey("b").Public()
+	spec := "deploy writers=keys policy=lww keys=" + a.AuthorizedKey() + "," + b.String() + " max-value=64"
+	ns, err := ParseNamespace(spec)
+	if err != nil || len(ns.WriterKeys) != 2 || ns.WriterKeys[0] != a || ns.WriterKeys[1] != b || ns.MaxValue != 64 {
+		t.Fatalf("%q: %+v, %v", spec, ns, err)
+	}
+	two := "deploy writers=keys policy=lww keys=" + a.AuthorizedKey() + "," + b.AuthorizedKey()
+	if ns, err := ParseNamespace(two); err != nil || len(ns.WriterKeys) != 2 || ns.WriterKeys[1] != b {
+		t.Fatalf("%q: %+v, %v", two, ns, err)
+	}
+}

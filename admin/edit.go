@@ -196,9 +196,19 @@ func readCert(path string) ([]byte, error) {
 // ParseNamespace reads a namespace declaration: "NAME writers=W policy=P
 // [keys=K,K…] [max-value=N] [max-entries=N] [lifetime=D]", W one of admin,
 // members, keys, owner; P one of lww, fww, gset, orset, log; D a duration
-// (720h). Unset limits take the namespace layer's defaults.
+// (720h). Unset limits take the namespace layer's defaults. A key K is
+// "ssh-ed25519 AAAA…" (without a comment) or the raw base64 of the key.
 func ParseNamespace(spec string) (crdt.Namespace, error) {
-	f := strings.Fields(spec)
+	var f []string
+	for _, w := range strings.Fields(spec) {
+		// "keys=ssh-ed25519 AAAA…,ssh-ed25519 AAAA…": the space inside a
+		// key does not end it.
+		if n := len(f); n > 0 && strings.HasSuffix(f[n-1], "ssh-ed25519") {
+			f[n-1] += " " + w
+			continue
+		}
+		f = append(f, w)
+	}
 	if len(f) == 0 {
 		return crdt.Namespace{}, fmt.Errorf("--namespace %q: want \"NAME writers=W policy=P …\"", spec)
 	}

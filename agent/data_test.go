@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,4 +326,23 @@ func TestKnownHosts(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(dir, "known_hosts"))
 		return err == nil && strings.HasSuffix(string(b), want) && !strings.Contains(string(b), "ssh-rsa")
 	})
+}
+
+// The files view's directories are the group's whatever the umask.
+func TestMkdirAllModeIgnoresTheUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	root := filepath.Join(t.TempDir(), "data")
+	leaf := filepath.Join(root, "t", "keys", "writer")
+	if err := mkdirAllMode(root, leaf, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for d := leaf; len(d) >= len(root); d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o750 {
+			t.Fatalf("%s: %v %v", d, fi.Mode(), err)
+		}
+	}
+	if fi, _ := os.Stat(filepath.Dir(root)); fi.Mode().Perm() == 0o750 {
+		t.Fatal("a directory above root was changed")
+	}
 }

@@ -171,7 +171,7 @@ func (f *filesView) update(now time.Time) time.Time {
 		if old, ok := f.written[path]; ok && old == sum {
 			continue
 		}
-		err := os.MkdirAll(filepath.Dir(path), 0o750)
+		err := mkdirAllMode(f.dir, filepath.Dir(path), 0o750)
 		if err == nil {
 			err = WriteFileAtomic(path, data, 0o640)
 		}
@@ -223,5 +223,21 @@ func removeEmptyDirs(dir, root string) {
 			return
 		}
 		dir = filepath.Dir(dir)
+	}
+}
+
+// mkdirAllMode makes dir and its parents up to root with mode, whatever the
+// umask (a unit's UMask=0077 would make them 0700, shutting the group out).
+func mkdirAllMode(root, dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if err := os.Chmod(d, mode); err != nil {
+			return err
+		}
+		if d == root || len(d) <= len(root) || d == filepath.Dir(d) {
+			return nil
+		}
 	}
 }

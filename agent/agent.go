@@ -192,15 +192,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.view.prober = p.prober
 	stops = append(stops, func() { a.current(p).stopListeners() })
 
-	// DNS first, from the state we had.
+	// DNS first, from the state we had: the server starts with its table.
 	a.setWaiting("DNS to start")
 	a.view.update(a.now())
-	dns, err := a.startDNS(conf, bind, nil)
+	dns, err := a.startDNS(conf, bind, a.view.table)
 	if err != nil {
 		return err
 	}
 	p.dns, a.view.dns = dns, dns
-	a.view.update(a.now())
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}

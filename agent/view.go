@@ -31,6 +31,9 @@ type viewPipeline struct {
 	updated func(*crdt.ResolvedView)
 
 	view atomic.Pointer[crdt.ResolvedView]
+	// table is the last DNS table built: it goes to dns when that runs, so
+	// the server starts with its answers.
+	table *dnsserver.Table
 	// dnsJSON is the hash of the dns.json last written (the file is
 	// rewritten only when it changes; its hash costs less than a copy).
 	dnsJSON *[sha256.Size]byte
@@ -79,19 +82,19 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	var v *crdt.ResolvedView
 	p.store.Read(func(st *crdt.State) { v = st.View(cfg, now) })
 	p.view.Store(v)
+	prev := p.table
+	t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
+		NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
 	var table *dnsserver.Table
-	if p.dns != nil {
-		prev := p.dns.Handler().Table()
-		t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
-			NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
-		switch {
-		case err != nil:
-			p.log.Error("building the DNS table", "err", err)
-		case t == prev && p.dnsJSON != nil:
-			return v.ValidUntil // the answers did not change: nothing to write
-		default:
+	switch {
+	case err != nil:
+		p.log.Error("building the DNS table", "err", err)
+	case t == prev && p.dnsJSON != nil:
+		return v.ValidUntil // the answers did not change: nothing to write
+	default:
+		p.table, table = t, t
+		if p.dns != nil {
 			p.dns.SetTable(t)
-			table = t
 		}
 	}
 	if conf.DNS.JSONFile != "off" && table != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -54,12 +55,23 @@ func runAgent(cfg *agent.Config, cf *configFlags, stderr io.Writer) error {
 	}
 	log := slog.New(h)
 	// A daemon whose state is mostly long-lived: keep the heap's headroom
-	// small (GOGC or GOMEMLIMIT override this).
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetGCPercent(50)
-		go agent.BoundHeap(context.Background(), 10*time.Second)
+	// small once it runs (GOGC or GOMEMLIMIT override this). Start-up is
+	// the other way round: it builds the whole state, so collecting often
+	// while the heap grows from nothing costs a third of the time to the
+	// first answer (TestProfileStartup at 10,000 hosts: 170-185 ms of CPU
+	// with GOGC=400, 265-285 ms with 50). Until then the collector runs
+	// rarely, under a 512 MiB ceiling.
+	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
+	if tune {
+		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(512 << 20)
 	}
 	opts := agent.Options{Logger: log, Ready: func() {
+		if tune {
+			debug.SetGCPercent(50)
+			debug.SetMemoryLimit(math.MaxInt64)
+			go agent.BoundHeap(context.Background(), 10*time.Second)
+		}
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	}}
 	// systemd's watchdog is fed by the agent's own loop, only while it

@@ -186,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Self:   func(n crdt.PublicKey) bool { return n == a.key.Public() },
 		Logger: a.opts.Logger.With("component", "challenge"),
 	}}
-	if n := p.prober.Restore(loadVerdicts(a.verdictPath(conf), a.log)); n > 0 {
+	if n := p.prober.Restore(loadVerdicts(conf.StateDir, a.key, a.log)); n > 0 {
 		a.log.Info("restored reachability verdicts", "count", n)
 	}
 	a.view.prober = p.prober

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -52,7 +51,7 @@ func TestProfileStartup(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(dir, "state.bin"), EncodeState(st.Verified(admin.Public()), node), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "reachability.json"), must(json.Marshal(verdicts)), 0o600); err != nil {
+	if err := WriteVerdictsFile(filepath.Join(dir, VerdictsFile), verdicts, node); err != nil {
 		t.Fatal(err)
 	}
 	recs, st, verdicts = nil, nil, nil

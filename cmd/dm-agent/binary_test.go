@@ -292,8 +292,7 @@ func BenchmarkStartup10k(b *testing.B) {
 	for _, h := range st.Hosts(admin.Public()) {
 		verdicts = append(verdicts, mesh.Verdict{Network: admin.Public(), Node: h.Host().Node, Addr: h.Host().Addresses[0], Port: 7331, Checked: now})
 	}
-	vb, _ := json.Marshal(verdicts)
-	if err := os.WriteFile(filepath.Join(n.dir, "reachability.json"), vb, 0o600); err != nil {
+	if err := agent.WriteVerdictsFile(filepath.Join(n.dir, agent.VerdictsFile), verdicts, n.key); err != nil {
 		b.Fatal(err)
 	}
 	var firsts []time.Duration

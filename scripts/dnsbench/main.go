@@ -153,8 +153,7 @@ func gen(dir string, listen netip.AddrPort, hosts int) error {
 	if err := os.WriteFile(filepath.Join(adir, "state", "state.bin"), agent.EncodeState(st.Verified(net), self), 0o600); err != nil {
 		return err
 	}
-	vb, _ := json.Marshal(verdicts)
-	if err := os.WriteFile(filepath.Join(adir, "state", "reachability.json"), vb, 0o600); err != nil {
+	if err := agent.WriteVerdictsFile(filepath.Join(adir, "state", agent.VerdictsFile), verdicts, self); err != nil {
 		return err
 	}
 	cfg := map[string]any{

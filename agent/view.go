@@ -37,6 +37,7 @@ type viewPipeline struct {
 	// dnsJSON is the hash of the dns.json last written (the file is
 	// rewritten only when it changes; its hash costs less than a copy).
 	dnsJSON *[sha256.Size]byte
+	jsonDue bool // the table changed since dns.json was written
 	// targetsVersion is the state version the prober's targets come from.
 	targetsVersion uint64
 }
@@ -85,34 +86,48 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	prev := p.table
 	t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
 		NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
-	var table *dnsserver.Table
 	switch {
 	case err != nil:
 		p.log.Error("building the DNS table", "err", err)
-	case t == prev && p.dnsJSON != nil:
+	case t == prev && !p.jsonDue:
 		return v.ValidUntil // the answers did not change: nothing to write
 	default:
-		p.table, table = t, t
+		p.table, p.jsonDue = t, true
 		if p.dns != nil {
 			p.dns.SetTable(t)
 		}
 	}
-	if conf.DNS.JSONFile != "off" && table != nil {
-		// dns.json holds every A/AAAA name the server answers, from the
-		// table it answers with.
-		var b bytes.Buffer
-		if err := table.WriteDNSJSON(&b); err == nil {
-			if sum := sha256.Sum256(b.Bytes()); p.dnsJSON == nil || sum != *p.dnsJSON {
-				if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
-					p.log.Warn("writing dns.json", "err", err)
-				} else {
-					p.dnsJSON = &sum
-				}
-			}
-		}
+	if p.dns != nil { // at start-up Run writes it once DNS answers
+		p.writeDNSJSON(conf)
 	}
 	if p.updated != nil {
 		p.updated(v)
 	}
 	return v.ValidUntil
+}
+
+// writeDNSJSON writes dns.json from the last table if it is due: every
+// A/AAAA name the server answers, from the table it answers with. A write
+// that fails stays due.
+func (p *viewPipeline) writeDNSJSON(conf *live) {
+	if !p.jsonDue || p.table == nil {
+		return
+	}
+	if conf.DNS.JSONFile == "off" {
+		p.jsonDue = false
+		return
+	}
+	var b bytes.Buffer
+	if err := p.table.WriteDNSJSON(&b); err != nil {
+		p.log.Warn("writing dns.json", "err", err)
+		return
+	}
+	if sum := sha256.Sum256(b.Bytes()); p.dnsJSON == nil || sum != *p.dnsJSON {
+		if err := WriteFileAtomic(conf.DNS.JSONFile, b.Bytes(), 0o640); err != nil {
+			p.log.Warn("writing dns.json", "err", err)
+			return
+		}
+		p.dnsJSON = &sum
+	}
+	p.jsonDue = false
 }

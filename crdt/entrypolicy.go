@@ -243,14 +243,18 @@ func (n *netState) pruneEntries(now time.Time, dropped []*Record) []*Record {
 		decl := n.declared(sp.id)
 		for _, w := range sp.sortedWriters() {
 			b := sp.budgets[w]
-			for _, r := range slices.Clone(b.recs) {
-				if !n.entryLive(decl, r, now) {
-					dropped = n.dropEntry(sp, r, dropped)
+			if slices.ContainsFunc(b.recs, func(r *Record) bool { return !n.entryLive(decl, r, now) }) {
+				for _, r := range slices.Clone(b.recs) {
+					if !n.entryLive(decl, r, now) {
+						dropped = n.dropEntry(sp, r, dropped)
+					}
 				}
 			}
-			for _, r := range slices.Clone(b.recs) {
-				if n.shadowed(sp, decl, r, now) {
-					dropped = n.dropEntry(sp, r, dropped)
+			if slices.ContainsFunc(b.recs, func(r *Record) bool { return n.shadowed(sp, decl, r, now) }) {
+				for _, r := range slices.Clone(b.recs) {
+					if n.shadowed(sp, decl, r, now) {
+						dropped = n.dropEntry(sp, r, dropped)
+					}
 				}
 			}
 			if decl != nil {

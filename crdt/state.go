@@ -925,13 +925,38 @@ func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 		}
 		at := e.Attested
 		at.Time = canonicalTime(at.Time)
+		// What a prune would drop at once is not put at all (hosts and
+		// claims come after the settings that judge them, attestations
+		// after their subjects): one pass over the state file, not two.
+		if n.decayed(e.Record, at, now) {
+			res.count(e.Record, Superseded, nil)
+			continue
+		}
 		o := n.put(e.Record, at)
 		res.count(e.Record, o, nil)
 	}
 	if res.Added > 0 {
 		s.version++
 	}
-	dropped := s.Prune(now)
+	var dropped []*Record
+	for _, id := range s.Joined() {
+		dropped = s.nets[id].pruneEntries(now, dropped)
+	}
 	res.Added -= len(dropped)
 	return res
+}
+
+// decayed reports whether prune would drop rec as soon as it is held: a
+// host expired or shut out by the settings, a claim that is dead, an
+// attestation by an attestor the settings do not trust.
+func (n *netState) decayed(rec *Record, at Attested, now time.Time) bool {
+	switch rec.kind {
+	case KindHost:
+		return n.policy(rec.host.Node) != "" || n.expired(rec.host, now)
+	case KindClaim:
+		return n.policy(rec.claim.Node) != "" || n.claimDead(rec.claim, now)
+	case KindAttestation:
+		return !n.trust.Trusts(at.By)
+	}
+	return false
 }

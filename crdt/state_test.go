@@ -194,3 +194,31 @@ func TestEntriesRestore(t *testing.T) {
 		t.Fatal("an expired host came back from the state file")
 	}
 }
+
+// Restoring at a later time holds exactly what restoring then pruning at
+// that time holds: Restore leaves out what a prune would drop instead of
+// running one.
+func TestRestoreLaterEqualsRestoreThenPrune(t *testing.T) {
+	f, _ := populated(t)
+	// bob renews his host record later than alice, so some moments see
+	// one host live and not the other.
+	mustIngest(t, f.s, epoch.Add(50*time.Minute), hostRec(f.net, f.bob, epoch.Add(50*time.Minute), "fd00::2"))
+	entries := f.s.Verified(f.net)
+	seen := map[int]bool{}
+	for _, d := range []time.Duration{0, 30 * time.Minute, 70 * time.Minute, 2 * time.Hour, 25 * time.Hour, 30 * 24 * time.Hour} {
+		later := epoch.Add(50*time.Minute + d)
+		a := NewState(DefaultOptions(), f.net)
+		resA := a.Restore(entries, later)
+		b := NewState(DefaultOptions(), f.net)
+		b.Restore(entries, epoch.Add(50*time.Minute))
+		b.Prune(later)
+		if a.Fingerprint(f.net) != b.Fingerprint(f.net) || len(a.Hosts(f.net)) != len(b.Hosts(f.net)) {
+			t.Errorf("+%v: restored %d records (%d hosts), restore-then-prune holds %d hosts; fingerprints equal: %v",
+				d, resA.Added, len(a.Hosts(f.net)), len(b.Hosts(f.net)), a.Fingerprint(f.net) == b.Fingerprint(f.net))
+		}
+		seen[len(a.Hosts(f.net))] = true
+	}
+	if !seen[0] || !seen[1] || !seen[2] {
+		t.Fatalf("the moments did not see 2, 1 and 0 live hosts: %v", seen)
+	}
+}

@@ -354,3 +354,35 @@ func TestLawViewIsConsistent(t *testing.T) {
 		}
 	})
 }
+
+// The view's holder of every claimed name is the winner NameStatus
+// explains, claim by claim: the fast path through winners and the
+// explaining one through claimState agree.
+func TestLawViewAgreesWithNameStatus(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := randomState(t, "s", genUniverse(t))
+		for _, id := range s.Joined() {
+			n := s.nets[id]
+			if n.settings == nil {
+				continue
+			}
+			won := n.winners(lawNow)
+			names := map[string]bool{}
+			for _, c := range n.allClaims() {
+				names[c.claim.Name] = true
+			}
+			for name := range names {
+				st := s.NameStatus(id, name, lawNow)
+				w, ok := won[name]
+				switch {
+				case st.Override:
+					continue
+				case st.Holder.IsZero() && ok:
+					t.Fatalf("%q: winners say %s, NameStatus nobody", name, w.node.Short())
+				case !st.Holder.IsZero() && (!ok || w.node != st.Holder || w.host == nil):
+					t.Fatalf("%q: winners say %+v, NameStatus %s", name, w, st.Holder.Short())
+				}
+			}
+		}
+	})
+}

@@ -134,7 +134,7 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 	}
 	holders := n.winners(now)
 	for _, o := range set.Overrides {
-		holders[o.Name] = o.Node
+		holders[o.Name] = holder{o.Node, live(o.Node)}
 	}
 	byName := make(map[string]*Name, len(holders))
 	entry := func(rel string) *Name {
@@ -149,8 +149,8 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		}
 		return e
 	}
-	for name, node := range holders {
-		h := live(node)
+	for name, w := range holders {
+		node, h := w.node, w.host
 		if h == nil || len(name)+1+len(set.Domain) > maxNameLen {
 			continue
 		}
@@ -235,26 +235,53 @@ type NameStatus struct {
 
 // winners decides every claimed name of the network: among active claims,
 // the earliest attested time wins; equal times go to the smaller claim hash.
-func (n *netState) winners(now time.Time) map[string]PublicKey {
+func (n *netState) winners(now time.Time) map[string]holder {
 	type standing struct {
 		claim *Record
+		host  *Host
 		time  time.Time
 	}
 	best := make(map[string]standing, len(n.byNode))
-	for _, c := range n.allClaims() {
-		st := n.claimState(c, now)
-		if !st.Active {
+	// By node: a claim competes only while its node's host record is live
+	// and the settings let the node publish, the same for all its claims
+	// (claimState, node by node).
+	for node, list := range n.byNode {
+		h := n.hosts[node]
+		if h == nil || n.expired(h.host, now) || n.policy(node) != "" {
 			continue
 		}
-		if b, ok := best[c.claim.Name]; !ok || compareStanding(&st, &ClaimState{Time: b.time, Hash: b.claim.hash}) < 0 {
-			best[c.claim.Name] = standing{c, st.Time}
+		for _, c := range list {
+			at, ok := n.attestedTime(c.hash)
+			if !ok {
+				continue
+			}
+			if b, held := best[c.claim.Name]; !held || compareStanding(&ClaimState{Time: at, Hash: c.hash}, &ClaimState{Time: b.time, Hash: b.claim.hash}) < 0 {
+				best[c.claim.Name] = standing{c, h.host, at}
+			}
 		}
 	}
-	out := make(map[string]PublicKey, len(best))
+	out := make(map[string]holder, len(best))
 	for name, b := range best {
-		out[name] = b.claim.claim.Node
+		out[name] = holder{b.claim.claim.Node, b.host}
 	}
 	return out
+}
+
+// holder is who holds a name: the node, and its host record if live.
+type holder struct {
+	node PublicKey
+	host *Host
+}
+
+// attestedTime is a subject's earliest attested time by a trusted
+// attestor.
+func (n *netState) attestedTime(subject Hash) (time.Time, bool) {
+	for _, e := range n.byClaim[subject] {
+		if n.trust.Trusts(e.at.By) { // a state fresh from Join may hold others
+			return e.at.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func compareStanding(a, b *ClaimState) int {
@@ -270,7 +297,7 @@ func (n *netState) claimState(c *Record, now time.Time) ClaimState {
 		st.HostLive = true
 	}
 	for _, e := range n.byClaim[c.hash] {
-		if n.trust.Trusts(e.at.By) { // a state fresh from Join may hold others
+		if n.trust.Trusts(e.at.By) { // as attestedTime
 			st.Attested, st.Time, st.By = true, e.at.Time, e.at.By
 			break
 		}

@@ -145,9 +145,10 @@ type baseNode struct {
 	queue *memberlist.TransmitLimitedQueue
 	mu    sync.Mutex
 	seen  map[string]time.Time
+	meta  []byte
 }
 
-func (d *baseNode) NodeMeta(int) []byte { return nil }
+func (d *baseNode) NodeMeta(int) []byte { return d.meta }
 func (d *baseNode) NotifyMsg(b []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

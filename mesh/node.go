@@ -85,6 +85,10 @@ type Config struct {
 	// endpoint (PathChallenge).
 	Challenge *Responder
 	Logger    *slog.Logger
+	// TuneMemberlist, if set, adjusts memberlist's configuration last
+	// (tests at scale widen its failure-detection timeouts for a loaded
+	// machine; see scale_test.go).
+	TuneMemberlist func(*memberlist.Config)
 }
 
 func (c *Config) defaults() {
@@ -163,6 +167,12 @@ type Node struct {
 	// shuts the addresses of refused members at the transport.
 	refusals *refusals
 	filter   *addrSet
+	proofs   proofCache // member proofs whose signature verified
+	// wireVersion is the highest anti-entropy version spoken (0: the
+	// newest; tests set 1 to play an older node); old remembers the peers
+	// that refused version 2.
+	wireVersion int
+	old         oldPeers
 
 	stats Stats
 
@@ -242,6 +252,9 @@ func (n *Node) Start(ctx context.Context) error {
 	mc.Alive = alive{n}
 	mc.Merge = alive{n}
 	mc.Logger = log.New(&slogWriter{n.log}, "", 0)
+	if n.cfg.TuneMemberlist != nil {
+		n.cfg.TuneMemberlist(mc)
+	}
 	inner := n.cfg.Transport
 	if inner == nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})

@@ -89,6 +89,9 @@ type Config struct {
 	// (tests at scale widen its failure-detection timeouts for a loaded
 	// machine; see scale_test.go).
 	TuneMemberlist func(*memberlist.Config)
+	// wireVersion, if 1, makes the node speak only version 1 of
+	// anti-entropy, as older nodes do (tests).
+	wireVersion int
 }
 
 func (c *Config) defaults() {
@@ -213,7 +216,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
 		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(),
 		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
-		members: map[string]Member{}, refusedAt: map[string]Member{},
+		members: map[string]Member{}, refusedAt: map[string]Member{}, wireVersion: cfg.wireVersion,
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return n.numMembers() },

@@ -59,7 +59,9 @@ func FuzzDecodeWire(f *testing.F) {
 
 func sampleMessages2() []*wire2Msg {
 	id := testKey("admin").Public()
-	sym := func(c int64) riblt.Symbol { return riblt.Symbol{Sum: riblt.Item{byte(c)}, Checksum: uint64(c) * 77, Count: c} }
+	sym := func(c int64) riblt.Symbol {
+		return riblt.Symbol{Sum: riblt.Item{byte(c)}, Checksum: uint64(c) * 77, Count: c}
+	}
 	run0 := riblt.Run{Symbols: []riblt.Symbol{sym(5)}, Generation: 9}
 	run8 := riblt.Run{Start: 8, Symbols: []riblt.Symbol{sym(2), sym(1)}, Generation: 12, Head: sym(6), Changes: []riblt.Change{{Item: riblt.Item{3}, Added: true}}}
 	return []*wire2Msg{

@@ -32,6 +32,9 @@ type Report struct {
 	// warm-up) and from the burst's start until it is everywhere.
 	Idle, Burst Traffic
 	BurstTime   time.Duration
+	// BurstSyncRecords is the records per node that anti-entropy, not
+	// gossip or fetches, delivered during the burst.
+	BurstSyncRecords float64
 	// DataJSONPerRound is the size of one node's data.json at the end:
 	// what a round cost when the prototype exchanged whole states.
 	DataJSONBytes int
@@ -140,7 +143,7 @@ func (s *Sim) run() Report {
 	// The burst.
 	t0 := max(s.now, c.Warmup+time.Duration(c.Claims)*c.ClaimEvery)
 	s.runUntil(t0)
-	burstFrom := s.bytes
+	burstFrom, burstSync := s.bytes, s.syncRecords
 	var all []*crdt.Record
 	for k := range c.Burst + c.Large {
 		at := t0 + c.BurstOver*time.Duration(k)/time.Duration(max(1, c.Burst+c.Large))
@@ -176,6 +179,7 @@ func (s *Sim) run() Report {
 	s.r.BurstTime = s.now - t0
 	if s.r.BurstTime > 0 {
 		s.r.Burst = s.traffic(burstFrom, s.r.BurstTime)
+		s.r.BurstSyncRecords = float64(s.syncRecords-burstSync) / float64(len(s.honestLive()))
 	}
 
 	// The end: the nodes that can reach each other must come into step
@@ -278,7 +282,7 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "claim to 99%%: %v, to 100%%: %v (median; worst %v / %v); gossip floor %.1f rounds = %v\n",
 		r.Reach99.Round(time.Millisecond), r.Reach100.Round(time.Millisecond), r.Reach99Max.Round(time.Millisecond), r.Reach100Max.Round(time.Millisecond), r.FloorRounds, r.Floor.Round(time.Millisecond))
 	fmt.Fprintf(&b, "idle:  %s\n", r.Idle)
-	fmt.Fprintf(&b, "burst: %s, everywhere after %v\n", r.Burst, r.BurstTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "burst: %s, everywhere after %v, %.1f records per node by anti-entropy\n", r.Burst, r.BurstTime.Round(time.Millisecond), r.BurstSyncRecords)
 	fmt.Fprintf(&b, "anti-entropy: %d rounds, %d requests, %d fell back to version 1; %d fetches; data.json %d bytes\n", r.SyncRounds, r.SyncRequests, r.Fallbacks, r.Fetches, r.DataJSONBytes)
 	fmt.Fprintf(&b, "forged records injected %d, refusals %d; in step at %v\n", r.Forged, r.Rejected, r.Converged.Round(time.Millisecond))
 	for _, v := range r.Violations {

@@ -60,7 +60,9 @@ type Sim struct {
 	forged  map[crdt.Hash]bool
 	watches map[crdt.Hash]*watch
 	bytes   [nCats]int64
-	trace   hash.Hash
+	// syncRecords counts the records anti-entropy delivered.
+	syncRecords int64
+	trace       hash.Hash
 	r       Report
 }
 
@@ -462,6 +464,7 @@ func (s *Sim) startRound(n *node) {
 	s.r.SyncRounds++
 	a := mesh.NewAsker(n.store, mesh.AskOptions{Version: s.cfg.WireVersion, OnPulled: func(got crdt.BatchResult) {
 		s.r.Rejected += int64(len(got.Rejected))
+		s.syncRecords += int64(got.Added)
 	}})
 	peer := s.nodes[j]
 	var send func(req []byte)
@@ -477,6 +480,7 @@ func (s *Sim) startRound(n *node) {
 		s.leg(catSync, n.i, j, httpSyncRequest(peer.host, len(req)), func() {
 			out, pushed, err := mesh.Answer(peer.store, req, mesh.AnswerOptions{Version: s.cfg.WireVersion})
 			s.r.Rejected += int64(len(pushed.Rejected))
+			s.syncRecords += int64(pushed.Added)
 			if err != nil {
 				s.violation("node %d could not answer node %d: %v", j, n.i, err)
 				done()

@@ -1,12 +1,28 @@
 package crdt
 
-import "slices"
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/data-mesher/data-mesher/internal/riblt"
+)
 
 // The digest index keeps, for each network, every record hash grouped into
 // 256 buckets by its first byte, with a running fingerprint per bucket. Two
 // nodes compare fingerprints top-down (network, then buckets, then the
 // hashes of differing buckets), so the bytes a sync costs grow with the
 // difference between them, not with the size of the state.
+//
+// Beside the buckets, each network can keep a rateless IBLT encoder of its
+// hashes (internal/riblt), the set that version 2 of the mesh's exchange
+// reconciles: its coded symbols cost the difference, whatever the number
+// of records. The encoder is built from the index the first time a peer
+// asks for symbols (so loading a state costs nothing more), and from then
+// on follows every record added and dropped.
+
+// ErrNotJoined: the state has not joined the network asked about.
+var ErrNotJoined = errors.New("network not joined")
 
 // Fingerprint summarizes a set of record hashes: their number and XOR. Equal
 // sets have equal fingerprints; the XOR of SHA-256 hashes makes different
@@ -43,6 +59,7 @@ type digestIndex struct {
 	count   int
 	root    Fingerprint
 	buckets [256]bucket
+	enc     *riblt.Encoder // nil until first asked for
 }
 
 func (d *digestIndex) has(h Hash) bool {
@@ -64,6 +81,9 @@ func (d *digestIndex) add(r *Record) {
 	b.fp.add(r.hash, 1)
 	i, _ := slices.BinarySearchFunc(b.hashes, r.hash, Hash.Compare)
 	b.hashes = slices.Insert(b.hashes, i, r.hash)
+	if d.enc != nil {
+		d.enc.Add(riblt.Item(r.hash))
+	}
 }
 
 func (d *digestIndex) remove(h Hash) {
@@ -78,6 +98,62 @@ func (d *digestIndex) remove(h Hash) {
 	if i, ok := slices.BinarySearchFunc(b.hashes, h, Hash.Compare); ok {
 		b.hashes = slices.Delete(b.hashes, i, i+1)
 	}
+	if d.enc != nil {
+		d.enc.Remove(riblt.Item(h))
+	}
+}
+
+// encoder returns the network's riblt encoder, building it on first use.
+// Every node derives the same key from the network's public key, so that
+// two nodes' symbols subtract.
+func (n *netState) encoder() *riblt.Encoder {
+	d := &n.index
+	if d.enc == nil {
+		d.enc = riblt.NewEncoder(riblt.DeriveKey(n.id[:]))
+		// Bucket order, not map order: the same state builds the same
+		// encoder, slot for slot.
+		for i := range d.buckets {
+			for _, h := range d.buckets[i].hashes {
+				d.enc.Add(riblt.Item(h))
+			}
+		}
+	}
+	return d.enc
+}
+
+// SymbolRun returns the coded symbols [start, end) of network id's record
+// hashes, with the changes since generation base when start > 0 (see
+// riblt.Encoder.Run). It fails with ErrNotJoined (wrapped) if the network is
+// not joined, and with riblt's errors (ErrRange, ErrStale) otherwise. The
+// encoder keeps the symbols it built, so asking costs the new ones only.
+func (s *State) SymbolRun(id PublicKey, start, end int, base uint64) (riblt.Run, error) {
+	n := s.nets[id]
+	if n == nil {
+		return riblt.Run{}, fmt.Errorf("symbols of network %s: %w", id.Short(), ErrNotJoined)
+	}
+	return n.encoder().Run(start, end, base)
+}
+
+// NewReconciler returns a decoder of a peer's symbols against network id's
+// record hashes, or nil if the network is not joined. It reads the state:
+// use it only while the caller holds the state as it would for any other
+// read, and never after the network is left.
+func (s *State) NewReconciler(id PublicKey) *riblt.Decoder {
+	n := s.nets[id]
+	if n == nil {
+		return nil
+	}
+	return riblt.NewDecoder(n.encoder())
+}
+
+// SymbolsBuilt is the number of coded symbols network id's encoder keeps
+// up to date (0 before a peer first asked): what its reconciliation state
+// costs, at 48 bytes a symbol.
+func (s *State) SymbolsBuilt(id PublicKey) int {
+	if n := s.nets[id]; n != nil && n.index.enc != nil {
+		return n.index.enc.Built()
+	}
+	return 0
 }
 
 // Fingerprint summarizes all records of network id.

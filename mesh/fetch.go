@@ -154,12 +154,13 @@ func (n *Node) fetchOne(ctx context.Context, j *fetchJob) {
 		return
 	}
 	j.tries++
-	if j.tries >= fetchGiveUp || ctx.Err() != nil {
+	wait, retry := FetchRetry(j.tries)
+	if !retry || ctx.Err() != nil {
 		delete(f.jobs, j.hash)
 		n.log.Debug("giving up fetching an announced record; anti-entropy will bring it", "hash", j.hash.Short(), "err", err)
 		return
 	}
-	j.next = time.Now().Add(min(fetchFirstRetry<<(j.tries-1), fetchMaxRetry))
+	j.next = time.Now().Add(wait)
 	n.log.Debug("fetching an announced record failed; retrying", "hash", j.hash.Short(), "from", announcer, "err", err, "retry_in", time.Until(j.next).Round(time.Millisecond))
 }
 

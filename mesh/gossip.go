@@ -82,17 +82,7 @@ func (b *broadcast) Finished()       {}
 const maxQueued = 8192
 
 func (n *Node) broadcast(r *crdt.Record) {
-	var msg []byte
-	if len(r.Bytes()) <= n.cfg.InlineLimit {
-		msg = append([]byte{msgRecord}, r.Bytes()...)
-	} else {
-		net, h := r.Network(), r.Hash()
-		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), n.cfg.Key.Public().String()...)
-	}
-	n.queue.QueueBroadcast(&broadcast{msg: msg, id: r.Hash()})
-	if n.queue.NumQueued() > maxQueued {
-		n.queue.Prune(maxQueued)
-	}
+	QueueRecord(n.queue, r, n.cfg.InlineLimit, n.cfg.Key.Public().String())
 	n.stats.Broadcasts.Add(1)
 }
 

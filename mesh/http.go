@@ -1,12 +1,10 @@
 package mesh
 
 import (
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
 )
@@ -86,26 +84,4 @@ func (n *Node) serveRecord(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(raw)
-}
-
-func (n *Node) serveSync(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-		return
-	}
-	m, err := decodeWire(body, false)
-	if err != nil {
-		n.log.Debug("bad sync request", "from", r.RemoteAddr, "err", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	addr := remoteAddr(r)
-	out, bad := n.answer(m, addr.String())
-	if n.limits.bad(addr, bad, time.Now()) {
-		n.stats.PeersPenalized.Add(1)
-		n.log.Warn("peer pushed invalid records; ignoring it for a while", "peer", addr, "invalid", bad)
-	}
-	w.Header().Set("Content-Type", syncContentType)
-	_, _ = w.Write(out.encode())
 }

@@ -146,7 +146,7 @@ func (n *Node) admitMember(name string, addr netip.Addr, port uint16, meta []byt
 	if err != nil {
 		return refuse(ReasonBadProof, "%v", err)
 	}
-	if !ed25519.Verify(key[:], proofMessage(key, addr.Unmap(), port, p), p.sig) {
+	if !n.proofs.verify(key, proofMessage(key, addr.Unmap(), port, p), p.sig) {
 		return refuse(ReasonBadProof, "its proof does not verify for %s at %s", key.Short(), netip.AddrPortFrom(addr, port))
 	}
 	now := n.store.Now()

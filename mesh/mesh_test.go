@@ -124,7 +124,7 @@ func TestForgedRecordsRejectedNotPropagated(t *testing.T) {
 	// And a push over anti-entropy, several times.
 	push := &wireMsg{stage: 3, nets: []wireNet{{id: c.id, records: [][]byte{forged, tampered, forged}}}}
 	for range 2 {
-		resp, err := evil.node.exchange(context.Background(), evil.node.peerURL(Member{Addr: victim.addr, HTTPPort: DefaultHTTPPort}, "/v1/sync"), push)
+		resp, err := evil.node.exchange(context.Background(), evil.node.peerURL(Member{Addr: victim.addr, HTTPPort: DefaultHTTPPort}, "/v1/sync"), push.encode())
 		_ = resp
 		_ = err
 	}

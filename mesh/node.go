@@ -85,6 +85,13 @@ type Config struct {
 	// endpoint (PathChallenge).
 	Challenge *Responder
 	Logger    *slog.Logger
+	// TuneMemberlist, if set, adjusts memberlist's configuration last
+	// (tests at scale widen its failure-detection timeouts for a loaded
+	// machine; see scale_test.go).
+	TuneMemberlist func(*memberlist.Config)
+	// wireVersion, if 1, makes the node speak only version 1 of
+	// anti-entropy, as older nodes do (tests).
+	wireVersion int
 }
 
 func (c *Config) defaults() {
@@ -163,6 +170,12 @@ type Node struct {
 	// shuts the addresses of refused members at the transport.
 	refusals *refusals
 	filter   *addrSet
+	proofs   proofCache // member proofs whose signature verified
+	// wireVersion is the highest anti-entropy version spoken (0: the
+	// newest; tests set 1 to play an older node); old remembers the peers
+	// that refused version 2.
+	wireVersion int
+	old         oldPeers
 
 	stats Stats
 
@@ -203,7 +216,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
 		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(),
 		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
-		members: map[string]Member{}, refusedAt: map[string]Member{},
+		members: map[string]Member{}, refusedAt: map[string]Member{}, wireVersion: cfg.wireVersion,
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return n.numMembers() },
@@ -242,6 +255,9 @@ func (n *Node) Start(ctx context.Context) error {
 	mc.Alive = alive{n}
 	mc.Merge = alive{n}
 	mc.Logger = log.New(&slogWriter{n.log}, "", 0)
+	if n.cfg.TuneMemberlist != nil {
+		n.cfg.TuneMemberlist(mc)
+	}
 	inner := n.cfg.Transport
 	if inner == nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})

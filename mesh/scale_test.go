@@ -1,0 +1,553 @@
+package mesh
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/hashicorp/memberlist"
+)
+
+// TestScale runs the real mesh (memberlist included, with member proofs)
+// on the in-memory network at the sizes listed in DM_SCALE, one after the
+// other, and reports for each: the time for the mesh to form, the time for
+// a new claim and its attestation to reach 99% and 100% of the nodes, and
+// the bytes sent per node per second idle and during a burst of changes,
+// each beside its comparison from the same run (plain memberlist on the
+// same network with the same settings; the push-gossip floor). It is opt-in
+// (minutes of both cores per size):
+//
+//	DM_SCALE=256,512,1000 go test ./mesh -run TestScale -v -timeout 2h
+//
+// DM_SCALE_OUT=file appends each size's figures to file as a JSON line;
+// DM_SCALE_TUNE=lan keeps memberlist's LAN timeouts.
+//
+// On a loaded 2-core machine a node's goroutines wait their turn behind
+// a thousand others, so an ack often comes later than memberlist's LAN
+// ProbeTimeout (500 ms) and healthy members would be suspected and
+// declared dead in a storm. The failure-detection timeouts are widened
+// (scaleTune): ProbeTimeout 500 ms → 2 s, ProbeInterval 1 s → 4 s (it
+// must leave time for the indirect probes after ProbeTimeout),
+// SuspicionMult 4 → 8, TCPTimeout 10 s → 30 s, and the node's
+// RequestTimeout 10 s → 30 s. What spreads records is left as in
+// production: GossipInterval 200 ms, GossipNodes 3, RetransmitMult 4,
+// SyncInterval 2 s.
+func TestScale(t *testing.T) {
+	env := os.Getenv("DM_SCALE")
+	if env == "" {
+		t.Skip("opt-in: DM_SCALE=256,512,1000 (minutes of both cores per size)")
+	}
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			t.Fatalf("DM_SCALE: %q is not a size", f)
+		}
+		t.Run(fmt.Sprint("N=", n), func(t *testing.T) {
+			r := runScale(t, n)
+			if out := os.Getenv("DM_SCALE_OUT"); out != "" {
+				f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if err := json.NewEncoder(f).Encode(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// Scale settings: see TestScale for why each timeout is widened.
+const (
+	scaleProbeTimeout  = 2 * time.Second
+	scaleProbeInterval = 4 * time.Second
+	scaleSuspicionMult = 8
+	scaleTCPTimeout    = 30 * time.Second
+	scaleTrials        = 5
+	scaleBurst         = 100 // claims (each with its attestation) in a burst
+	scaleBurstOver     = 10 * time.Second
+	scaleIdleWindow    = 20 * time.Second
+)
+
+func scaleTune(mc *memberlist.Config) {
+	if os.Getenv("DM_SCALE_TUNE") == "lan" {
+		return // memberlist's LAN defaults, to see what they do at this size
+	}
+	mc.ProbeTimeout = scaleProbeTimeout
+	mc.ProbeInterval = scaleProbeInterval
+	mc.SuspicionMult = scaleSuspicionMult
+	mc.TCPTimeout = scaleTCPTimeout
+}
+
+// ScaleResult is one size's figures; times in seconds, bytes per node per
+// second.
+type ScaleResult struct {
+	N                     int
+	Date                  string
+	LoadBefore, LoadAfter string
+	FormSeconds           float64
+	// Conditions: clean, 1% of packets lost, 10% of the nodes crashed
+	// (spread over the 20 s before the trials).
+	Clean, Loss, Down         ScalePhase
+	MemberlistSpread100       float64 // plain memberlist, same payload size
+	FloorRounds, FloorSeconds float64
+	BaselineIdle              float64 // plain memberlist, short names, no meta
+	BaselineIdleLikeOurs      float64 // plain memberlist, our names and meta size
+	BurstSeconds              float64 // first publication to the last record everywhere
+	BurstGossip, BurstHTTP    float64
+	BurstTotal                float64
+	BurstSyncRecordsPerNode   float64 // records that anti-entropy, not gossip, delivered
+	BurstInboxDrops           int64   // gossip messages dropped at full inboxes
+	Records                   int
+}
+
+// ScalePhase is one condition's figures.
+type ScalePhase struct {
+	Reach99, Reach100       float64 // median over trials, claim and attestation
+	Reach99Max, Reach100Max float64
+	IdleGossip, IdleStream  float64
+	IdleHTTP, IdleTotal     float64
+	IdleSyncRounds          float64 // per node per second
+	SyncRecordsPerTrial     float64 // per node: records anti-entropy delivered
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// scaleAddr is the address cluster.add gives node i.
+func scaleAddr(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i + 1)})
+}
+
+// lossyTransport loses a fraction of the packets a node sends (streams,
+// memberlist's TCP, are not touched).
+type lossyTransport struct {
+	NodeAwareTransport memberlist.NodeAwareTransport
+	loss               *atomic.Uint64 // probability × 2^32
+	mu                 sync.Mutex
+	rng                *rand.Rand
+}
+
+func (t *lossyTransport) lost() bool {
+	p := t.loss.Load()
+	if p == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(t.rng.Uint32()) < p
+}
+
+func (t *lossyTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return t.NodeAwareTransport.FinalAdvertiseAddr(ip, port)
+}
+func (t *lossyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.lost() {
+		return time.Now(), nil
+	}
+	return t.NodeAwareTransport.WriteTo(b, addr)
+}
+func (t *lossyTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.lost() {
+		return time.Now(), nil
+	}
+	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+func (t *lossyTransport) PacketCh() <-chan *memberlist.Packet { return t.NodeAwareTransport.PacketCh() }
+func (t *lossyTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	return t.NodeAwareTransport.DialTimeout(addr, d)
+}
+func (t *lossyTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
+	return t.NodeAwareTransport.DialAddressTimeout(a, d)
+}
+func (t *lossyTransport) StreamCh() <-chan net.Conn { return t.NodeAwareTransport.StreamCh() }
+func (t *lossyTransport) Shutdown() error          { return t.NodeAwareTransport.Shutdown() }
+
+// arrivals records when each watched record reached each node.
+type arrivals struct {
+	mu sync.Mutex
+	at map[crdt.Hash][]time.Time // by node index
+}
+
+func (a *arrivals) watch(n int, hs ...crdt.Hash) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, h := range hs {
+		if a.at[h] == nil {
+			a.at[h] = make([]time.Time, n)
+		}
+	}
+}
+
+func (a *arrivals) install(c *cluster) {
+	a.at = map[crdt.Hash][]time.Time{}
+	for i, tn := range c.nodes {
+		tn.store.Subscribe(func(ch Change) {
+			now := time.Now()
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			for _, r := range ch.Added {
+				if ts, ok := a.at[r.Hash()]; ok && ts[i].IsZero() {
+					ts[i] = now
+				}
+			}
+		})
+	}
+}
+
+// everywhere reports whether every live node holds every hash in hs.
+func (a *arrivals) everywhere(live []bool, hs ...crdt.Hash) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, h := range hs {
+		for i, ts := range a.at[h] {
+			if live[i] && ts.IsZero() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// reach returns, for records published at start at node origin (which
+// holds them at once), the times by which 99% and 100% of the live nodes
+// held all of hs.
+func (a *arrivals) reach(start time.Time, origin int, live []bool, hs ...crdt.Hash) (p99, p100 time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	last := make([]time.Duration, len(live))
+	for _, h := range hs {
+		for i, ts := range a.at[h] {
+			d := ts.Sub(start)
+			if i == origin {
+				d = 0
+			}
+			last[i] = max(last[i], d)
+		}
+	}
+	var l []time.Duration
+	for i, d := range last {
+		if live[i] {
+			l = append(l, d)
+		}
+	}
+	slices.Sort(l)
+	return l[int(math.Ceil(0.99*float64(len(l))))-1], l[len(l)-1]
+}
+
+func runScale(t *testing.T, n int) ScaleResult {
+	res := ScaleResult{N: n, Date: time.Now().UTC().Format(time.RFC3339), LoadBefore: loadAvg()}
+	k := 0
+	var loss atomic.Uint64
+	cfg := func(c *Config) {
+		c.GossipInterval = 200 * time.Millisecond // memberlist's LAN default
+		c.SyncInterval = 2 * time.Second
+		c.ReconnectInterval = 30 * time.Second
+		c.RequestTimeout = 30 * time.Second
+		c.TuneMemberlist = scaleTune
+		c.Transport = &lossyTransport{NodeAwareTransport: c.Transport, loss: &loss, rng: rand.New(rand.NewPCG(uint64(k), 7))}
+		// Each node joins through node 0 and one earlier node, so that no
+		// single node takes a thousand push/pull joins.
+		if k > 0 {
+			c.Seeds = []string{"[" + scaleAddr(0).String() + "]:7946", "[" + scaleAddr((k-1)/2).String() + "]:7946"}
+		}
+		k++
+	}
+	start := time.Now()
+	c := newCluster(t, n, cfg)
+	eventually(t, 30*time.Minute, "full membership and every host record everywhere", func() bool {
+		for _, tn := range c.nodes {
+			if len(tn.node.Members()) != n-1 || tn.fingerprint(c.id).Count != 1+n {
+				return false
+			}
+		}
+		return true
+	})
+	res.FormSeconds = time.Since(start).Seconds()
+	t.Logf("N=%d formed in %.1f s (load %s)", n, res.FormSeconds, loadAvg())
+	live := make([]bool, n)
+	for i := range live {
+		live[i] = true
+	}
+	quiet := func() {
+		eventually(t, 5*time.Minute, "empty broadcast queues", func() bool {
+			for i, tn := range c.nodes {
+				if live[i] && tn.node.queue.NumQueued() > 0 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	quiet()
+	rounds := func() (s int64) {
+		for _, tn := range c.nodes {
+			s += tn.node.Stats().SyncRounds.Load()
+		}
+		return s
+	}
+	syncRecs := func() (s int64) {
+		for _, tn := range c.nodes {
+			s += tn.node.Stats().SyncRecords.Load()
+		}
+		return s
+	}
+	liveCount := func() (k int) {
+		for _, l := range live {
+			if l {
+				k++
+			}
+		}
+		return k
+	}
+	var a arrivals
+	a.install(c)
+	rng := rand.New(rand.NewPCG(uint64(n), 19))
+	var size int
+	trial := 0
+	// phase measures idle traffic over scaleIdleWindow (during which
+	// during() runs, if set), then the spread of scaleTrials claims.
+	phase := func(name string, during func()) ScalePhase {
+		var p ScalePhase
+		g0, s0, h0, r0 := c.net.GossipBytes.Load(), c.net.StreamBytes.Load(), c.net.HTTPBytes.Load(), rounds()
+		idleStart := time.Now()
+		if during != nil {
+			during()
+		}
+		time.Sleep(time.Until(idleStart.Add(scaleIdleWindow))) // a measurement window, not a wait for an event
+		secs := time.Since(idleStart).Seconds()
+		per := func(b int64) float64 { return float64(b) / float64(liveCount()) / secs }
+		p.IdleGossip, p.IdleStream, p.IdleHTTP = per(c.net.GossipBytes.Load()-g0), per(c.net.StreamBytes.Load()-s0), per(c.net.HTTPBytes.Load()-h0)
+		p.IdleTotal = p.IdleGossip + p.IdleStream + p.IdleHTTP
+		p.IdleSyncRounds = per(rounds() - r0)
+		t.Logf("N=%d %s idle: %.0f B/node/s (gossip %.0f, streams %.0f, anti-entropy %.0f; %.2f rounds/node/s)",
+			n, name, p.IdleTotal, p.IdleGossip, p.IdleStream, p.IdleHTTP, p.IdleSyncRounds)
+		var p99s, p100s []time.Duration
+		sr0 := syncRecs()
+		for range scaleTrials {
+			origin := rng.IntN(n)
+			for !live[origin] {
+				origin = rng.IntN(n)
+			}
+			cl := must(crdt.SignClaim(crdt.Claim{Network: c.id, Node: c.nodes[origin].key.Public(), Name: fmt.Sprint("scale", trial), Created: time.Now()}, c.nodes[origin].key))
+			att := must(crdt.WitnessClaim(c.id, cl.Hash(), time.Now(), c.witness))
+			trial++
+			size = len(cl.Bytes()) + len(att.Bytes())
+			a.watch(n, cl.Hash(), att.Hash())
+			t0 := time.Now()
+			c.nodes[origin].node.Publish(cl, att)
+			eventually(t, 5*time.Minute, "the claim everywhere", func() bool { return a.everywhere(live, cl.Hash(), att.Hash()) })
+			p99, p100 := a.reach(t0, origin, live, cl.Hash(), att.Hash())
+			p99s, p100s = append(p99s, p99), append(p100s, p100)
+			t.Logf("N=%d %s trial: 99%% in %v, 100%% in %v", n, name, p99.Round(time.Millisecond), p100.Round(time.Millisecond))
+			quiet()
+		}
+		p.SyncRecordsPerTrial = float64(syncRecs()-sr0) / float64(liveCount()) / scaleTrials
+		p.Reach99, p.Reach100 = median(p99s).Seconds(), median(p100s).Seconds()
+		p.Reach99Max, p.Reach100Max = slices.Max(p99s).Seconds(), slices.Max(p100s).Seconds()
+		return p
+	}
+	res.Clean = phase("clean", nil)
+	kf := 3.0
+	res.FloorRounds = math.Log(float64(n))/math.Log(kf+1) + math.Log(float64(n))/kf
+	res.FloorSeconds = res.FloorRounds * 0.2
+
+	// A burst: scaleBurst claims with attestations from random nodes over
+	// scaleBurstOver.
+	var hs []crdt.Hash
+	type pub struct {
+		origin  int
+		cl, att *crdt.Record
+	}
+	var pubs []pub
+	for i := range scaleBurst {
+		origin := rng.IntN(n)
+		cl := must(crdt.SignClaim(crdt.Claim{Network: c.id, Node: c.nodes[origin].key.Public(), Name: fmt.Sprint("burst", i), Created: time.Now()}, c.nodes[origin].key))
+		att := must(crdt.WitnessClaim(c.id, cl.Hash(), time.Now(), c.witness))
+		pubs = append(pubs, pub{origin, cl, att})
+		hs = append(hs, cl.Hash(), att.Hash())
+	}
+	a.watch(n, hs...)
+	drops := func() (s int64) {
+		for _, tn := range c.nodes {
+			s += tn.node.Stats().GossipDropped.Load()
+		}
+		return s
+	}
+	g0, h0, s0, sr0, d0 := c.net.GossipBytes.Load(), c.net.HTTPBytes.Load(), c.net.StreamBytes.Load(), syncRecs(), drops()
+	burstStart := time.Now()
+	for i, p := range pubs {
+		time.Sleep(time.Until(burstStart.Add(scaleBurstOver * time.Duration(i) / scaleBurst))) // the publication schedule
+		c.nodes[p.origin].node.Publish(p.cl, p.att)
+	}
+	eventually(t, 10*time.Minute, "the burst everywhere", func() bool { return a.everywhere(live, hs...) })
+	secs := time.Since(burstStart).Seconds()
+	res.BurstSeconds = secs
+	per := func(b int64) float64 { return float64(b) / float64(n) / secs }
+	res.BurstGossip, res.BurstHTTP = per(c.net.GossipBytes.Load()-g0), per(c.net.HTTPBytes.Load()-h0)
+	res.BurstTotal = res.BurstGossip + res.BurstHTTP + per(c.net.StreamBytes.Load()-s0)
+	res.BurstSyncRecordsPerNode = float64(syncRecs()-sr0) / float64(n)
+	res.BurstInboxDrops = drops() - d0
+	res.Records = c.nodes[0].fingerprint(c.id).Count
+	t.Logf("N=%d burst of %d records over %v: everywhere after %.1f s; %.0f B/node/s (gossip %.0f, anti-entropy %.0f); %.2f records per node came by anti-entropy; %d gossip messages dropped at full inboxes",
+		n, 2*scaleBurst, scaleBurstOver, secs, res.BurstTotal, res.BurstGossip, res.BurstHTTP, res.BurstSyncRecordsPerNode, res.BurstInboxDrops)
+	quiet()
+
+	// 1% of the packets lost.
+	loss.Store(1 << 32 / 100)
+	res.Loss = phase("1% loss", nil)
+	loss.Store(0)
+
+	// 10% of the nodes crash, at times spread over the idle window: each
+	// is cut off alone (a partition group of its own), so nothing reaches
+	// it and nothing it sends arrives, as with a machine gone.
+	down := rng.Perm(n)[:n/10]
+	res.Down = phase("10% down", func() {
+		var groups [][]string
+		for _, d := range down {
+			time.Sleep(scaleIdleWindow / time.Duration(len(down)+1)) // the crash schedule
+			live[d] = false
+			groups = append(groups, []string{c.nodes[d].host})
+			c.net.Partition(groups...)
+		}
+	})
+
+	stopAll(c)
+
+	// Plain memberlist on the same network settings: its idle traffic with
+	// short names and no metadata, then with names and metadata the size
+	// of ours, and its epidemic spread of a payload the size of the claim
+	// and attestation.
+	for _, like := range []bool{false, true} {
+		bl, mem := newScaleBaseline(t, n, like)
+		g0 := mem.GossipBytes.Load() + mem.StreamBytes.Load()
+		t0 := time.Now()
+		time.Sleep(scaleIdleWindow) // a measurement window
+		idle := float64(mem.GossipBytes.Load()+mem.StreamBytes.Load()-g0) / float64(n) / time.Since(t0).Seconds()
+		if like {
+			res.BaselineIdleLikeOurs = idle
+			var ds []time.Duration
+			for i := range scaleTrials {
+				ds = append(ds, bl.spreadT(t, i, size))
+			}
+			res.MemberlistSpread100 = median(ds).Seconds()
+		} else {
+			res.BaselineIdle = idle
+		}
+		bl.shutdown()
+	}
+	res.LoadAfter = loadAvg()
+	for _, p := range []struct {
+		name string
+		ph   ScalePhase
+	}{{"clean", res.Clean}, {"1% loss", res.Loss}, {"10% down", res.Down}} {
+		t.Logf("N=%d %s: claim to 99%% in %.2f s, 100%% in %.2f s (median of %d; worst %.2f / %.2f); idle %.0f B/node/s",
+			n, p.name, p.ph.Reach99, p.ph.Reach100, scaleTrials, p.ph.Reach99Max, p.ph.Reach100Max, p.ph.IdleTotal)
+	}
+	t.Logf("N=%d: plain memberlist 100%% in %.2f s; floor %.1f rounds = %.2f s; plain memberlist idle %.0f B/node/s (our names and meta) and %.0f (short names, no meta); load %s → %s",
+		n, res.MemberlistSpread100, res.FloorRounds, res.FloorSeconds, res.BaselineIdleLikeOurs, res.BaselineIdle, res.LoadBefore, res.LoadAfter)
+	return res
+}
+
+// newScaleBaseline is a plain memberlist cluster on its own in-memory
+// network, with the scale settings; like makes its names and metadata the
+// size of the mesh's (a 44-character key, a 108-byte proof).
+func newScaleBaseline(t *testing.T, n int, like bool) (*baseline, *MemNetwork) {
+	mem := NewMemNetwork()
+	bl := &baseline{}
+	for i := range n {
+		host := netip.AddrFrom16([16]byte{0xfe, 15: byte(i + 1), 14: byte(i >> 8)}).String()
+		d := &baseNode{seen: map[string]time.Time{}}
+		mc := memberlist.DefaultLANConfig()
+		mc.Name = host
+		if like {
+			mc.Name = testKey(fmt.Sprint("base", i)).Public().String()
+			d.meta = make([]byte, 12+32+64)
+		}
+		mc.Transport = mem.Transport(host, 7946)
+		mc.Delegate = d
+		mc.PushPullInterval = 0
+		mc.Logger = log.New(io.Discard, "", 0)
+		scaleTune(mc)
+		ml := must(memberlist.Create(mc))
+		d.ml = ml
+		d.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+		if i > 0 {
+			seeds := []string{"[" + bl.nodes[0].ml.LocalNode().Addr.String() + "]:7946", "[" + bl.nodes[(i-1)/2].ml.LocalNode().Addr.String() + "]:7946"}
+			must(ml.Join(seeds))
+		}
+		bl.nodes = append(bl.nodes, d)
+	}
+	// At every node, at least 99% of the members: with memberlist's LAN
+	// timeouts on a loaded machine, full membership everywhere at once
+	// may never happen (probes time out, members come and go).
+	eventually(t, 30*time.Minute, "baseline membership", func() bool {
+		return slices.IndexFunc(bl.nodes, func(d *baseNode) bool { return d.ml.NumMembers() < n-n/100 }) < 0
+	})
+	return bl, mem
+}
+
+func (bl *baseline) shutdown() {
+	for _, d := range bl.nodes {
+		d.ml.Shutdown()
+	}
+}
+
+// stopAll stops the nodes at once: one after the other, each leave waits
+// up to a second for its broadcast.
+func stopAll(c *cluster) {
+	var wg sync.WaitGroup
+	for _, tn := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tn.node.Stop()
+		}()
+	}
+	wg.Wait()
+}
+
+func (bl *baseline) spreadT(t testing.TB, trial, size int) time.Duration {
+	id := fmt.Sprintf("%08d", trial)
+	payload := append([]byte(id), make([]byte, size-len(id))...)
+	origin := bl.nodes[trial%len(bl.nodes)]
+	start := time.Now()
+	origin.NotifyMsg(payload)
+	var last time.Time
+	eventually(t, 5*time.Minute, "the payload on every baseline node", func() bool {
+		for _, d := range bl.nodes {
+			d.mu.Lock()
+			at, ok := d.seen[id]
+			d.mu.Unlock()
+			if !ok {
+				return false
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		return true
+	})
+	return last.Sub(start)
+}

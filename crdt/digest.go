@@ -1,6 +1,8 @@
 package crdt
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -49,57 +51,99 @@ func (f Fingerprint) Combine(o Fingerprint) Fingerprint {
 	return f
 }
 
+// A bucket holds its records sorted by hash, each beside the 8 hash bytes
+// after the first (which all share): a binary search compares those in
+// place and reads a record only when they are equal. 16 bytes a record; a
+// map from hash to record beside sorted hashes took about 90.
 type bucket struct {
-	fp     Fingerprint
-	hashes []Hash // sorted
+	fp    Fingerprint
+	slots []slot
+}
+
+type slot struct {
+	key uint64 // bytes 1-8 of the hash, big-endian
+	rec *Record
+}
+
+func hashSlotKey(h Hash) uint64 { return binary.BigEndian.Uint64(h[1:9]) }
+
+// search returns where h is or would be in b.
+func (b *bucket) search(h Hash) (int, bool) {
+	k := hashSlotKey(h)
+	return slices.BinarySearchFunc(b.slots, h, func(s slot, h Hash) int {
+		if s.key != k {
+			return cmp.Compare(s.key, k)
+		}
+		return s.rec.hash.Compare(h)
+	})
 }
 
 type digestIndex struct {
-	recs    map[Hash]*Record
 	count   int
 	root    Fingerprint
 	buckets [256]bucket
 	enc     *riblt.Encoder // nil until first asked for
 }
 
-func (d *digestIndex) has(h Hash) bool {
-	_, ok := d.recs[h]
-	return ok
+// get returns the record with hash h, or nil.
+func (d *digestIndex) get(h Hash) *Record {
+	b := &d.buckets[h[0]]
+	if i, ok := b.search(h); ok {
+		return b.slots[i].rec
+	}
+	return nil
 }
 
+func (d *digestIndex) has(h Hash) bool { return d.get(h) != nil }
+
 func (d *digestIndex) add(r *Record) {
-	if d.recs == nil {
-		d.recs = map[Hash]*Record{}
-	}
-	if _, ok := d.recs[r.hash]; ok {
+	b := &d.buckets[r.hash[0]]
+	i, ok := b.search(r.hash)
+	if ok {
 		return
 	}
-	d.recs[r.hash] = r
+	b.slots = slices.Insert(b.slots, i, slot{hashSlotKey(r.hash), r})
 	d.count++
 	d.root.add(r.hash, 1)
-	b := &d.buckets[r.hash[0]]
 	b.fp.add(r.hash, 1)
-	i, _ := slices.BinarySearchFunc(b.hashes, r.hash, Hash.Compare)
-	b.hashes = slices.Insert(b.hashes, i, r.hash)
 	if d.enc != nil {
 		d.enc.Add(riblt.Item(r.hash))
 	}
 }
 
 func (d *digestIndex) remove(h Hash) {
-	if _, ok := d.recs[h]; !ok {
+	b := &d.buckets[h[0]]
+	i, ok := b.search(h)
+	if !ok {
 		return
 	}
-	delete(d.recs, h)
+	b.slots = slices.Delete(b.slots, i, i+1)
 	d.count--
 	d.root.add(h, -1)
-	b := &d.buckets[h[0]]
 	b.fp.add(h, -1)
-	if i, ok := slices.BinarySearchFunc(b.hashes, h, Hash.Compare); ok {
-		b.hashes = slices.Delete(b.hashes, i, i+1)
-	}
 	if d.enc != nil {
 		d.enc.Remove(riblt.Item(h))
+	}
+}
+
+// all yields every record of the index, in hash order.
+func (d *digestIndex) all(yield func(*Record) bool) {
+	for i := range d.buckets {
+		for _, sl := range d.buckets[i].slots {
+			if !yield(sl.rec) {
+				return
+			}
+		}
+	}
+}
+
+// reserve grows the buckets for about n more records, spread evenly (the
+// hashes are uniform), so restoring a large state does not grow each
+// bucket step by step.
+func (d *digestIndex) reserve(n int) {
+	per := n/len(d.buckets) + n/len(d.buckets)/8 + 1
+	for i := range d.buckets {
+		d.buckets[i].slots = slices.Grow(d.buckets[i].slots, per)
 	}
 }
 
@@ -113,8 +157,8 @@ func (n *netState) encoder() *riblt.Encoder {
 		// Bucket order, not map order: the same state builds the same
 		// encoder, slot for slot.
 		for i := range d.buckets {
-			for _, h := range d.buckets[i].hashes {
-				d.enc.Add(riblt.Item(h))
+			for _, sl := range d.buckets[i].slots {
+				d.enc.Add(riblt.Item(sl.rec.hash))
 			}
 		}
 	}
@@ -180,7 +224,12 @@ func (s *State) BucketFingerprints(id PublicKey) [256]Fingerprint {
 // first byte is b.
 func (s *State) BucketHashes(id PublicKey, b byte) []Hash {
 	if n := s.nets[id]; n != nil {
-		return slices.Clone(n.index.buckets[b].hashes)
+		slots := n.index.buckets[b].slots
+		out := make([]Hash, len(slots))
+		for i, sl := range slots {
+			out[i] = sl.rec.hash
+		}
+		return out
 	}
 	return nil
 }

@@ -208,7 +208,7 @@ func checkEntryInvariants(t *rapid.T, n *netState) {
 				if i > 0 && compareEntries(b.recs[i-1], r) >= 0 {
 					t.Fatalf("budget of %s not sorted", w.Short())
 				}
-				if r.entry.charged() != w || spaceOf(r.entry) != id || n.index.recs[r.hash] != r {
+				if r.entry.charged() != w || spaceOf(r.entry) != id || n.index.get(r.hash) != r {
 					t.Fatalf("%s misfiled", r)
 				}
 				if !n.entryLive(decl, r, lawNow) {
@@ -231,7 +231,7 @@ func checkEntryInvariants(t *rapid.T, n *netState) {
 		}
 	}
 	indexed := 0
-	for _, r := range n.index.recs {
+	for r := range n.index.all {
 		if r.kind == KindEntry {
 			indexed++
 		}

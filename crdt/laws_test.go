@@ -307,6 +307,21 @@ func checkInvariants(t *rapid.T, s *State) {
 		if fp != s.Fingerprint(id) {
 			t.Fatalf("incremental fingerprint %v, recomputed %v", s.Fingerprint(id), fp)
 		}
+		// The index: every bucket sorted by hash, keyed by the hash's
+		// bytes 1-8, holding exactly the state's records.
+		indexed := 0
+		for i := range n.index.buckets {
+			b := &n.index.buckets[i]
+			for j, sl := range b.slots {
+				if sl.rec.hash[0] != byte(i) || sl.key != hashSlotKey(sl.rec.hash) || (j > 0 && b.slots[j-1].rec.hash.Compare(sl.rec.hash) >= 0) {
+					t.Fatalf("bucket %d misfiles %s at %d", i, sl.rec, j)
+				}
+				indexed++
+			}
+		}
+		if indexed != fp.Count || n.index.count != fp.Count {
+			t.Fatalf("index holds %d records (count %d), the state %d", indexed, n.index.count, fp.Count)
+		}
 		checkEntryInvariants(t, n)
 		for node, list := range n.byNode {
 			if len(list) > MaxClaimsPerNode {

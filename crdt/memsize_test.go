@@ -38,6 +38,7 @@ func TestMemoryPerHostRecords(t *testing.T) {
 		atts = append(atts, must(WitnessClaim(admin.Public(), c.Hash(), now, w)).Bytes())
 	}
 	total := 0
+	var all []*Record
 	for name, raws := range map[string][][]byte{"host": hosts, "claim": claims, "attestation": atts} {
 		out := make([]*Record, n)
 		h0 := heapHeld()
@@ -46,6 +47,7 @@ func TestMemoryPerHostRecords(t *testing.T) {
 		}
 		held := int(heapHeld()-h0) / n
 		total += held
+		all = append(all, out...)
 		t.Logf("%s: %d B encoded, %d B held per record", name, len(raws[0]), held)
 		runtime.KeepAlive(out)
 	}
@@ -53,4 +55,28 @@ func TestMemoryPerHostRecords(t *testing.T) {
 	if total > 1000 {
 		t.Errorf("a host's records hold %d B, want at most 1,000", total)
 	}
+	// Holding them in a state: the maps and the digest index.
+	set := must(SignSettings(Settings{Network: admin.Public(), Updated: now, Domain: "t", HostTTL: time.Hour, DNSTTL: time.Minute,
+		Witnesses: []PublicKey{w.Public()}}, admin))
+	entries := []Verified{{Record: set}}
+	for _, r := range all {
+		e := Verified{Record: r}
+		if r.Kind() == KindAttestation {
+			e.Attested = Attested{Time: r.Time(), By: Attestor{Kind: AttestorWitness, ID: w.Public()}}
+		}
+		entries = append(entries, e)
+	}
+	all = nil
+	h0 := heapHeld()
+	st := NewState(DefaultOptions(), admin.Public())
+	if res := st.Restore(entries, now); res.Added != len(entries) {
+		t.Fatalf("restored %d of %d", res.Added, len(entries))
+	}
+	entries = nil
+	index := int(heapHeld()-h0) / n
+	t.Logf("a state holds a host's records in %d B more", index)
+	if index > 300 {
+		t.Errorf("a state takes %d B per host beyond its records, want at most 300", index)
+	}
+	runtime.KeepAlive(st)
 }

@@ -136,7 +136,7 @@ func (n *netState) putEntry(rec *Record) Outcome {
 	if e.IsTombstone() {
 		for _, h := range e.Removes {
 			sp.removedBy[h] = append(sp.removedBy[h], rec)
-			if a := n.index.recs[h]; a != nil && covers(e, a) {
+			if a := n.index.get(h); a != nil && covers(e, a) {
 				n.dropEntry(sp, a, nil)
 			}
 		}

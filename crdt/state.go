@@ -150,7 +150,7 @@ type netState struct {
 	byClaim map[Hash][]*attEntry
 	// spaces holds the namespace entries (space.go).
 	spaces map[spaceID]*space
-	// A claim, entry or attestation by hash is found through index.recs.
+	// A claim, entry or attestation by hash is found through index.get.
 
 	index digestIndex
 }
@@ -596,7 +596,7 @@ func (n *netState) policy(k PublicKey) Reason {
 // subject returns the held record with hash h that attestations may name:
 // a claim, or a put in a first-writer-wins namespace. Nil otherwise.
 func (n *netState) subject(h Hash) *Record {
-	r := n.index.recs[h]
+	r := n.index.get(h)
 	if r == nil {
 		return nil
 	}
@@ -789,7 +789,7 @@ func (s *State) reserve(recs []Verified) {
 		n.hosts = make(map[PublicKey]*Record, c.hosts)
 		n.byNode = make(map[PublicKey][]*Record, c.hosts)
 		n.byClaim = make(map[Hash][]*attEntry, c.claims)
-		n.index.recs = make(map[Hash]*Record, c.hosts+c.claims+c.atts)
+		n.index.reserve(c.hosts + c.claims + c.atts)
 	}
 }
 
@@ -843,7 +843,7 @@ func (s *State) Records(id PublicKey) []*Record {
 // Lookup returns the record with hash h in network id, or nil.
 func (s *State) Lookup(id PublicKey, h Hash) *Record {
 	if n := s.nets[id]; n != nil {
-		return n.index.recs[h]
+		return n.index.get(h)
 	}
 	return nil
 }

@@ -322,7 +322,7 @@ func (a *Asker) stage3() []byte {
 			for _, h := range a.push[id] {
 				if r := st.Lookup(id, h); r != nil && budget > 0 {
 					n.records = append(n.records, r.Bytes())
-					budget -= len(r.Bytes())
+					budget -= r.Size()
 				}
 			}
 			if len(n.records)+len(n.wants) > 0 {
@@ -558,7 +558,7 @@ func answerV2(store *Store, m *wire2Msg) (*wire2Msg, crdt.BatchResult) {
 					for _, x := range d.LocalOnly() {
 						if r := st.Lookup(rn.id, crdt.Hash(x)); r != nil && budget > 0 {
 							wn.records = append(wn.records, r.Bytes())
-							budget -= len(r.Bytes())
+							budget -= r.Size()
 						}
 					}
 				default:
@@ -605,7 +605,7 @@ func answerV2(store *Store, m *wire2Msg) (*wire2Msg, crdt.BatchResult) {
 				for _, h := range rn.wants {
 					if r := st.Lookup(rn.id, h); r != nil && budget > 0 {
 						wn.records = append(wn.records, r.Bytes())
-						budget -= len(r.Bytes())
+						budget -= r.Size()
 					}
 				}
 				out.nets = append(out.nets, wn)
@@ -676,7 +676,7 @@ func answerV1(store *Store, m *wireMsg) (*wireMsg, crdt.BatchResult) {
 						}
 						if r := st.Lookup(rn.id, h); r != nil {
 							wn.records = append(wn.records, r.Bytes())
-							budget -= len(r.Bytes())
+							budget -= r.Size()
 						}
 					}
 					for _, p := range bp.prefixes {

@@ -17,8 +17,8 @@ import (
 // the queue within maxQueued (the oldest go; anti-entropy covers them).
 func QueueRecord(q *memberlist.TransmitLimitedQueue, r *crdt.Record, inlineLimit int, self string) {
 	var msg []byte
-	if len(r.Bytes()) <= inlineLimit {
-		msg = append([]byte{msgRecord}, r.Bytes()...)
+	if r.Size() <= inlineLimit {
+		msg = append(append(make([]byte, 0, 1+r.Size()), msgRecord), r.Bytes()...)
 	} else {
 		net, h := r.Network(), r.Hash()
 		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), self...)

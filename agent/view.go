@@ -38,6 +38,8 @@ type viewPipeline struct {
 	// rewritten only when it changes; its hash costs less than a copy).
 	dnsJSON *[sha256.Size]byte
 	jsonDue bool // the table changed since dns.json was written
+	// cost is how long the last update took (the loop spaces views by it).
+	cost time.Duration
 	// targetsVersion is the state version the prober's targets come from.
 	targetsVersion uint64
 }
@@ -47,6 +49,8 @@ func (p *viewPipeline) current() *crdt.ResolvedView { return p.view.Load() }
 
 // update recomputes the view and returns when it would change by itself.
 func (p *viewPipeline) update(now time.Time) time.Time {
+	began := time.Now()
+	defer func() { p.cost = time.Since(began) }()
 	conf := p.conf()
 	// The prober learns the hosts' current addresses before the view asks
 	// it about them: a host that dropped a failing address is reachable

@@ -254,3 +254,29 @@ func TestRecheckWhenRoutesChange(t *testing.T) {
 	p.Recheck([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
 	eventually(t, 10*time.Second, "alice to pass again once her route is back", func() bool { return p.Reachable(net1, pub(alice)) })
 }
+
+// Update keeps what it is told again, verdicts included, and forgets the
+// hosts it is no longer told about.
+func TestProberUpdateKeepsAndForgets(t *testing.T) {
+	net1 := crdt.PublicKey{1}
+	p := &Prober{Routed: func(netip.Addr) bool { return false }}
+	now := time.Now()
+	a, b := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
+	alice, bob := key("alice").Public(), key("bob").Public()
+	p.Restore([]Verdict{{Network: net1, Node: alice, Addr: a, Port: 7331, Checked: now}, {Network: net1, Node: bob, Addr: b, Port: 7331, Checked: now}})
+	both := []Target{{Network: net1, Node: alice, Addrs: []netip.Addr{a}, Port: 7331}, {Network: net1, Node: bob, Addrs: []netip.Addr{b}, Port: 7331}}
+	for range 3 {
+		p.Update(both)
+		if !p.Reachable(net1, alice) || !p.Reachable(net1, bob) {
+			t.Fatal("an update that changed nothing dropped a verdict")
+		}
+	}
+	p.Update(both[:1])
+	if !p.Reachable(net1, alice) || p.Reachable(net1, bob) || len(p.Statuses()) != 1 {
+		t.Fatalf("bob is still held: %+v", p.Statuses())
+	}
+	p.Update(both)
+	if p.Reachable(net1, bob) {
+		t.Fatal("bob came back with his old verdict")
+	}
+}

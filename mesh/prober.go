@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -38,6 +39,7 @@ type hostCheck struct {
 	port    uint16
 	addrs   []netip.Addr
 	results []result // one per address
+	gen     uint64   // the Update that last named it
 }
 
 type result struct {
@@ -77,6 +79,7 @@ type Prober struct {
 
 	mu      sync.Mutex
 	hosts   map[hostKey]*hostCheck
+	gen     uint64 // of the last Update
 	queue   chan check
 	once    sync.Once
 	checks  atomic.Uint64 // checks completed
@@ -159,15 +162,21 @@ func (p *Prober) Run(ctx context.Context) {
 func (p *Prober) Update(targets []Target) {
 	p.init()
 	p.mu.Lock()
-	old := p.hosts
-	p.hosts = make(map[hostKey]*hostCheck, len(targets))
+	// In place: a host whose port and addresses did not change keeps its
+	// entry as it is (in a large mesh, nearly every host on every update).
+	p.gen++
 	for _, t := range targets {
 		if p.Self != nil && p.Self(t.Node) {
 			continue
 		}
 		k := hostKey{t.Network, t.Node}
-		h := &hostCheck{port: t.Port, addrs: t.Addrs, results: make([]result, len(t.Addrs))}
-		if o := old[k]; o != nil && o.port == t.Port {
+		o := p.hosts[k]
+		if o != nil && o.port == t.Port && slices.Equal(o.addrs, t.Addrs) {
+			o.gen = p.gen
+			continue
+		}
+		h := &hostCheck{port: t.Port, addrs: t.Addrs, results: make([]result, len(t.Addrs)), gen: p.gen}
+		if o != nil && o.port == t.Port {
 			for i, a := range t.Addrs {
 				if j := slices.Index(o.addrs, a); j >= 0 {
 					h.results[i] = o.results[j]
@@ -176,6 +185,7 @@ func (p *Prober) Update(targets []Target) {
 		}
 		p.hosts[k] = h
 	}
+	maps.DeleteFunc(p.hosts, func(_ hostKey, h *hostCheck) bool { return h.gen != p.gen })
 	p.mu.Unlock()
 	p.schedule()
 }

@@ -80,3 +80,4 @@ func TestMemoryPerHostRecords(t *testing.T) {
 	}
 	runtime.KeepAlive(st)
 }
+

@@ -80,4 +80,3 @@ func TestMemoryPerHostRecords(t *testing.T) {
 	}
 	runtime.KeepAlive(st)
 }
-

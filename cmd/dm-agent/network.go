@@ -99,12 +99,13 @@ with a peer since it started (the mesh may hold settings it has not seen
 yet); --force overrides that.`,
 		Example: `  dm-agent network create --domain clan --admin-key admin.key \
       --witness "ssh-ed25519 AAAA… node1" --out clan-settings.json
-  dm-agent network create --domain clan --freetsa --publish`,
+  dm-agent network create --domain clan --freetsa --publish \
+      --namespace "dns.services writers=owner policy=lww"`,
 		Args: noArgs(nil),
 	}
 	var domain, adminKey, out string
 	var freeTSA, publish, replace, force, asJSON bool
-	var witness, tsaRoot, tsaURL []string
+	var witness, tsaRoot, tsaURL, namespaces []string
 	hostTTL := 24 * time.Hour
 	f := c.Flags()
 	f.StringVar(&domain, "domain", "", "the network's DNS `DOMAIN`, e.g. clan (required)")
@@ -119,6 +120,7 @@ yet); --force overrides that.`,
 	f.StringArrayVar(&witness, "witness", nil, "a witness node's `KEY` (repeatable): it countersigns claims; works offline")
 	f.StringArrayVar(&tsaRoot, "tsa-root", nil, "PEM root certificate `FILE` of a timestamp authority to trust (repeatable)")
 	f.StringArrayVar(&tsaURL, "tsa-url", nil, "`URL` of that timestamp authority (repeatable)")
+	f.StringArrayVar(&namespaces, "namespace", nil, "declare a namespace (repeatable): `\"SPEC\"` as for dm-agent settings --namespace")
 	cf := addConfig(c, true)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ctx := c.Context()
@@ -150,7 +152,7 @@ yet); --force overrides that.`,
 				return err
 			}
 		}
-		if err := b.Apply(admin.Edit{Witness: witness, TSARootFiles: tsaRoot, TSAURL: tsaURL, FreeTSA: freeTSA}); err != nil {
+		if err := b.Apply(admin.Edit{Witness: witness, TSARootFiles: tsaRoot, TSAURL: tsaURL, FreeTSA: freeTSA, Namespace: namespaces}); err != nil {
 			return err
 		}
 		rec, err := b.Sign(key, time.Now())

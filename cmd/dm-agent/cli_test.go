@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/data-mesher/data-mesher/admin"
 	"github.com/data-mesher/data-mesher/agent"
 	"github.com/data-mesher/data-mesher/control"
 	"golang.org/x/sys/unix"
@@ -586,5 +587,34 @@ func TestSettingsEditOnceSynced(t *testing.T) {
 	}
 	if out := dm(t, "hosts", "--config", a.config).stdout; !strings.Contains(out, "lost: solo") {
 		t.Errorf("hosts does not show the lost claim:\n%s", out)
+	}
+}
+
+// network create --namespace declares namespaces in the first settings;
+// a bad spec is a mistake on the command line, with its reason.
+func TestNetworkCreateDeclaresNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	adminKey, data := filepath.Join(dir, "admin.key"), filepath.Join(dir, "data.json")
+	r := dm(t, "network", "create", "--domain", "t", "--admin-key", adminKey, "--out", data,
+		"--namespace", "dns.services writers=owner policy=lww", "--namespace", "tags writers=members policy=orset max-value=64 lifetime=720h")
+	if r.code != 0 {
+		t.Fatalf("network create: %s", r.stderr)
+	}
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := admin.SettingsFromDataJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := set.Settings().Namespaces
+	if len(ns) != 2 || ns[0].Name != "dns.services" || ns[1].Name != "tags" || ns[1].MaxValue != 64 || ns[1].Policy.String() != "orset" {
+		t.Fatalf("namespaces: %+v", ns)
+	}
+	bad := dm(t, "network", "create", "--domain", "u", "--admin-key", filepath.Join(dir, "u.key"), "--out", filepath.Join(dir, "u.json"),
+		"--namespace", "tags writers=members policy=never")
+	if bad.code == 0 || !strings.Contains(bad.stderr, "policy") {
+		t.Fatalf("a bad --namespace: exit %d: %s", bad.code, bad.stderr)
 	}
 }

@@ -60,6 +60,7 @@ type Agent struct {
 
 	started  time.Time
 	restored int
+	loadTook time.Duration // reading the state file
 	store    *mesh.Store
 	persist  *persister
 	metrics  *metrics
@@ -208,6 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// now rather than keep it as headroom.
 	debug.FreeOSMemory()
 	a.log.Info("answering DNS", "names", len(a.view.current().Names), "restored_records", a.restored,
+		"state_load", a.loadTook.Round(time.Millisecond), "first_view", a.view.cost.Round(time.Millisecond),
 		"since_start", a.now().Sub(a.started).Round(time.Millisecond))
 	run(p.prober.Run)
 
@@ -263,11 +265,12 @@ func (a *Agent) openState(conf *live) error {
 	for _, n := range conf.Nets {
 		state.Join(n.ID)
 	}
+	began := time.Now()
 	restored, err := loadState(conf.StatePath(), a.key, state, a.now(), a.log)
 	if err != nil {
 		return err
 	}
-	a.restored = restored
+	a.restored, a.loadTook = restored, time.Since(began)
 	a.store = mesh.NewStore(state, a.now)
 	a.view.store = a.store
 	a.persist = newPersister(conf.StatePath(), a.key, a.store, a.log)

@@ -17,6 +17,11 @@
 //	    the bare dnsserver package (no agent) on the names gen makes (the
 //	    zone's SOA serial N), to tell the agent's part from the package's,
 //	    and for profilers; the CPU profile runs from SIGUSR1 to SIGTERM
+//	dnsbench firstanswer -server ADDR:PORT -name NAME -want ADDR [-settle 5s] [-log FILE] -- COMMAND…
+//	    starts COMMAND in a session of its own and asks NAME's AAAA every
+//	    millisecond until the answer is ADDR: the time from the start to
+//	    that answer, and the resident memory of the session's processes
+//	    then and -settle later (scripts/startup-bench)
 //	dnsbench residence -pcap FILE -port PORT
 //	    how long queries stayed in the server: from a capture on the
 //	    loopback interface (tcpdump -i lo -w FILE), the time from each
@@ -59,7 +64,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: dnsbench gen|replies|serve …")
+		log.Fatal("usage: dnsbench gen|replies|serve|firstanswer|residence …")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	dir := fs.String("dir", "", "gen: output directory")
@@ -73,6 +78,10 @@ func main() {
 	profile := fs.String("cpuprofile", "", "serve: write a CPU profile here, from SIGUSR1 to SIGTERM")
 	pcap := fs.String("pcap", "", "residence: the capture")
 	port := fs.Int("port", 5300, "residence: the server's port")
+	name := fs.String("name", "", "firstanswer: the name to ask")
+	want := fs.String("want", "", "firstanswer: the address it must answer")
+	settle := fs.Duration("settle", 5*time.Second, "firstanswer: when to measure memory again")
+	logFile := fs.String("log", os.DevNull, "firstanswer: the command's output")
 	_ = fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
@@ -82,6 +91,8 @@ func main() {
 		err = replies(*server, *queries, *n)
 	case "serve":
 		err = serve(netip.MustParseAddrPort(*listen), *names, uint32(*serial), *profile)
+	case "firstanswer":
+		err = firstAnswer(netip.MustParseAddrPort(*server), *name, netip.MustParseAddr(*want), *settle, *logFile, fs.Args())
 	case "residence":
 		err = residence(*pcap, uint16(*port))
 	default:

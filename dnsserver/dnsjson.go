@@ -31,9 +31,11 @@ type DNSJSONLine struct {
 // zones) to addresses, and the NS name when the table has NSAddrs.
 func (t *Table) WriteDNSJSON(w io.Writer) error {
 	var names []string
-	for name, s := range t.names {
-		if z := t.zoneOf(name); z != nil && !z.reverse && !s.empty() {
-			names = append(names, name)
+	for name := range t.forwardNames() {
+		if z := t.zoneOf(name); z != nil && !z.reverse {
+			if s := t.lookup(name); s != nil && !s.empty() {
+				names = append(names, name)
+			}
 		}
 	}
 	slices.Sort(names)

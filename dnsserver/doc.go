@@ -6,9 +6,10 @@
 //
 // One authoritative handler, on github.com/miekg/dns, implements every rule.
 // A fast path answers the common UDP question from replies that the same
-// handler produced and packed when the view was installed, so the two can
-// never disagree; everything unusual (TCP, EDNS options, truncation, ANY,
-// zone transfers, forwarding) goes to the handler. The view is swapped
+// handler produced and packed when the view was installed (a reverse name's
+// PTR reply: when it is first asked), so the two can never disagree;
+// everything unusual (TCP, EDNS options, truncation, ANY, zone transfers,
+// forwarding) goes to the handler. The view is swapped
 // atomically; a query never waits for the sync path.
 //
 // Replies are compressed as NSD and Knot compress them, and are byte for

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/miekg/dns"
 )
 
@@ -43,7 +44,7 @@ type Handler struct {
 // receive the queries outside the mesh's zones (host:port).
 func NewHandler(forwarders []string) *Handler {
 	h := &Handler{forwarders: forwarders, client: &dns.Client{Timeout: 2 * time.Second}}
-	h.table.Store(&Table{names: map[string]*rrset{}, apexes: map[string]*zone{}, fast: &fastTable{}})
+	h.table.Store(&Table{fixed: map[string]*rrset{}, apexes: map[string]*zone{}, view: &crdt.ResolvedView{}, fast: &fastTable{}})
 	return h
 }
 
@@ -186,7 +187,7 @@ func (h *Handler) answer(req *dns.Msg, udp bool) (*dns.Msg, Result) {
 func (t *Table) resolve(m *dns.Msg, z *zone, qname string, qtype uint16) Result {
 	name := qname
 	for hops := 0; hops < 8; hops++ {
-		s := t.names[name]
+		s := t.lookup(name)
 		if s == nil {
 			// The RCODE describes the last name of a CNAME chain (RFC 6604).
 			m.Rcode = dns.RcodeNameError
@@ -233,7 +234,7 @@ func (t *Table) glue(m *dns.Msg, ns []dns.RR) {
 		if !ok {
 			continue
 		}
-		s := t.names[strings.ToLower(n.Ns)]
+		s := t.lookup(strings.ToLower(n.Ns))
 		if s == nil || t.zoneOf(s.owner) == nil {
 			continue
 		}

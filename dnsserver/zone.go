@@ -37,8 +37,8 @@ func (t *Table) WriteZone(w io.Writer, apex string) error {
 		return fmt.Errorf("writing zone %s: %w", apex, ErrNoZone)
 	}
 	var names []string
-	for name, s := range t.names {
-		if !s.empty() && t.zoneOf(name) == z {
+	for name := range t.names {
+		if s := t.lookup(name); s != nil && !s.empty() && t.zoneOf(name) == z {
 			names = append(names, name)
 		}
 	}
@@ -46,7 +46,7 @@ func (t *Table) WriteZone(w io.Writer, apex string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "; zone %s as this server answers it\n%s\n", z.apex, z.soa)
 	for _, name := range names {
-		s := t.names[name]
+		s := t.lookup(name)
 		for _, qt := range s.types() {
 			if qt == dns.TypeSOA && name == z.apex {
 				continue // first, above

@@ -9,7 +9,9 @@
 // instant, computes the same state and the same view. The mesh package moves
 // records between nodes, the agent persists them, and the dnsserver package
 // serves the view; all of them call into this package and none of it calls
-// out. A test (imports_test.go) keeps it that way.
+// out. It imports the standard library, x/crypto, digitorus/timestamp and
+// internal/riblt (for the network's reconciliation symbols), nothing else
+// of data-mesher. A test (imports_test.go) keeps it that way.
 //
 // The state is a join-semilattice: merging is commutative, associative and
 // idempotent, which the property tests in laws_test.go check on random states.

@@ -19,4 +19,7 @@
 // its own tunnel addresses, for the NS name) and calls Server.SetTable
 // whenever the view changes; Table.WriteDNSJSON writes dns.json from the
 // same table, and Table.WriteZone any of its zones as a master file.
+//
+// It imports crdt (the view's types) and internal/sockopt, nothing else of
+// data-mesher.
 package dnsserver

@@ -5,9 +5,10 @@
 // prober.go), the peer clock (clock.go), and the client that asks RFC 3161
 // timestamp authorities for tokens (tsa.go, stamper.go).
 //
-// It imports crdt and nothing else of data-mesher: the agent gives it a
-// Store to serve and the functions it needs from elsewhere (which
-// addresses WireGuard routes, which addresses this node answers for).
+// It imports crdt and internal/riblt and nothing else of data-mesher: the
+// agent gives it a Store to serve and the functions it needs from
+// elsewhere (which addresses WireGuard routes, which addresses this node
+// answers for).
 // Every record that arrives goes through crdt ingestion before it is
 // stored or forwarded.
 package mesh

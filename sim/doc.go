@@ -24,4 +24,6 @@
 // other hold identical digests.
 //
 // scripts/sim is the command line; sim_test.go runs 10,000 nodes briefly.
+// It imports crdt, mesh and memberlist (whose broadcast queue it runs), and
+// nothing that touches a real network.
 package sim

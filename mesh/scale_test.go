@@ -441,6 +441,7 @@ func runScale(t *testing.T, n int) ScaleResult {
 	// and attestation.
 	for _, like := range []bool{false, true} {
 		bl, mem := newScaleBaseline(t, n, like)
+		time.Sleep(scaleIdleWindow) // let the join's alive messages die out before measuring
 		g0 := mem.GossipBytes.Load() + mem.StreamBytes.Load()
 		t0 := time.Now()
 		time.Sleep(scaleIdleWindow) // a measurement window

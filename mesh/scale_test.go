@@ -275,14 +275,22 @@ func runScale(t *testing.T, n int) ScaleResult {
 		k++
 	}
 	start := time.Now()
-	c := newCluster(t, n, cfg)
+	c := newScaleCluster(t, n, cfg)
+	lastLog := time.Now()
 	eventually(t, 30*time.Minute, "full membership and every host record everywhere", func() bool {
+		minM, minR, done := n, 1+n, 0
 		for _, tn := range c.nodes {
-			if len(tn.node.Members()) != n-1 || tn.fingerprint(c.id).Count != 1+n {
-				return false
+			m, r := len(tn.node.Members()), tn.fingerprint(c.id).Count
+			minM, minR = min(minM, m), min(minR, r)
+			if m == n-1 && r == 1+n {
+				done++
 			}
 		}
-		return true
+		if time.Since(lastLog) > 30*time.Second {
+			lastLog = time.Now()
+			t.Logf("N=%d forming, %v: %d nodes done; fewest members %d, fewest records %d (load %s)", n, time.Since(start).Round(time.Second), done, minM, minR, loadAvg())
+		}
+		return done == n
 	})
 	res.FormSeconds = time.Since(start).Seconds()
 	t.Logf("N=%d formed in %.1f s (load %s)", n, res.FormSeconds, loadAvg())
@@ -513,6 +521,38 @@ func (bl *baseline) shutdown() {
 	for _, d := range bl.nodes {
 		d.ml.Shutdown()
 	}
+}
+
+// newScaleCluster is newCluster started in batches of 50, each batch
+// once the previous one is in the member lists: a thousand nodes joining
+// at once on two cores time each other's probes out.
+func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
+	c := &cluster{t: t, net: NewMemNetwork(), admin: testKey("admin"), witness: testKey("witness"), cfg: cfg}
+	c.id = c.admin.Public()
+	for i := range n {
+		c.add(i)
+	}
+	c.settings = must(crdt.SignSettings(crdt.Settings{Network: c.id, Updated: time.Now().Add(-time.Minute), Domain: "mesh",
+		HostTTL: time.Hour, DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{c.witness.Public()}}, c.admin))
+	t.Cleanup(func() { stopAll(c) })
+	const batch = 50
+	for lo := 0; lo < n; lo += batch {
+		hi := min(n, lo+batch)
+		for _, tn := range c.nodes[lo:hi] {
+			tn.node.Publish(c.settings)
+			c.startNode(tn)
+			tn.node.Publish(c.hostRecord(tn))
+		}
+		eventually(t, 10*time.Minute, "the batch in the member lists", func() bool {
+			for _, tn := range c.nodes[:hi] {
+				if len(tn.node.Members()) < hi-1-hi/100 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return c
 }
 
 // stopAll stops the nodes at once: one after the other, each leave waits

@@ -88,6 +88,10 @@ type Config struct {
 	RequestTimeout    time.Duration
 	ReconnectInterval time.Duration
 	InlineLimit       int
+	// KickOnJoin makes every node run a round when it sees a member join,
+	// as the mesh did before (gossip.go's NotifyJoin): to measure what
+	// that cost.
+	KickOnJoin bool
 }
 
 // DefaultConfig is a clean run of n nodes with the parameters the agent

@@ -630,9 +630,9 @@ func (s *Sim) crash(n *node) {
 }
 
 // restart brings n back with its state. If the others had declared it
-// dead, it joins again, and every node that sees it join runs a round at
-// once (Node's NotifyJoin calls SyncNow), spread over the alive message's
-// dissemination.
+// dead, it joins again and runs a round at once (its NotifyJoin, not
+// synced yet, calls SyncNow). With KickOnJoin, as before, every node that
+// sees it join runs one too, spread over the alive message's spread.
 func (s *Sim) restart(n *node) {
 	if n.up {
 		return
@@ -646,10 +646,12 @@ func (s *Sim) restart(n *node) {
 	}
 	n.counted = true
 	s.counted[n.i%2]++
-	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
-	for _, o := range s.nodes {
-		if o != n && o.up && s.member(o.i, n.i) {
-			s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })
+	if s.cfg.KickOnJoin {
+		spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+		for _, o := range s.nodes {
+			if o != n && o.up && s.member(o.i, n.i) {
+				s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })
+			}
 		}
 	}
 	s.startRound(n)
@@ -677,8 +679,8 @@ func (s *Sim) partition() {
 // heal joins the halves again: the network at once, the member lists at
 // the first reconnection (Node's joinLoop, every ReconnectInterval at each
 // node: the first of N timers fires within about ReconnectInterval/N) and
-// the alive messages' spread, after which every node that sees a member
-// join runs a round.
+// the alive messages' spread; the node that reconnected runs a round (and
+// with KickOnJoin every node that sees a member join).
 func (s *Sim) heal() {
 	s.cut = false
 	if !s.split {
@@ -686,8 +688,12 @@ func (s *Sim) heal() {
 	}
 	first := time.Duration(s.rng.Int64N(int64(s.cfg.ReconnectInterval)/int64(len(s.nodes)) + 1))
 	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+	s.after(first, func() { s.startRound(s.randomHonest()) })
 	s.after(first+spread, func() {
 		s.split = false
+		if !s.cfg.KickOnJoin {
+			return
+		}
 		for _, o := range s.nodes {
 			if o.up {
 				s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })

@@ -182,7 +182,7 @@ func (t *lossyTransport) DialAddressTimeout(a memberlist.Address, d time.Duratio
 	return t.NodeAwareTransport.DialAddressTimeout(a, d)
 }
 func (t *lossyTransport) StreamCh() <-chan net.Conn { return t.NodeAwareTransport.StreamCh() }
-func (t *lossyTransport) Shutdown() error          { return t.NodeAwareTransport.Shutdown() }
+func (t *lossyTransport) Shutdown() error           { return t.NodeAwareTransport.Shutdown() }
 
 // arrivals records when each watched record reached each node.
 type arrivals struct {

@@ -64,7 +64,7 @@ type Sim struct {
 	// syncRecords counts the records anti-entropy delivered.
 	syncRecords int64
 	trace       hash.Hash
-	r       Report
+	r           Report
 }
 
 type node struct {

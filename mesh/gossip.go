@@ -54,7 +54,13 @@ func (e *events) NotifyJoin(m *memberlist.Node) {
 	e.n.memberUp(m)
 	if m.Name != e.n.cfg.Key.Public().String() {
 		e.n.log.Debug("member joined", "member", m.Name, "addr", m.Addr)
-		e.n.SyncNow()
+		// A node that has not synced yet does so with its first members.
+		// The others do not: every join kicking a round at every node is
+		// N rounds per join (a million while 1,000 nodes form), with a
+		// random peer rather than the newcomer, which syncs itself.
+		if !e.n.synced.Load() {
+			e.n.SyncNow()
+		}
 	}
 }
 

@@ -107,9 +107,6 @@ func NewAsker(store *Store, opts AskOptions) *Asker {
 // Result says what the round moved so far.
 func (a *Asker) Result() SyncResult { return a.res }
 
-// Version is the version of the request awaiting its answer.
-func (a *Asker) Version() int { return a.version }
-
 // Start returns the round's first request.
 func (a *Asker) Start() []byte {
 	var ids []crdt.PublicKey

@@ -32,9 +32,10 @@ type Config struct {
 	// delayed by a retransmission timeout (RTO).
 	Loss float64
 	RTO  time.Duration
-	// Down is the fraction of nodes that crash during the warm-up, at
-	// times spread uniformly over it: by the first claim, some are known
-	// dead and others not yet.
+	// Down is the fraction of nodes that crash during the second half of
+	// the warm-up (while idle traffic is measured), at times spread
+	// uniformly over it: by the first claim, some are known dead and
+	// others not yet.
 	Down float64
 	// ChurnPerMinute is how many nodes crash per minute after the
 	// warm-up, each coming back ChurnDowntime later with its state.
@@ -87,6 +88,10 @@ type Config struct {
 	RequestTimeout    time.Duration
 	ReconnectInterval time.Duration
 	InlineLimit       int
+	// KickOnJoin makes every node run a round when it sees a member join,
+	// as the mesh did before (gossip.go's NotifyJoin): to measure what
+	// that cost.
+	KickOnJoin bool
 }
 
 // DefaultConfig is a clean run of n nodes with the parameters the agent
@@ -103,7 +108,7 @@ func DefaultConfig(n int) Config {
 		RTO: 200 * time.Millisecond, ChurnDowntime: 30 * time.Second,
 		Hostile: 1, ForgeEvery: 5 * time.Second,
 		Latency: time.Millisecond, Jitter: time.Millisecond,
-		Warmup: 20 * time.Second, Claims: 3, ClaimEvery: 10 * time.Second,
+		Warmup: 40 * time.Second, Claims: 3, ClaimEvery: 10 * time.Second,
 		Burst: 100, BurstOver: 10 * time.Second, Large: 2,
 		MaxTime: 10 * time.Minute,
 
@@ -124,6 +129,14 @@ func DefaultConfig(n int) Config {
 		ReconnectInterval: 30 * time.Second,
 		InlineLimit:       1000,
 	}
+}
+
+// ScaleTimeouts widens memberlist's failure detection and the request
+// timeout as mesh's TestScale does for a loaded 2-core machine
+// (ProbeTimeout 2 s, ProbeInterval 4 s, SuspicionMult 8, RequestTimeout
+// 30 s), so that the simulator can be set beside those runs.
+func (c *Config) ScaleTimeouts() {
+	c.ProbeTimeout, c.ProbeInterval, c.SuspicionMult, c.RequestTimeout = 2*time.Second, 4*time.Second, 8, 30*time.Second
 }
 
 // Validate checks a configuration before a run.

@@ -126,11 +126,14 @@ type packer struct {
 }
 
 // packet is the size of a packet holding a memberlist message of
-// firstRaw bytes (firstCompressed compressed; none if 0) and the user
-// messages msgs.
-func (p *packer) packet(firstRaw, firstCompressed int, msgs [][]byte, crc bool) int {
-	parts := len(msgs)
+// firstRaw bytes (firstCompressed compressed; none if 0), memberlist's own
+// broadcasts ml and the user messages msgs.
+func (p *packer) packet(firstRaw, firstCompressed int, ml, msgs [][]byte, crc bool) int {
+	parts := len(ml) + len(msgs)
 	raw := 0
+	for _, m := range ml {
+		raw += len(m)
+	}
 	for _, m := range msgs {
 		raw += userMsgOverhead + len(m)
 	}
@@ -154,8 +157,11 @@ func (p *packer) packet(firstRaw, firstCompressed int, msgs [][]byte, crc bool) 
 		if firstRaw > 0 {
 			comp += firstCompressed
 		}
+		for _, m := range ml {
+			comp += p.compressed(m, false)
+		}
 		for _, m := range msgs {
-			comp += p.userCompressed(m)
+			comp += p.compressed(m, true)
 		}
 		size = min(size, comp)
 	}
@@ -165,13 +171,18 @@ func (p *packer) packet(firstRaw, firstCompressed int, msgs [][]byte, crc bool) 
 	return size
 }
 
-func (p *packer) userCompressed(m []byte) int {
+// compressed is the compressed size of one part (a user message framed
+// with its type byte, or one of memberlist's own), cached by content.
+func (p *packer) compressed(m []byte, user bool) int {
 	k := sha256.Sum256(m)
 	if c, ok := p.cache[k]; ok {
 		return c
 	}
 	b := make([]byte, 0, len(m)+1)
-	b = append(append(b, userMsg), m...)
+	if user {
+		b = append(b, userMsg)
+	}
+	b = append(b, m...)
 	c := compressedSize(b)
 	if p.cache == nil {
 		p.cache = map[[32]byte]int{}

@@ -86,10 +86,11 @@ func (s *Sim) run() Report {
 		n.epoch = 1
 		s.startTimers(n)
 	}
-	// Crashes during the warm-up.
+	// Crashes during the second half of the warm-up, while idle traffic
+	// is measured.
 	for _, i := range s.rng.Perm(c.Nodes)[:int(c.Down*float64(c.Nodes))] {
 		n := s.nodes[i]
-		s.at(time.Duration(s.rng.Int64N(int64(c.Warmup))), func() { s.crash(n) })
+		s.at(c.Warmup/2+time.Duration(s.rng.Int64N(int64(c.Warmup-c.Warmup/2))), func() { s.crash(n) })
 	}
 	if c.HealAt > c.PartitionAt {
 		s.at(c.PartitionAt, s.partition)

@@ -57,13 +57,14 @@ type Sim struct {
 	// counted nodes (in the member lists), by index parity.
 	counted [2]int
 
+	mlMsgs  map[string]mlMessage // memberlist's own broadcasts, by their bytes
 	forged  map[crdt.Hash]bool
 	watches map[crdt.Hash]*watch
 	bytes   [nCats]int64
 	// syncRecords counts the records anti-entropy delivered.
 	syncRecords int64
 	trace       hash.Hash
-	r       Report
+	r           Report
 }
 
 type node struct {
@@ -72,13 +73,17 @@ type node struct {
 	host    string // host:port of its peer endpoint, for HTTP's Host header
 	key     crdt.PrivateKey
 	store   *mesh.Store
-	queue   *memberlist.TransmitLimitedQueue
+	queue   *memberlist.TransmitLimitedQueue // the mesh's gossip
+	mlq     *memberlist.TransmitLimitedQueue // memberlist's own broadcasts
 	hostile bool
 
 	up      bool
 	counted bool // in the member lists
 	downAt  time.Duration
-	epoch   int // incremented at each crash, to drop its stale timers
+	deadAt  time.Duration // when declared dead
+	epoch   int           // incremented at each crash, to drop its stale timers
+	inc     uint32        // memberlist incarnation
+	health  map[int]*knowledge
 
 	gossipPhase   time.Duration
 	gossipPending bool
@@ -118,16 +123,11 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), byName: map[string]int{},
-		forged: map[crdt.Hash]bool{}, watches: map[crdt.Hash]*watch{}, trace: sha256.New()}
+		forged: map[crdt.Hash]bool{}, mlMsgs: map[string]mlMessage{}, watches: map[crdt.Hash]*watch{}, trace: sha256.New()}
 	s.pack.compress = cfg.EnableCompressed
 	s.admin, s.witness = nodeKey(cfg.Seed, "admin", 0), nodeKey(cfg.Seed, "witness", 0)
 	s.id = s.admin.Public()
-	// Failure detection: the first probe of a crashed node comes within
-	// about a probe interval, then the probe timeout, then the suspicion
-	// timeout (memberlist's formula; confirmations from other probers
-	// bring it to about its minimum), then the dead message's spread.
-	floor := time.Duration(gossipFloor(cfg.Nodes, cfg.GossipNodes) * float64(cfg.GossipInterval))
-	s.detect = cfg.ProbeInterval + cfg.ProbeTimeout + suspicionTimeout(cfg.SuspicionMult, cfg.Nodes, cfg.ProbeInterval) + floor
+	s.detect = s.failureDetectionTime()
 	set, err := crdt.SignSettings(crdt.Settings{Network: s.id, Updated: Epoch.Add(-time.Hour), Domain: "sim",
 		HostTTL: 24 * time.Hour, Witnesses: []crdt.PublicKey{s.witness.Public()}}, s.admin)
 	if err != nil {
@@ -139,7 +139,7 @@ func New(cfg Config) (*Sim, error) {
 		addr := netip.AddrFrom16([16]byte{0xfd, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		n := &node{i: i, name: k.Public().String(), host: netip.AddrPortFrom(addr, mesh.DefaultHTTPPort).String(), key: k,
 			up: true, counted: true, fetches: map[crdt.Hash]*fetchJob{}}
-		n.queue = s.newQueue()
+		n.queue, n.mlq = s.newQueue(), s.newQueue()
 		s.nodes = append(s.nodes, n)
 		s.byName[n.name] = i
 		s.counted[i%2]++
@@ -207,7 +207,7 @@ func (s *Sim) gossipTarget(i, j int) bool {
 	if i == j || (s.split && i%2 != j%2) {
 		return false
 	}
-	return n.counted || s.now-n.downAt < s.detect+s.cfg.GossipToTheDead
+	return n.counted || s.now-n.deadAt < s.cfg.GossipToTheDead
 }
 
 // reachable reports whether a message from i gets to j at all.
@@ -341,7 +341,7 @@ func (s *Sim) queued(n *node) {
 
 func (s *Sim) gossip(n *node) {
 	n.gossipPending = false
-	if !n.up || n.queue.NumQueued() == 0 {
+	if !n.up || n.queue.NumQueued()+n.mlq.NumQueued() == 0 {
 		return
 	}
 	var picked []int
@@ -354,24 +354,44 @@ func (s *Sim) gossip(n *node) {
 	}
 	avail := s.cfg.UDPBufferSize - compoundHeaderOverhead
 	for _, j := range picked {
-		msgs := n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
-		if len(msgs) == 0 {
+		ml, msgs := s.broadcasts(n, avail)
+		if len(ml)+len(msgs) == 0 {
 			break
 		}
-		size := s.pack.packet(0, 0, msgs, true)
+		size := s.pack.packet(0, 0, ml, msgs, true)
 		to := s.nodes[j]
-		s.packet(catGossip, n.i, j, size, func() { s.receive(to, msgs) })
+		s.packet(catGossip, n.i, j, size, func() { s.receive(to, ml, msgs) })
 	}
-	if n.queue.NumQueued() > 0 {
+	if n.queue.NumQueued()+n.mlq.NumQueued() > 0 {
 		s.queued(n)
 	}
+}
+
+// broadcasts is memberlist's getBroadcasts: its own messages first, then
+// the mesh's in the room left.
+func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
+	ml = n.mlq.GetBroadcasts(compoundOverhead, limit)
+	used := 0
+	for _, m := range ml {
+		used += len(m) + compoundOverhead
+	}
+	if avail := limit - used; avail > compoundOverhead+userMsgOverhead {
+		user = n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
+	}
+	return ml, user
 }
 
 // receive handles the mesh's gossip messages at n, as Node.receive does:
 // a record is ingested and, if new, queued onwards; an announcement starts
 // a fetch.
-func (s *Sim) receive(n *node, msgs [][]byte) {
-	for _, m := range msgs {
+//
+// memberlist hands the parts of a packet to its handler through a queue
+// it takes from the back (net.go, getNextMessage): the last part is
+// handled first. The mesh's queue puts the largest message of a tier
+// first, so a claim's attestation (172 bytes) rides ahead of its claim
+// (140) and, handled in order, would be refused for want of its claim.
+func (s *Sim) receive(n *node, ml, msgs [][]byte) {
+	for _, m := range slices.Backward(msgs) {
 		g, ok := mesh.ParseGossip(m)
 		if !ok {
 			continue
@@ -386,6 +406,11 @@ func (s *Sim) receive(n *node, msgs [][]byte) {
 			continue
 		}
 		s.announced(n, g)
+	}
+	for _, m := range slices.Backward(ml) {
+		if mm, ok := s.mlMsgs[string(m)]; ok {
+			s.heard(n, mm)
+		}
 	}
 }
 
@@ -404,38 +429,43 @@ func (s *Sim) probeTick(n *node, ep int) {
 	if j < 0 {
 		return
 	}
-	avail := s.cfg.UDPBufferSize - s.probe.pingRaw - compoundHeaderOverhead
-	msgs := n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
-	size := s.pack.packet(s.probe.pingRaw, s.probe.ping, msgs, false)
+	ml, msgs := s.broadcasts(n, s.cfg.UDPBufferSize-s.probe.pingRaw-compoundHeaderOverhead)
+	size := s.pack.packet(s.probe.pingRaw, s.probe.ping, ml, msgs, false)
 	acked := false
 	target := s.nodes[j]
 	s.packet(catProbe, n.i, j, size, func() {
-		s.receive(target, msgs)
-		avail := s.cfg.UDPBufferSize - s.probe.ackRaw - compoundHeaderOverhead
-		back := target.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
-		size := s.pack.packet(s.probe.ackRaw, s.probe.ack, back, false)
+		s.receive(target, ml, msgs)
+		bml, back := s.broadcasts(target, s.cfg.UDPBufferSize-s.probe.ackRaw-compoundHeaderOverhead)
+		size := s.pack.packet(s.probe.ackRaw, s.probe.ack, bml, back, false)
 		s.packet(catProbe, j, n.i, size, func() {
 			acked = true
-			s.receive(n, back)
+			s.receive(n, bml, back)
 		})
 	})
 	s.after(s.cfg.ProbeTimeout, func() {
 		if acked || !n.up || n.epoch != ep {
 			return
 		}
+		reached := false
 		for range s.cfg.IndirectChecks {
 			h := s.randomPeer(n.i, func(i, k int) bool { return s.member(i, k) && k != j })
 			if h < 0 {
-				return
+				break
 			}
 			s.sent(catProbe, n.i, h, s.probe.indirect)
 			s.sent(catProbe, h, j, s.probe.ping)
 			if s.reachable(h, j) {
+				reached = true
 				s.sent(catProbe, j, h, s.probe.ack)
 				s.sent(catProbe, h, n.i, s.probe.ack)
 			} else {
 				s.sent(catProbe, h, n.i, s.probe.nack)
 			}
+		}
+		// A target that is down is suspected (a cut is modelled by the
+		// member lists splitting, see partition).
+		if !reached && !target.up {
+			s.suspect(n, j, n.i, s.knows(n, j).inc)
 		}
 	})
 }
@@ -594,20 +624,15 @@ func (s *Sim) crash(n *node) {
 	n.epoch++
 	n.syncBusy, n.gossipPending = false, false
 	n.fetches = map[crdt.Hash]*fetchJob{}
-	n.queue = s.newQueue() // memberlist's queue dies with the process
-	ep := n.epoch
-	s.after(s.detect, func() {
-		if n.epoch == ep && n.counted {
-			n.counted = false
-			s.counted[n.i%2]--
-		}
-	})
+	// memberlist's queues and knowledge die with the process; the
+	// others find out by probing it (failure.go).
+	n.queue, n.mlq, n.health = s.newQueue(), s.newQueue(), nil
 }
 
 // restart brings n back with its state. If the others had declared it
-// dead, it joins again, and every node that sees it join runs a round at
-// once (Node's NotifyJoin calls SyncNow), spread over the alive message's
-// dissemination.
+// dead, it joins again and runs a round at once (its NotifyJoin, not
+// synced yet, calls SyncNow). With KickOnJoin, as before, every node that
+// sees it join runs one too, spread over the alive message's spread.
 func (s *Sim) restart(n *node) {
 	if n.up {
 		return
@@ -615,15 +640,18 @@ func (s *Sim) restart(n *node) {
 	n.up = true
 	n.epoch++
 	s.startTimers(n)
+	s.refute(n)
 	if n.counted {
 		return
 	}
 	n.counted = true
 	s.counted[n.i%2]++
-	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
-	for _, o := range s.nodes {
-		if o != n && o.up && s.member(o.i, n.i) {
-			s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })
+	if s.cfg.KickOnJoin {
+		spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+		for _, o := range s.nodes {
+			if o != n && o.up && s.member(o.i, n.i) {
+				s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })
+			}
 		}
 	}
 	s.startRound(n)
@@ -634,7 +662,7 @@ func (s *Sim) startTimers(n *node) {
 	n.gossipPhase = time.Duration(s.rng.Int64N(int64(s.cfg.GossipInterval)))
 	s.after(time.Duration(s.rng.Int64N(int64(s.cfg.ProbeInterval))), func() { s.probeTick(n, ep) })
 	s.after(time.Duration(s.rng.Int64N(int64(s.cfg.SyncInterval))), func() { s.syncTick(n, ep) })
-	if n.queue.NumQueued() > 0 {
+	if n.queue.NumQueued()+n.mlq.NumQueued() > 0 {
 		s.queued(n)
 	}
 }
@@ -651,8 +679,8 @@ func (s *Sim) partition() {
 // heal joins the halves again: the network at once, the member lists at
 // the first reconnection (Node's joinLoop, every ReconnectInterval at each
 // node: the first of N timers fires within about ReconnectInterval/N) and
-// the alive messages' spread, after which every node that sees a member
-// join runs a round.
+// the alive messages' spread; the node that reconnected runs a round (and
+// with KickOnJoin every node that sees a member join).
 func (s *Sim) heal() {
 	s.cut = false
 	if !s.split {
@@ -660,8 +688,12 @@ func (s *Sim) heal() {
 	}
 	first := time.Duration(s.rng.Int64N(int64(s.cfg.ReconnectInterval)/int64(len(s.nodes)) + 1))
 	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+	s.after(first, func() { s.startRound(s.randomHonest()) })
 	s.after(first+spread, func() {
 		s.split = false
+		if !s.cfg.KickOnJoin {
+			return
+		}
 		for _, o := range s.nodes {
 			if o.up {
 				s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })

@@ -40,7 +40,10 @@ func run(args []string) error {
 	latency := fs.Duration("latency", time.Millisecond, "one-way latency (plus up to as much jitter)")
 	claims := fs.Int("claims", 3, "claims whose spread is measured")
 	burst := fs.Int("burst", 100, "claims in the burst")
-	warmup := fs.Duration("warmup", 20*time.Second, "idle time before the first claim")
+	large := fs.Int("large", 2, "settings updates too large for a packet (announced, fetched) in the burst")
+	timeouts := fs.String("timeouts", "lan", "memberlist's failure detection: lan (its defaults) or scale (as mesh's TestScale)")
+	warmup := fs.Duration("warmup", 40*time.Second, "idle time before the first claim (idle traffic is measured over its second half)")
+	kick := fs.Bool("kick-on-join", false, "every node runs a round when it sees a member join (the mesh's behaviour before)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,7 +56,15 @@ func run(args []string) error {
 			cfg.Held = *held
 		}
 		cfg.WireVersion, cfg.Loss, cfg.Down, cfg.ChurnPerMinute, cfg.Hostile = *wire, *loss, *down, *churn, *hostile
-		cfg.Latency, cfg.Jitter, cfg.Claims, cfg.Burst, cfg.Warmup = *latency, *latency, *claims, *burst, *warmup
+		cfg.Latency, cfg.Jitter, cfg.Claims, cfg.Burst, cfg.Large, cfg.Warmup = *latency, *latency, *claims, *burst, *large, *warmup
+		cfg.KickOnJoin = *kick
+		switch *timeouts {
+		case "lan":
+		case "scale":
+			cfg.ScaleTimeouts()
+		default:
+			return fmt.Errorf("-timeouts %q: lan or scale", *timeouts)
+		}
 		if *part != "" {
 			from, to, ok := strings.Cut(*part, "-")
 			a, err1 := time.ParseDuration(from)

@@ -107,6 +107,10 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 		return nil
 	})
 	ingest()
+	if err != nil && ctx.Err() != nil {
+		// The body's read error only says the connection closed; say why.
+		return fmt.Errorf("%s: gave up after %d records: %w", u, added+known+refused+damaged, context.Cause(ctx))
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", u, err)
 	}

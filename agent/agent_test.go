@@ -143,6 +143,49 @@ func TestAgentOnLoopback(t *testing.T) {
 	}
 }
 
+// A node with somebody to sync with makes its claims once it has synced,
+// not when the fallback for a silent mesh is due (claimsWait, an hour
+// here): it waited the full 10 s before, because a first sync that
+// brought nothing new woke nothing. Two agents on loopback; the second
+// bootstraps from the first, which witnesses its claim.
+func TestClaimsFollowTheFirstSync(t *testing.T) {
+	defer func(w time.Duration) { claimsWait = w }(claimsWait)
+	claimsWait = time.Hour
+	admin := crdtKey("admin")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	nodeA := must(WriteKey(filepath.Join(dirA, "node.key"), ""))
+	if _, err := WriteKey(filepath.Join(dirB, "node.key"), ""); err != nil {
+		t.Fatal(err)
+	}
+	dnsA := freePort(t)
+	cfgA, startA := loopbackAgent(t, dirA, admin.Public(), dnsA)
+	_, cancelA, doneA := startA()
+	defer func() { cancelA(); <-doneA }()
+	c := control.NewClient(cfgA.ControlSocket)
+	ctx := context.Background()
+	eventually(t, 30*time.Second, "the first agent to run the mesh", func() bool {
+		s, err := c.Status(ctx)
+		return err == nil && s.Waiting == ""
+	})
+	set := must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "t", HostTTL: time.Hour,
+		DNSTTL: time.Minute, Witnesses: []crdt.PublicKey{nodeA.Public()}}, admin))
+	if _, err := c.Publish(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := "127.0.0.1:" + strconv.Itoa(dnsA)
+	eventually(t, 30*time.Second, "solo.t to resolve", func() bool { return len(lookup(dnsAddr, "solo.t")) == 1 })
+
+	cfgB, startB := loopbackAgent(t, dirB, admin.Public(), freePort(t))
+	cfgB.Hostnames = []string{"second"}
+	cfgB.Networks = map[string]NetworkConfig{"t": {PubKey: admin.Public().AuthorizedKey(),
+		BootstrapPeers: []string{"http://127.0.0.1:" + strconv.Itoa(cfgA.Ports.HTTP)}}}
+	_, cancelB, doneB := startB()
+	defer func() { cancelB(); <-doneB }()
+	eventually(t, 60*time.Second, "second.t, claimed after the first sync, to resolve at the first agent", func() bool {
+		return len(lookup(dnsAddr, "second.t")) == 1
+	})
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)

@@ -79,6 +79,9 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 		next.beat = now
 	}
 	var saved uint64
+	// A node's claims wait for its first sync (ownRecords.start): refresh
+	// them the moment it comes, not when the 10 s fallback is due.
+	syncedNode, firstSync := p.node, p.node.FirstSync()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -111,6 +114,9 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 		case <-p.prober.Changes():
 			next.view = earlier(next.view, a.now().Add(a.view.settle()))
 			next.save = earlier(next.save, a.now().Add(5*time.Second))
+		case <-firstSync:
+			firstSync = nil
+			next.own = a.now()
 		case <-a.reloaded:
 			a.applyNetworks(ctx, p.node)
 			next.own, next.view = a.now(), a.now()
@@ -162,6 +168,9 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 			a.store.Read(func(*crdt.State) {})
 			a.opts.Watchdog()
 			next.beat = now.Add(a.opts.WatchdogEvery)
+		}
+		if p.node != syncedNode { // gossip restarted on a new address
+			syncedNode, firstSync = p.node, p.node.FirstSync()
 		}
 		timer.Reset(max(next.earliest().Sub(a.now()), 10*time.Millisecond))
 	}

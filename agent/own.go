@@ -44,11 +44,15 @@ type ownRecords struct {
 	fileErr map[string]string
 }
 
+// claimsWait is how long claims wait for a first sync before they are
+// made anyway (a mesh nobody answers in).
+var claimsWait = 10 * time.Second
+
 // start sets when claims may be made: at once for a node with nobody to
 // sync with (no WireGuard peer, no bootstrap source), else after a first
-// sync or 10 s.
+// sync (the loop refreshes the moment it comes) or claimsWait.
 func (o *ownRecords) start(now time.Time) {
-	o.claimsFrom = now.Add(10 * time.Second)
+	o.claimsFrom = now.Add(claimsWait)
 	alone := len(o.tunnel.peers()) == 0
 	for _, n := range o.conf().Nets {
 		alone = alone && len(n.Bootstrap) == 0

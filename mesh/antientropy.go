@@ -101,7 +101,7 @@ func (n *Node) SyncWith(ctx context.Context, peer Member) (SyncResult, error) {
 			return a.Result(), fmt.Errorf("POST %s: %w", u, err)
 		}
 	}
-	n.synced.Store(true)
+	n.markSynced()
 	return a.Result(), nil
 }
 

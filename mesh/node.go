@@ -183,7 +183,10 @@ type Node struct {
 	wg      sync.WaitGroup
 	running atomic.Bool
 	kick    chan struct{}
-	synced  atomic.Bool // one sync or bootstrap succeeded
+	synced  atomic.Bool // one sync succeeded
+	// firstSync is closed when synced first becomes true.
+	firstSync     chan struct{}
+	firstSyncOnce sync.Once
 
 	// The live members other than this node, copied in memberlist's event
 	// callbacks: the *memberlist.Node values Members() hands out are
@@ -214,7 +217,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
-		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(),
+		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(), firstSync: make(chan struct{}),
 		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
 		members: map[string]Member{}, refusedAt: map[string]Member{}, wireVersion: cfg.wireVersion,
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
@@ -405,8 +408,18 @@ func (n *Node) maintain(ctx context.Context) {
 	}
 }
 
-// Synced reports whether the node has completed a sync or bootstrap.
+// Synced reports whether the node has completed a sync with a peer (a
+// bootstrap file alone does not count: it may be old).
 func (n *Node) Synced() bool { return n.synced.Load() }
+
+// FirstSync is closed once the node has synced with a peer, so that what
+// waits for a first sync (a node's claims) need not poll Synced.
+func (n *Node) FirstSync() <-chan struct{} { return n.firstSync }
+
+func (n *Node) markSynced() {
+	n.synced.Store(true)
+	n.firstSyncOnce.Do(func() { close(n.firstSync) })
+}
 
 // SyncNow asks for an anti-entropy round now.
 func (n *Node) SyncNow() {

@@ -278,12 +278,13 @@ type filterTransport struct {
 	shut    *addrSet
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	done    chan struct{}
+	done    chan struct{} // Shutdown began: forward nothing more
+	closed  chan struct{} // the inner transport has stopped
 }
 
 func newFilterTransport(inner memberlist.NodeAwareTransport, shut *addrSet) *filterTransport {
 	t := &filterTransport{NodeAwareTransport: inner, shut: shut, packets: make(chan *memberlist.Packet, 64),
-		streams: make(chan net.Conn, 8), done: make(chan struct{})}
+		streams: make(chan net.Conn, 8), done: make(chan struct{}), closed: make(chan struct{})}
 	go t.forwardPackets()
 	go t.forwardStreams()
 	return t
@@ -301,15 +302,20 @@ func (t *filterTransport) forwardPackets() {
 	for {
 		select {
 		case <-t.done:
-			return
+			for { // drop what still comes until the inner transport has stopped
+				select {
+				case <-in:
+				case <-t.closed:
+					return
+				}
+			}
 		case p := <-in:
 			if t.shut.has(hostOf(p.From)) {
 				continue
 			}
 			select {
 			case t.packets <- p:
-			case <-t.done:
-				return
+			case <-t.done: // dropped; the loop drains from here
 			}
 		}
 	}
@@ -320,7 +326,14 @@ func (t *filterTransport) forwardStreams() {
 	for {
 		select {
 		case <-t.done:
-			return
+			for {
+				select {
+				case c := <-in:
+					c.Close()
+				case <-t.closed:
+					return
+				}
+			}
 		case c := <-in:
 			if t.shut.has(hostOf(c.RemoteAddr())) {
 				c.Close()
@@ -330,7 +343,6 @@ func (t *filterTransport) forwardStreams() {
 			case t.streams <- c:
 			case <-t.done:
 				c.Close()
-				return
 			}
 		}
 	}
@@ -376,9 +388,18 @@ func (t *filterTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
 }
 
+// Shutdown stops forwarding, and keeps taking (and dropping) what the
+// inner transport still hands over until it has stopped: memberlist's
+// NetTransport hands each packet and stream over on an unbuffered channel
+// and its Shutdown waits for its listeners, so when the forwarders simply
+// ended, a packet arriving during shutdown blocked the listener, and
+// Shutdown, for ever (an agent stopping while a peer still gossiped to it
+// hung on SIGTERM about once in 30 stops).
 func (t *filterTransport) Shutdown() error {
 	close(t.done)
-	return t.NodeAwareTransport.Shutdown()
+	err := t.NodeAwareTransport.Shutdown()
+	close(t.closed)
+	return err
 }
 
 // addrSet is a set of addresses, replaced whole, read by the transport on

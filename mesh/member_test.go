@@ -3,8 +3,10 @@ package mesh
 import (
 	"io"
 	"log"
+	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,5 +150,63 @@ func TestABanDropsItsMemberWithinSeconds(t *testing.T) {
 		if len(tn.node.Members()) != 2 {
 			t.Errorf("%s lost honest members: %v", tn.host, tn.node.Members())
 		}
+	}
+}
+
+// busyTransport is a transport as memberlist's NetTransport is: its
+// listener hands every packet over on an unbuffered channel, and Shutdown
+// waits for the listener to end.
+type busyTransport struct {
+	memberlist.NodeAwareTransport // only the methods below are called
+	packets                       chan *memberlist.Packet
+	streams                       chan net.Conn
+	stop                          chan struct{}
+	listener                      sync.WaitGroup
+}
+
+func (b *busyTransport) PacketCh() <-chan *memberlist.Packet { return b.packets }
+func (b *busyTransport) StreamCh() <-chan net.Conn           { return b.streams }
+func (b *busyTransport) Shutdown() error {
+	close(b.stop)
+	b.listener.Wait()
+	return nil
+}
+
+// A peer still gossiping while the node shuts down: the filter keeps
+// taking packets until the inner transport has stopped, so Shutdown
+// returns (it stopped forwarding first, the listener blocked on its
+// hand-over, and an agent hung on SIGTERM about once in 30 stops).
+func TestFilterTransportShutsDownUnderTraffic(t *testing.T) {
+	inner := &busyTransport{packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), stop: make(chan struct{})}
+	inner.listener.Add(1)
+	go func() { // the listener: a packet arrives all the time
+		defer inner.listener.Done()
+		from := &net.UDPAddr{IP: net.ParseIP("fd00::2"), Port: 7946}
+		for {
+			// As NetTransport.udpListen: a plain send, then a look at
+			// whether it was shut down.
+			inner.packets <- &memberlist.Packet{Buf: []byte("x"), From: from, Timestamp: time.Now()}
+			select {
+			case <-inner.stop:
+				return
+			default:
+			}
+		}
+	}()
+	ft := newFilterTransport(inner, &addrSet{})
+	// Nobody reads the filter's channel (memberlist reads until its own
+	// Shutdown returns; here it has stopped first, the worst order): once
+	// its buffer is full the forwarder waits with a packet in hand, and
+	// the listener waits on its hand-over.
+	eventually(t, 10*time.Second, "the filter's buffer to fill", func() bool { return len(ft.packets) == cap(ft.packets) })
+	done := make(chan error, 1)
+	go func() { done <- ft.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return while packets kept arriving")
 	}
 }

@@ -354,6 +354,13 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 			mc.ProbeTimeout, mc.ProbeInterval, mc.SuspicionMult = 2*time.Second, 4*time.Second, 8
 		}
 	})
+	t.Cleanup(func() {
+		if t.Failed() { // say who saw whom, and what each refused
+			for i, tn := range c.nodes {
+				t.Logf("node %d: %d members, refusals %v", i, len(tn.node.Members()), tn.node.Refusals())
+			}
+		}
+	})
 	eventually(t, 90*time.Second, "full membership", func() bool {
 		for _, tn := range c.nodes {
 			if len(tn.node.Members()) != 7 {

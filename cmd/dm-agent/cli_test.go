@@ -55,6 +55,15 @@ func soloNode(t *testing.T) (*loopNode, string) {
 		"--publish", "--config", n.config); r.code != 0 {
 		t.Fatalf("network create: exit %d: %s", r.code, r.stderr)
 	}
+	// Registered after the kill, so it runs first: on a failure, what the
+	// agent said (this wait timed out once under -race with both cores
+	// busy; the cause is not known yet).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("status: %s\nresolve solo.t: %s\nagent log:\n%s", dm(t, "status", "--json", "--config", n.config).stdout,
+				dm(t, "resolve", "solo.t", "--json", "--config", n.config).stdout, n.log)
+		}
+	})
 	eventually(t, 20*time.Second, "solo.t to resolve", func() bool {
 		r := dm(t, "resolve", "solo.t", "--json", "--config", n.config)
 		return strings.Contains(r.stdout, `"found": true`)

@@ -167,19 +167,7 @@ func TestReverseNamesRandomAddresses(t *testing.T) {
 // Reverse names under in-addr.arpa, in a zone of a /16: octets as
 // dns.ReverseAddr writes them, and nothing else.
 func TestReverseNamesIPv4(t *testing.T) {
-	v := meshView(10, true)
-	for i, s := range []string{"10.0.1.5", "10.0.1.200", "10.0.7.0", "10.0.200.17"} {
-		a := netip.MustParseAddr(s)
-		name := fmt.Sprintf("v%d.mesh", i)
-		v.Names[name] = &crdt.Name{FQDN: name, Addrs: []netip.Addr{a}, TTL: 20 * time.Second}
-		v.Reverse[a] = []string{name}
-	}
-	tab, err := NewTable(v, TableOptions{ReversePrefixes: []netip.Prefix{meshPrefix, netip.MustParsePrefix("10.0.0.0/16")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHandler(nil)
-	h.SetTable(tab)
+	_, h := withIPv4Names(t, 10, "10.0.1.5", "10.0.1.200", "10.0.7.0", "10.0.200.17")
 	for _, tc := range []struct {
 		name  string
 		rcode int
@@ -328,19 +316,7 @@ func TestPTRPackedOnceConcurrently(t *testing.T) {
 // and IPv4 hosts; whenever the fast path answers, it says what the Handler
 // says.
 func FuzzReverseQuery(f *testing.F) {
-	v := meshView(200, true)
-	for i, s := range []string{"10.0.1.5", "10.0.1.200", "10.0.7.0"} {
-		a := netip.MustParseAddr(s)
-		name := fmt.Sprintf("v%d.mesh", i)
-		v.Names[name] = &crdt.Name{FQDN: name, Addrs: []netip.Addr{a}, TTL: 20 * time.Second}
-		v.Reverse[a] = []string{name}
-	}
-	tab, err := NewTable(v, TableOptions{ReversePrefixes: []netip.Prefix{meshPrefix, netip.MustParsePrefix("10.0.0.0/16")}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	h := NewHandler(nil)
-	h.SetTable(tab)
+	v, h := withIPv4Names(f, 200, "10.0.1.5", "10.0.1.200", "10.0.7.0")
 	n := 0
 	for a := range v.Reverse {
 		if n++; n > 5 {
@@ -365,4 +341,24 @@ func FuzzReverseQuery(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// withIPv4Names is meshView(hosts) plus a name v<i>.mesh for each IPv4
+// address, served with 10.0.0.0/16 as a reverse zone beside the mesh's.
+func withIPv4Names(tb testing.TB, hosts int, addrs ...string) (*crdt.ResolvedView, *Handler) {
+	tb.Helper()
+	v := meshView(hosts, true)
+	for i, s := range addrs {
+		a := netip.MustParseAddr(s)
+		name := fmt.Sprintf("v%d.mesh", i)
+		v.Names[name] = &crdt.Name{FQDN: name, Addrs: []netip.Addr{a}, TTL: 20 * time.Second}
+		v.Reverse[a] = []string{name}
+	}
+	tab, err := NewTable(v, TableOptions{ReversePrefixes: []netip.Prefix{meshPrefix, netip.MustParsePrefix("10.0.0.0/16")}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := NewHandler(nil)
+	h.SetTable(tab)
+	return v, h
 }

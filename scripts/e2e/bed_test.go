@@ -153,3 +153,32 @@ func build(t testing.TB, dir, pkg string) string {
 	}
 	return out
 }
+
+// waitOn waits until check holds on every listed node; on a timeout it
+// fails, naming the nodes behind, each with what report says of it.
+func waitOn(t *testing.T, timeout time.Duration, what string, nodes []int, check func(i int) bool, report func(i int) string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var behind []int
+		for _, i := range nodes {
+			if !check(i) {
+				behind = append(behind, i)
+			}
+		}
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			for _, i := range behind {
+				fmt.Fprintf(&b, "\n--- node %d ---\n%s", i, report(i))
+			}
+			t.Fatalf("timed out after %v waiting for %s; behind: %v%s", timeout, what, behind, b.String())
+		}
+		time.Sleep(wait)
+	}
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }

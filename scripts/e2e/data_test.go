@@ -88,30 +88,7 @@ func (d *dbBed) config(i int) {
 // on waits until check holds on every listed node.
 func (d *dbBed) on(timeout time.Duration, what string, nodes []int, check func(i int) bool) {
 	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var behind []int
-		for _, i := range nodes {
-			if !check(i) {
-				behind = append(behind, i)
-			}
-		}
-		if len(behind) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, i := range behind {
-				log := d.Log(i, "agent")
-				if len(log) > 2500 {
-					log = log[len(log)-2500:]
-				}
-				fmt.Fprintf(&b, "\n--- node %d ---\n%s", i, log)
-			}
-			d.t.Fatalf("timed out after %v waiting for %s; behind: %v%s", timeout, what, behind, b.String())
-		}
-		time.Sleep(wait)
-	}
+	waitOn(d.t, timeout, what, nodes, check, func(i int) string { return tail(d.Log(i, "agent"), 2500) })
 }
 
 // get is what node i's `data get` prints and its exit code.

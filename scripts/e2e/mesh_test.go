@@ -146,32 +146,11 @@ func (m *mesh) absent(i int, name string) bool {
 // says which nodes are behind and shows what their agents logged.
 func (m *mesh) everywhere(timeout time.Duration, what string, on []int, check func(i int) bool) {
 	m.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var behind []int
-		for _, i := range on {
-			if !check(i) {
-				behind = append(behind, i)
-			}
-		}
-		if len(behind) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, i := range behind {
-				st, _ := m.dm("status", "--control-socket", m.sock(i))
-				hosts, _ := m.dm("hosts", "--control-socket", m.sock(i))
-				log := m.Log(i, "agent")
-				if len(log) > 3000 {
-					log = log[len(log)-3000:]
-				}
-				fmt.Fprintf(&b, "\n--- node %d ---\n%s\n%s\nlog tail:\n%s", i, st, hosts, log)
-			}
-			m.t.Fatalf("timed out after %v waiting for %s; behind: %v%s", timeout, what, behind, b.String())
-		}
-		time.Sleep(wait)
-	}
+	waitOn(m.t, timeout, what, on, check, func(i int) string {
+		st, _ := m.dm("status", "--control-socket", m.sock(i))
+		hosts, _ := m.dm("hosts", "--control-socket", m.sock(i))
+		return fmt.Sprintf("%s\n%s\nlog tail:\n%s", st, hosts, tail(m.Log(i, "agent"), 3000))
+	})
 }
 
 func span(from, to int, except ...int) []int {

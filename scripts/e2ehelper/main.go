@@ -110,7 +110,9 @@ func main() {
 	}
 }
 
-func forge(keyFile, network, victim string, peers []string) {
+// forgerKeys reads the forger's own key and parses the network's and the
+// victim's.
+func forgerKeys(keyFile, network, victim string) (crdt.PrivateKey, crdt.PublicKey, crdt.PublicKey) {
 	key, err := agent.LoadKey(keyFile)
 	if err != nil {
 		log.Fatal(err)
@@ -123,6 +125,11 @@ func forge(keyFile, network, victim string, peers []string) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	return key, netKey, victimKey
+}
+
+func forge(keyFile, network, victim string, peers []string) {
+	key, netKey, victimKey := forgerKeys(keyFile, network, victim)
 	// A host record claiming to be the victim's, pointing at an address the
 	// attacker chose; signed with the attacker's key, the only one it has.
 	own, err := crdt.SignHost(crdt.Host{Network: netKey, Node: key.Public(), Heartbeat: time.Now(),
@@ -173,18 +180,7 @@ func pushRecords(netKey crdt.PublicKey, recs [][]byte, peers []string) {
 // signature cannot verify for the victim), and a write of its own in the
 // admin's namespace dns.aliases.
 func forgeEntries(keyFile, network, victim string, peers []string) {
-	key, err := agent.LoadKey(keyFile)
-	if err != nil {
-		log.Fatal(err)
-	}
-	netKey, err := crdt.ParsePublicKey(network)
-	if err != nil {
-		log.Fatal(err)
-	}
-	victimKey, err := crdt.ParsePublicKey(victim)
-	if err != nil {
-		log.Fatal(err)
-	}
+	key, netKey, victimKey := forgerKeys(keyFile, network, victim)
 	own, err := crdt.SignEntry(crdt.Entry{Network: netKey, Namespace: "notes", Writer: key.Public(), Key: "forged", Time: time.Now(),
 		Policy: crdt.PolicyLWW, Op: crdt.OpPut, Value: []byte("forged")}, key)
 	if err != nil {

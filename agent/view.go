@@ -86,10 +86,16 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	}
 	var v *crdt.ResolvedView
 	p.store.Read(func(st *crdt.State) { v = st.View(cfg, now) })
-	p.view.Store(v)
 	prev := p.table
 	t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
 		NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
+	if err == nil && t == prev {
+		// The same answers: keep one copy of the names, the table's (two
+		// would be 30 MB at 100,000 hosts), with the new view's decay time.
+		old := t.View()
+		v = &crdt.ResolvedView{Zones: old.Zones, Names: old.Names, Reverse: old.Reverse, ValidUntil: v.ValidUntil}
+	}
+	p.view.Store(v)
 	switch {
 	case err != nil:
 		p.log.Error("building the DNS table", "err", err)

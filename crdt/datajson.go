@@ -149,7 +149,7 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 		sig := func() []byte { return r.sig[:] }
 		switch r.kind {
 		case KindSettings:
-			s := r.settings
+			s := r.Settings()
 			sj := &settingsJSON{
 				Updated: s.Updated, Domain: s.Domain,
 				HostTTL: int64(s.HostTTL / time.Second), DNSTTL: int64(s.DNSTTL / time.Second),
@@ -168,14 +168,14 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 			}
 			n.Settings = sj
 		case KindHost:
-			h := r.host
+			h := r.Host()
 			n.Hosts = append(n.Hosts, hostJSON{Node: h.Node, Heartbeat: h.Heartbeat, Addresses: h.Addresses,
 				GossipPort: h.GossipPort, HTTPPort: h.HTTPPort, DNSPort: h.DNSPort, Signature: sig()})
 		case KindClaim:
-			c := r.claim
+			c := r.Claim()
 			n.Claims = append(n.Claims, claimJSON{Node: c.Node, Name: c.Name, Created: c.Created, Signature: sig()})
 		case KindEntry:
-			e := r.entry
+			e := r.Entry()
 			ej := entryJSON{Namespace: e.Namespace, Writer: e.Writer, Key: e.Key, Time: e.Time, Policy: e.Policy, Op: e.Op,
 				Seq: e.Seq, Value: e.Value, Removes: e.Removes, Signature: sig()}
 			if e.IsTombstone() {
@@ -184,7 +184,7 @@ func networkToJSON(id PublicKey, recs []*Record) networkJSON {
 			}
 			n.Entries = append(n.Entries, ej)
 		case KindAttestation:
-			a := r.attestation
+			a := r.Attestation()
 			aj := attestationJSON{Claim: a.Claim, RFC3161: a.RFC3161}
 			if w := a.Witness; w != nil {
 				aj.Witness = &witnessJSON{Key: w.Key, Time: w.Time, Signature: w.Signature}
@@ -247,7 +247,7 @@ func settingsFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return assemble(&Record{kind: KindSettings, settings: s}, sj.Signature)
+	return assemble(&Record{kind: KindSettings, body: s}, sj.Signature)
 }
 
 func hostFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
@@ -257,7 +257,7 @@ func hostFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
 	}
 	h := &Host{Network: id, Node: hj.Node, Heartbeat: hj.Heartbeat, Addresses: hj.Addresses,
 		GossipPort: hj.GossipPort, HTTPPort: hj.HTTPPort, DNSPort: hj.DNSPort}
-	return assemble(&Record{kind: KindHost, host: h}, hj.Signature)
+	return assemble(&Record{kind: KindHost, body: h}, hj.Signature)
 }
 
 func claimFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
@@ -266,7 +266,7 @@ func claimFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	c := &Claim{Network: id, Node: cj.Node, Name: cj.Name, Created: cj.Created}
-	return assemble(&Record{kind: KindClaim, claim: c}, cj.Signature)
+	return assemble(&Record{kind: KindClaim, body: c}, cj.Signature)
 }
 
 func entryFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
@@ -279,7 +279,7 @@ func entryFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
 	if ej.Target != nil {
 		e.Target = *ej.Target
 	}
-	return assemble(&Record{kind: KindEntry, entry: e}, ej.Signature)
+	return assemble(&Record{kind: KindEntry, body: e}, ej.Signature)
 }
 
 func attestationFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
@@ -291,7 +291,7 @@ func attestationFromJSON(id PublicKey, raw json.RawMessage) (*Record, error) {
 	if w := aj.Witness; w != nil {
 		a.Witness = &Witness{Key: w.Key, Time: w.Time, Signature: w.Signature}
 	}
-	return assemble(&Record{kind: KindAttestation, attestation: a}, nil)
+	return assemble(&Record{kind: KindAttestation, body: a}, nil)
 }
 
 // assemble encodes a body decoded from JSON with its signature, then decodes

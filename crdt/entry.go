@@ -117,7 +117,7 @@ func SignEntry(e Entry, writer PrivateKey) (*Record, error) {
 	if writer.Public() != e.Writer {
 		return nil, fmt.Errorf("signing entry: key %s is not the writer key %s", writer.Public().Short(), e.Writer.Short())
 	}
-	return sign(&Record{kind: KindEntry, entry: &e}, writer)
+	return sign(&Record{kind: KindEntry, body: &e}, writer)
 }
 
 // validateEntryKey checks an entry's key.

@@ -194,7 +194,7 @@ func TestEntryForm(t *testing.T) {
 func TestDecodeRefusesNonCanonicalEntries(t *testing.T) {
 	admin, alice := testKey("admin"), testKey("alice")
 	signed := func(e *Entry) []byte {
-		u := (&Record{kind: KindEntry, entry: e}).encodeUnsigned()
+		u := (&Record{kind: KindEntry, body: e}).encodeUnsigned()
 		return append(u, alice.Sign(signingMessage(u))...)
 	}
 	tomb := func(removes ...Hash) *Entry {

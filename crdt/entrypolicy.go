@@ -23,10 +23,10 @@ import (
 // add that a held tombstone removes, or an older entry of a slot that holds
 // a newer live one.
 func (n *netState) checkEntry(rec *Record, now time.Time) (superseded bool, err error) {
-	e := rec.entry
+	e := rec.Entry()
 	var decl *Namespace
 	if n.settings != nil {
-		decl = n.settings.settings.Namespace(e.Namespace)
+		decl = n.settings.Settings().Namespace(e.Namespace)
 	}
 	switch {
 	case decl == nil:
@@ -68,7 +68,7 @@ func (n *netState) declared(id spaceID) *Namespace {
 	if n.settings == nil {
 		return nil
 	}
-	ns := n.settings.settings.Namespace(id.name)
+	ns := n.settings.Settings().Namespace(id.name)
 	if ns == nil || ns.Policy != id.policy {
 		return nil
 	}
@@ -114,7 +114,7 @@ func (n *netState) writerGone(decl *Namespace, e *Entry, now time.Time) bool {
 	if !n.hostBound(decl, e) {
 		return false
 	}
-	if h := n.hosts[e.Writer]; h != nil && !n.expired(h.host, now) {
+	if h := n.host(e.Writer); h != nil && !n.expired(h.Host(), now) {
 		return false
 	}
 	return e.Time.Add(n.hostTTL()).Before(now)
@@ -126,7 +126,7 @@ func (n *netState) writerGone(decl *Namespace, e *Entry, now time.Time) bool {
 // writer's host not gone. Every check of checkEntry that depends on the
 // settings or the clock is here.
 func (n *netState) entryLive(decl *Namespace, rec *Record, now time.Time) bool {
-	e := rec.entry
+	e := rec.Entry()
 	return decl != nil && decl.Policy == e.Policy && n.writerRefusal(decl, e.Writer) == "" &&
 		len(e.Value) <= decl.ValueLimit() && !entryExpired(decl, e, now) && !n.writerGone(decl, e, now)
 }
@@ -138,7 +138,7 @@ func (n *netState) shadowed(sp *space, decl *Namespace, rec *Record, now time.Ti
 	if sp == nil {
 		return false
 	}
-	k, ok := slotOf(rec.entry)
+	k, ok := slotOf(rec.Entry())
 	if !ok {
 		return false
 	}
@@ -178,7 +178,7 @@ func (n *netState) keptFrom(sp *space, b *budget, decl *Namespace, now time.Time
 		if newer >= limit {
 			return i + 1
 		}
-		newer += r.entry.weight()
+		newer += r.Entry().weight()
 	}
 	return 0
 }
@@ -190,7 +190,7 @@ func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) 
 	if sp == nil {
 		return true
 	}
-	b := sp.budgets[rec.entry.charged()]
+	b := sp.budgets[rec.Entry().charged()]
 	limit := decl.EntryLimit()
 	if b == nil || b.weight < limit {
 		return true
@@ -199,7 +199,7 @@ func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) 
 	newer := 0
 	for _, r := range b.recs[i:] {
 		if n.current(sp, decl, r, now) {
-			newer += r.entry.weight()
+			newer += r.Entry().weight()
 			if newer >= limit {
 				return false
 			}
@@ -212,14 +212,14 @@ func (n *netState) fits(sp *space, decl *Namespace, rec *Record, now time.Time) 
 // entries of its slot are shadowed now, and its writer's oldest entries may
 // be beyond the limit.
 func (n *netState) settle(sp *space, decl *Namespace, rec *Record, now time.Time) {
-	if k, ok := slotOf(rec.entry); ok {
+	if k, ok := slotOf(rec.Entry()); ok {
 		for _, r := range slices.Clone(sp.slots[k]) {
 			if compareEntries(r, rec) < 0 {
 				n.dropEntry(sp, r, nil)
 			}
 		}
 	}
-	n.trim(sp, rec.entry.charged(), decl, now, nil)
+	n.trim(sp, rec.Entry().charged(), decl, now, nil)
 }
 
 // trim drops the entries of one budget that are beyond the limit.

@@ -122,7 +122,7 @@ func (s *State) Namespaces(id PublicKey) []Namespace {
 	if n == nil || n.settings == nil {
 		return nil
 	}
-	return slices.Clone(n.settings.settings.Namespaces)
+	return slices.Clone(n.settings.Settings().Namespaces)
 }
 
 // Namespace returns the declaration of namespace name in network id's
@@ -132,7 +132,7 @@ func (s *State) Namespace(id PublicKey, name string) *Namespace {
 	if n == nil || n.settings == nil {
 		return nil
 	}
-	if ns := n.settings.settings.Namespace(name); ns != nil {
+	if ns := n.settings.Settings().Namespace(name); ns != nil {
 		c := *ns
 		return &c
 	}
@@ -164,13 +164,13 @@ func (s *State) Items(id PublicKey, name string, now time.Time) *NamespaceItems 
 			if !n.current(sp, decl, r, now) {
 				continue
 			}
-			until(n.entryEnd(decl, r.entry))
-			if r.entry.IsTombstone() {
+			until(n.entryEnd(decl, r.Entry()))
+			if r.Entry().IsTombstone() {
 				continue // tombstones are not items: the adds they removed are gone
 			}
-			g := groupKey{key: r.entry.Key}
+			g := groupKey{key: r.Entry().Key}
 			if decl.Writers == WritersOwner {
-				g.owner = r.entry.Writer
+				g.owner = r.Entry().Writer
 			}
 			groups[g] = append(groups[g], r)
 		}
@@ -180,7 +180,7 @@ func (s *State) Items(id PublicKey, name string, now time.Time) *NamespaceItems 
 		switch decl.Policy {
 		case PolicyLWW:
 			w := slices.MaxFunc(recs, compareEntries)
-			k.Deleted = w.entry.Op == OpDelete
+			k.Deleted = w.Entry().Op == OpDelete
 			k.Items = []Item{itemOf(w)}
 		case PolicyFWW:
 			k.Items = n.contest(decl, recs, now, until)
@@ -228,7 +228,7 @@ func compareLog(a, b Item) int {
 }
 
 func itemOf(r *Record) Item {
-	e := r.entry
+	e := r.Entry()
 	return Item{Hash: r.hash, Writer: e.Writer, Key: e.Key, Time: e.Time, Op: e.Op, Value: e.Value, Seq: e.Seq, WriterLive: true}
 }
 
@@ -239,7 +239,7 @@ func itemOf(r *Record) Item {
 func (n *netState) contest(decl *Namespace, recs []*Record, now time.Time, until func(time.Time)) []Item {
 	var items []Item
 	for _, r := range recs {
-		if r.entry.Op != OpPut {
+		if r.Entry().Op != OpPut {
 			continue
 		}
 		it := itemOf(r)
@@ -249,11 +249,11 @@ func (n *netState) contest(decl *Namespace, recs []*Record, now time.Time, until
 				break
 			}
 		}
-		if n.hostBound(decl, r.entry) {
-			h := n.hosts[r.entry.Writer]
-			it.WriterLive = h != nil && !n.expired(h.host, now)
+		if n.hostBound(decl, r.Entry()) {
+			h := n.host(r.Entry().Writer)
+			it.WriterLive = h != nil && !n.expired(h.Host(), now)
 			if it.WriterLive {
-				until(h.host.Heartbeat.Add(n.hostTTL()))
+				until(h.Host().Heartbeat.Add(n.hostTTL()))
 			}
 		}
 		switch {
@@ -296,8 +296,8 @@ func (n *netState) entryEnd(decl *Namespace, e *Entry) time.Time {
 	}
 	if n.hostBound(decl, e) {
 		hostEnd := e.Time.Add(n.hostTTL())
-		if h := n.hosts[e.Writer]; h != nil {
-			if t := h.host.Heartbeat.Add(n.hostTTL()); t.After(hostEnd) {
+		if h := n.host(e.Writer); h != nil {
+			if t := h.Host().Heartbeat.Add(n.hostTTL()); t.After(hostEnd) {
 				hostEnd = t
 			}
 		}
@@ -371,7 +371,7 @@ func (s *State) NextSeq(id PublicKey, name string, writer PublicKey) uint64 {
 	var next uint64
 	if b := sp.budgets[writer]; b != nil {
 		for _, r := range b.recs {
-			next = max(next, r.entry.Seq+1)
+			next = max(next, r.Entry().Seq+1)
 		}
 	}
 	return next

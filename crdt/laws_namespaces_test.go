@@ -163,7 +163,7 @@ func genEntries(t *rapid.T, admin PrivateKey) []*Record {
 		}
 	}
 	forged := Entry{Network: net, Namespace: "reg", Writer: lawNodes[0].Public(), Key: "k1", Time: lawNow, Policy: PolicyLWW, Op: OpPut, Value: []byte("x")}
-	recs = append(recs, must(sign(&Record{kind: KindEntry, entry: &forged}, lawNodes[1])))
+	recs = append(recs, must(sign(&Record{kind: KindEntry, body: &forged}, lawNodes[1])))
 	undeclared := Entry{Network: net, Namespace: "nope", Writer: lawNodes[0].Public(), Key: "k1", Time: lawNow, Policy: PolicyLWW, Op: OpPut}
 	recs = append(recs, must(SignEntry(undeclared, lawNodes[0])))
 	return recs
@@ -208,19 +208,19 @@ func checkEntryInvariants(t *rapid.T, n *netState) {
 				if i > 0 && compareEntries(b.recs[i-1], r) >= 0 {
 					t.Fatalf("budget of %s not sorted", w.Short())
 				}
-				if r.entry.charged() != w || spaceOf(r.entry) != id || n.index.get(r.hash) != r {
+				if r.Entry().charged() != w || spaceOf(r.Entry()) != id || n.index.get(r.hash) != r {
 					t.Fatalf("%s misfiled", r)
 				}
 				if !n.entryLive(decl, r, lawNow) {
 					t.Fatalf("state holds %s, which its namespace does not admit at this time", r)
 				}
-				if k, ok := slotOf(r.entry); ok && (len(sp.slots[k]) != 1 || sp.slots[k][0] != r) {
+				if k, ok := slotOf(r.Entry()); ok && (len(sp.slots[k]) != 1 || sp.slots[k][0] != r) {
 					t.Fatalf("%s is not its slot's only entry", r)
 				}
-				if r.entry.Policy == PolicyORSet && r.entry.Op == OpPut && sp.covered(r) {
+				if r.Entry().Policy == PolicyORSet && r.Entry().Op == OpPut && sp.covered(r) {
 					t.Fatalf("state holds %s, which a held tombstone removes", r)
 				}
-				weight += r.entry.weight()
+				weight += r.Entry().weight()
 			}
 			if weight != b.weight {
 				t.Fatalf("budget weight %d, counted %d", b.weight, weight)

@@ -127,7 +127,7 @@ func genWorld(t *rapid.T, fixed bool) []*Record {
 		// Bad records: forged, tampered, from the future.
 		victim := lawNodes[0]
 		forged := Host{Network: net, Node: victim.Public(), Heartbeat: lawNow}
-		recs = append(recs, must(sign(&Record{kind: KindHost, host: &forged}, lawNodes[1])))
+		recs = append(recs, must(sign(&Record{kind: KindHost, body: &forged}, lawNodes[1])))
 		recs = append(recs, hostRec(net, lawNodes[2], lawNow.Add(time.Hour), "fd00::9"))
 		c := claimRec(net, victim, "mors", lawNow.Add(-time.Minute))
 		tampered := slices.Clone(c.Bytes())
@@ -323,9 +323,12 @@ func checkInvariants(t *rapid.T, s *State) {
 			t.Fatalf("index holds %d records (count %d), the state %d", indexed, n.index.count, fp.Count)
 		}
 		checkEntryInvariants(t, n)
-		for node, list := range n.byNode {
-			if len(list) > MaxClaimsPerNode {
-				t.Fatalf("%s holds %d claims", node.Short(), len(list))
+		for node, r := range n.nodes {
+			if len(r.claims) > MaxClaimsPerNode {
+				t.Fatalf("%s holds %d claims", node.Short(), len(r.claims))
+			}
+			if r.host == nil && len(r.claims) == 0 {
+				t.Fatalf("%s has an empty entry", node.Short())
 			}
 		}
 		for c, list := range n.byClaim {
@@ -384,7 +387,7 @@ func TestLawViewAgreesWithNameStatus(t *testing.T) {
 			won := n.winners(lawNow)
 			names := map[string]bool{}
 			for _, c := range n.allClaims() {
-				names[c.claim.Name] = true
+				names[c.Claim().Name] = true
 			}
 			for name := range names {
 				st := s.NameStatus(id, name, lawNow)

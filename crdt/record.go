@@ -239,11 +239,10 @@ type Record struct {
 	// the witness's (its Witness.Signature aliases it).
 	sig [signatureSize]byte
 
-	settings    *Settings
-	host        *Host
-	claim       *Claim
-	attestation *Attestation
-	entry       *Entry
+	// body is the decoded body: *Settings, *Host, *Claim, *Attestation or
+	// *Entry, as kind says (one interface, not a pointer per kind: 300,000
+	// records at 100,000 hosts, 16 bytes each).
+	body any
 }
 
 // Kind says which body the record holds.
@@ -266,33 +265,33 @@ func (r *Record) Bytes() []byte {
 func (r *Record) Size() int { return int(r.size) }
 
 // Settings returns the body of a settings record, or nil.
-func (r *Record) Settings() *Settings { return r.settings }
+func (r *Record) Settings() *Settings { b, _ := r.body.(*Settings); return b }
 
 // Host returns the body of a host record, or nil.
-func (r *Record) Host() *Host { return r.host }
+func (r *Record) Host() *Host { b, _ := r.body.(*Host); return b }
 
 // Claim returns the body of a claim record, or nil.
-func (r *Record) Claim() *Claim { return r.claim }
+func (r *Record) Claim() *Claim { b, _ := r.body.(*Claim); return b }
 
 // Attestation returns the body of an attestation record, or nil.
-func (r *Record) Attestation() *Attestation { return r.attestation }
+func (r *Record) Attestation() *Attestation { b, _ := r.body.(*Attestation); return b }
 
 // Entry returns the body of an entry record, or nil.
-func (r *Record) Entry() *Entry { return r.entry }
+func (r *Record) Entry() *Entry { b, _ := r.body.(*Entry); return b }
 
 // Network is the network the record belongs to.
 func (r *Record) Network() PublicKey {
 	switch r.kind {
 	case KindSettings:
-		return r.settings.Network
+		return r.Settings().Network
 	case KindHost:
-		return r.host.Network
+		return r.Host().Network
 	case KindClaim:
-		return r.claim.Network
+		return r.Claim().Network
 	case KindEntry:
-		return r.entry.Network
+		return r.Entry().Network
 	default:
-		return r.attestation.Network
+		return r.Attestation().Network
 	}
 }
 
@@ -303,13 +302,13 @@ func (r *Record) Network() PublicKey {
 func (r *Record) Signer() PublicKey {
 	switch r.kind {
 	case KindSettings:
-		return r.settings.Network
+		return r.Settings().Network
 	case KindHost:
-		return r.host.Node
+		return r.Host().Node
 	case KindClaim:
-		return r.claim.Node
+		return r.Claim().Node
 	case KindEntry:
-		return r.entry.Writer
+		return r.Entry().Writer
 	}
 	return PublicKey{}
 }
@@ -320,15 +319,15 @@ func (r *Record) Signer() PublicKey {
 func (r *Record) Time() time.Time {
 	switch r.kind {
 	case KindSettings:
-		return r.settings.Updated
+		return r.Settings().Updated
 	case KindHost:
-		return r.host.Heartbeat
+		return r.Host().Heartbeat
 	case KindClaim:
-		return r.claim.Created
+		return r.Claim().Created
 	case KindEntry:
-		return r.entry.Time
+		return r.Entry().Time
 	}
-	if w := r.attestation.Witness; w != nil {
+	if w := r.Attestation().Witness; w != nil {
 		return w.Time
 	}
 	return time.Time{}
@@ -337,16 +336,16 @@ func (r *Record) Time() time.Time {
 func (r *Record) String() string {
 	switch r.kind {
 	case KindSettings:
-		return fmt.Sprintf("settings %s of %s", r.hash.Short(), r.settings.Network.Short())
+		return fmt.Sprintf("settings %s of %s", r.hash.Short(), r.Settings().Network.Short())
 	case KindHost:
-		return fmt.Sprintf("host %s of %s", r.hash.Short(), r.host.Node.Short())
+		return fmt.Sprintf("host %s of %s", r.hash.Short(), r.Host().Node.Short())
 	case KindClaim:
-		return fmt.Sprintf("claim %s %q of %s", r.hash.Short(), r.claim.Name, r.claim.Node.Short())
+		return fmt.Sprintf("claim %s %q of %s", r.hash.Short(), r.Claim().Name, r.Claim().Node.Short())
 	case KindEntry:
-		e := r.entry
+		e := r.Entry()
 		return fmt.Sprintf("entry %s %s %s/%q by %s", r.hash.Short(), e.Op, e.Namespace, e.Key, e.Writer.Short())
 	}
-	return fmt.Sprintf("attestation %s of %s", r.hash.Short(), r.attestation.Claim.Short())
+	return fmt.Sprintf("attestation %s of %s", r.hash.Short(), r.Attestation().Claim.Short())
 }
 
 // ErrBadSignature is wrapped when a record's signature does not verify.
@@ -378,7 +377,7 @@ func SignSettings(s Settings, admin PrivateKey) (*Record, error) {
 	if admin.Public() != s.Network {
 		return nil, fmt.Errorf("signing settings: key %s is not the network's admin key %s", admin.Public().Short(), s.Network.Short())
 	}
-	return sign(&Record{kind: KindSettings, settings: &s}, admin)
+	return sign(&Record{kind: KindSettings, body: &s}, admin)
 }
 
 // SignHost normalizes h and signs it with the node's key.
@@ -387,7 +386,7 @@ func SignHost(h Host, node PrivateKey) (*Record, error) {
 	if node.Public() != h.Node {
 		return nil, fmt.Errorf("signing host record: key %s is not the node key %s", node.Public().Short(), h.Node.Short())
 	}
-	return sign(&Record{kind: KindHost, host: &h}, node)
+	return sign(&Record{kind: KindHost, body: &h}, node)
 }
 
 // SignClaim checks c and signs it with the node's key.
@@ -396,7 +395,7 @@ func SignClaim(c Claim, node PrivateKey) (*Record, error) {
 	if node.Public() != c.Node {
 		return nil, fmt.Errorf("signing claim: key %s is not the node key %s", node.Public().Short(), c.Node.Short())
 	}
-	return sign(&Record{kind: KindClaim, claim: &c}, node)
+	return sign(&Record{kind: KindClaim, body: &c}, node)
 }
 
 func sign(r *Record, key PrivateKey) (*Record, error) {
@@ -424,7 +423,7 @@ func NewAttestation(a Attestation) (*Record, error) {
 		w.Time = canonicalTime(w.Time)
 		a.Witness = &w
 	}
-	r := &Record{kind: KindAttestation, attestation: &a}
+	r := &Record{kind: KindAttestation, body: &a}
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("building attestation: %w", err)
 	}
@@ -437,7 +436,7 @@ func NewAttestation(a Attestation) (*Record, error) {
 // ownWitnessSignature moves a witness attestation's signature into the
 // record (which has no envelope signature to keep there).
 func (r *Record) ownWitnessSignature() {
-	if w := r.attestation.Witness; w != nil && len(w.Signature) == signatureSize {
+	if w := r.Attestation().Witness; w != nil && len(w.Signature) == signatureSize {
 		copy(r.sig[:], w.Signature)
 		w.Signature = r.sig[:]
 	}
@@ -470,15 +469,15 @@ func DecodeRecord(raw []byte) (*Record, error) {
 	d := &decoder{b: body}
 	switch r.kind {
 	case KindSettings:
-		r.settings = decodeSettings(d)
+		r.body = decodeSettings(d)
 	case KindHost:
-		r.host = decodeHost(d)
+		r.body = decodeHost(d)
 	case KindClaim:
-		r.claim = decodeClaim(d)
+		r.body = decodeClaim(d)
 	case KindAttestation:
-		r.attestation = decodeAttestation(d)
+		r.body = decodeAttestation(d)
 	case KindEntry:
-		r.entry = decodeEntry(d)
+		r.body = decodeEntry(d)
 	default:
 		return nil, fmt.Errorf("%w: unknown record kind %d", ErrMalformed, raw[1])
 	}
@@ -516,15 +515,15 @@ func (r *Record) appendUnsigned(b []byte) []byte {
 	e.u8(uint8(r.kind))
 	switch r.kind {
 	case KindSettings:
-		r.settings.encode(e)
+		r.Settings().encode(e)
 	case KindHost:
-		r.host.encode(e)
+		r.Host().encode(e)
 	case KindClaim:
-		r.claim.encode(e)
+		r.Claim().encode(e)
 	case KindAttestation:
-		r.attestation.encode(e)
+		r.Attestation().encode(e)
 	case KindEntry:
-		r.entry.encode(e)
+		r.Entry().encode(e)
 	}
 	return e.b
 }

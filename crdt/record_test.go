@@ -140,9 +140,9 @@ func TestDecodeRefusesNonCanonical(t *testing.T) {
 		raw  []byte
 		says string
 	}{
-		{"unsorted addresses", signedRaw(&Record{kind: KindHost, host: host("fd00::2", "fd00::1")}), "sorted"},
-		{"duplicate addresses", signedRaw(&Record{kind: KindHost, host: host("fd00::1", "fd00::1")}), "sorted"},
-		{"upper-case name", signedRaw(&Record{kind: KindClaim, claim: &Claim{Network: admin.Public(), Node: alice.Public(), Name: "Mors", Created: epoch}}), "character"},
+		{"unsorted addresses", signedRaw(&Record{kind: KindHost, body: host("fd00::2", "fd00::1")}), "sorted"},
+		{"duplicate addresses", signedRaw(&Record{kind: KindHost, body: host("fd00::1", "fd00::1")}), "sorted"},
+		{"upper-case name", signedRaw(&Record{kind: KindClaim, body: &Claim{Network: admin.Public(), Node: alice.Public(), Name: "Mors", Created: epoch}}), "character"},
 		{"non-minimal length", nonMinimal, "canonical"},
 		{"trailing bytes", append(append(bytes.Clone(raw[:len(raw)-signatureSize]), 0), raw[len(raw)-signatureSize:]...), "trailing"},
 		{"unknown version", append([]byte{2}, raw[1:]...), "version"},

@@ -213,7 +213,7 @@ func (sc *scenario) step(f []string) {
 			}
 		} else {
 			s.normalize()
-			rec = must(sign(&Record{kind: KindSettings, settings: &s}, key))
+			rec = must(sign(&Record{kind: KindSettings, body: &s}, key))
 		}
 		label = "settings"
 	case "host":
@@ -225,7 +225,7 @@ func (sc *scenario) step(f []string) {
 			h.Addresses = append(h.Addresses, netip.MustParseAddr(a))
 		}
 		h.normalize()
-		rec = must(sign(&Record{kind: KindHost, host: &h}, key))
+		rec = must(sign(&Record{kind: KindHost, body: &h}, key))
 	case "claim":
 		rec = claimRec(network, key, opts[0], created)
 		label = actor + ":" + opts[0] + netSuffix
@@ -422,7 +422,7 @@ func (sc *scenario) entry(verb string, network PublicKey, key PrivateKey, actor 
 		}
 		e.Value, e.Writer = []byte(pos[2]), sc.key(pos[3]).Public()
 		e.Time = canonicalTime(e.Time)
-		return must(sign(&Record{kind: KindEntry, entry: &e}, key)), ""
+		return must(sign(&Record{kind: KindEntry, body: &e}, key)), ""
 	}
 	e.Op = OpDelete
 	if e.Policy == PolicyORSet {

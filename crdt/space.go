@@ -59,11 +59,11 @@ type budget struct {
 // by time, a put before a delete of the same time, then by hash. A
 // tombstone thus comes after every add it removes (they are dated no later).
 func compareEntries(a, b *Record) int {
-	if c := a.entry.Time.Compare(b.entry.Time); c != 0 {
+	if c := a.Entry().Time.Compare(b.Entry().Time); c != 0 {
 		return c
 	}
-	if a.entry.Op != b.entry.Op {
-		return int(a.entry.Op) - int(b.entry.Op)
+	if a.Entry().Op != b.Entry().Op {
+		return int(a.Entry().Op) - int(b.Entry().Op)
 	}
 	return a.hash.Compare(b.hash)
 }
@@ -85,7 +85,7 @@ func covers(t *Entry, a *Record) bool {
 	if a.kind != KindEntry {
 		return false
 	}
-	ae := a.entry
+	ae := a.Entry()
 	if ae.Policy != PolicyORSet || ae.Op != OpPut || ae.Namespace != t.Namespace ||
 		ae.Writer != t.Target || ae.Key != t.Key || ae.Time.After(t.Time) {
 		return false
@@ -96,7 +96,7 @@ func covers(t *Entry, a *Record) bool {
 
 func (sp *space) covered(a *Record) bool {
 	for _, t := range sp.removedBy[a.hash] {
-		if covers(t.entry, a) {
+		if covers(t.Entry(), a) {
 			return true
 		}
 	}
@@ -118,12 +118,12 @@ func spaceOf(e *Entry) spaceID { return spaceID{name: e.Namespace, policy: e.Pol
 // removed reports whether the join would not keep rec next to what the
 // space holds: an add that a held tombstone removes.
 func (sp *space) removed(rec *Record) bool {
-	return sp != nil && rec.entry.Policy == PolicyORSet && rec.entry.Op == OpPut && sp.covered(rec)
+	return sp != nil && rec.Entry().Policy == PolicyORSet && rec.Entry().Op == OpPut && sp.covered(rec)
 }
 
 // putEntry adds a verified entry by the join rules of its policy alone.
 func (n *netState) putEntry(rec *Record) Outcome {
-	e := rec.entry
+	e := rec.Entry()
 	sp := n.spaceFor(spaceOf(e))
 	if sp.removed(rec) {
 		return Superseded
@@ -157,7 +157,7 @@ func (n *netState) putEntry(rec *Record) Outcome {
 // dropEntry removes a held entry and its attestations, appending them to
 // dropped. It leaves the space in place even if empty (see dropEmpty).
 func (n *netState) dropEntry(sp *space, rec *Record, dropped []*Record) []*Record {
-	e := rec.entry
+	e := rec.Entry()
 	if k, ok := slotOf(e); ok {
 		list := slices.DeleteFunc(sp.slots[k], func(r *Record) bool { return r == rec })
 		if len(list) == 0 {

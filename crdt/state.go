@@ -140,11 +140,11 @@ type netState struct {
 	settings *Record
 	trust    *Trust
 
-	hosts map[PublicKey]*Record
+	// nodes holds each node's host record and claims (one map for both:
+	// at 100,000 hosts, one slot per node instead of two).
+	nodes map[PublicKey]*nodeRecs
 	// hostFP summarizes the host records (for NamespaceVersion).
 	hostFP Fingerprint
-	// byNode lists each node's claims sorted by (Created, hash).
-	byNode map[PublicKey][]*Record
 	// byClaim lists the attestations of each subject (a claim or a
 	// first-writer-wins entry) sorted by (time, hash).
 	byClaim map[Hash][]*attEntry
@@ -153,6 +153,44 @@ type netState struct {
 	// A claim, entry or attestation by hash is found through index.get.
 
 	index digestIndex
+}
+
+// nodeRecs is what a node holds in a network: its host record (or nil) and
+// its claims sorted by (Created, hash). A node with neither has no entry.
+type nodeRecs struct {
+	host   *Record
+	claims []*Record
+}
+
+// host is node's host record, or nil.
+func (n *netState) host(node PublicKey) *Record {
+	if r := n.nodes[node]; r != nil {
+		return r.host
+	}
+	return nil
+}
+
+// claims are node's claims, sorted (not to be modified).
+func (n *netState) claims(node PublicKey) []*Record {
+	if r := n.nodes[node]; r != nil {
+		return r.claims
+	}
+	return nil
+}
+
+// setNode sets node's host record and claims, dropping its entry when it
+// holds neither.
+func (n *netState) setNode(node PublicKey, host *Record, claims []*Record) {
+	if host == nil && len(claims) == 0 {
+		delete(n.nodes, node)
+		return
+	}
+	r := n.nodes[node]
+	if r == nil {
+		r = &nodeRecs{}
+		n.nodes[node] = r
+	}
+	r.host, r.claims = host, claims
 }
 
 type attEntry struct {
@@ -184,8 +222,7 @@ func (s *State) Join(n PublicKey) {
 	s.nets[n] = &netState{
 		id:      n,
 		trust:   newTrust(nil),
-		hosts:   map[PublicKey]*Record{},
-		byNode:  map[PublicKey][]*Record{},
+		nodes:   map[PublicKey]*nodeRecs{},
 		byClaim: map[Hash][]*attEntry{},
 		spaces:  map[spaceID]*space{},
 	}
@@ -378,20 +415,20 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 		if err := n.admit(rec); err != nil {
 			return 0, err
 		}
-		if n.expired(rec.host, now) {
-			return 0, reject(rec, ReasonExpired, "heartbeat %s is older than the host TTL %s", rec.host.Heartbeat.Format(time.RFC3339), n.hostTTL())
+		if n.expired(rec.Host(), now) {
+			return 0, reject(rec, ReasonExpired, "heartbeat %s is older than the host TTL %s", rec.Host().Heartbeat.Format(time.RFC3339), n.hostTTL())
 		}
-		if old := n.hosts[rec.host.Node]; old != nil && !newerHost(rec, old) {
+		if old := n.host(rec.Host().Node); old != nil && !newerHost(rec, old) {
 			return Superseded, nil
 		}
 	case KindClaim:
 		if err := n.admit(rec); err != nil {
 			return 0, err
 		}
-		if n.claimDead(rec.claim, now) {
-			return 0, reject(rec, ReasonExpired, "made %s and its host has no live record", rec.claim.Created.Format(time.RFC3339))
+		if n.claimDead(rec.Claim(), now) {
+			return 0, reject(rec, ReasonExpired, "made %s and its host has no live record", rec.Claim().Created.Format(time.RFC3339))
 		}
-		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
+		if list := n.claims(rec.Claim().Node); len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
 			return 0, reject(rec, ReasonOverLimit, "node already holds %d newer claims", MaxClaimsPerNode)
 		}
 	case KindEntry:
@@ -401,7 +438,7 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 			return Superseded, nil
 		}
 	case KindAttestation:
-		a := rec.attestation
+		a := rec.Attestation()
 		if n.subject(a.Claim) == nil {
 			return 0, reject(rec, ReasonUnknownSubject, "no claim or first-writer-wins entry %s is held", a.Claim.Short())
 		}
@@ -443,7 +480,7 @@ func (s *State) insert(rec *Record, now time.Time) (Outcome, error) {
 		case KindEntry:
 			// The new entry shadows the older ones of its slot, and may push
 			// its writer's oldest beyond the limit.
-			id := spaceOf(rec.entry)
+			id := spaceOf(rec.Entry())
 			n.settle(n.spaces[id], n.declared(id), rec, now)
 		}
 	}
@@ -463,7 +500,8 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 		}
 		n.setSettings(rec)
 	case KindHost:
-		old := n.hosts[rec.host.Node]
+		node := rec.Host().Node
+		old := n.host(node)
 		if old != nil && !newerHost(rec, old) {
 			return Superseded
 		}
@@ -471,18 +509,18 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 			n.index.remove(old.hash)
 			n.hostFP.add(old.hash, -1)
 		}
-		n.hosts[rec.host.Node] = rec
+		n.setNode(node, rec, n.claims(node))
 		n.index.add(rec)
 		n.hostFP.add(rec.hash, 1)
 	case KindClaim:
-		if list := n.byNode[rec.claim.Node]; len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
+		if list := n.claims(rec.Claim().Node); len(list) >= MaxClaimsPerNode && compareClaims(rec, list[0]) < 0 {
 			return Superseded
 		}
 		n.addClaim(rec)
 	case KindEntry:
 		return n.putEntry(rec)
 	case KindAttestation:
-		claim := rec.attestation.Claim
+		claim := rec.Attestation().Claim
 		subject := n.subject(claim)
 		if subject == nil {
 			// Its claim was dropped for the per-node limit, or its entry
@@ -491,7 +529,7 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 		}
 		e := &attEntry{rec: rec, at: at}
 		if subject.kind == KindEntry {
-			e.sp = n.spaces[spaceOf(subject.entry)]
+			e.sp = n.spaces[spaceOf(subject.Entry())]
 		}
 		old := n.attestationBy(claim, at.By)
 		if old != nil && compareAtts(e, old) > 0 {
@@ -507,7 +545,7 @@ func (n *netState) put(rec *Record, at Attested) Outcome {
 
 // newerSettings reports whether a wins over b: later Updated, then larger hash.
 func newerSettings(a, b *Record) bool {
-	if c := a.settings.Updated.Compare(b.settings.Updated); c != 0 {
+	if c := a.Settings().Updated.Compare(b.Settings().Updated); c != 0 {
 		return c > 0
 	}
 	return a.hash.Compare(b.hash) > 0
@@ -515,7 +553,7 @@ func newerSettings(a, b *Record) bool {
 
 // newerHost reports whether a wins over b: later heartbeat, then larger hash.
 func newerHost(a, b *Record) bool {
-	if c := a.host.Heartbeat.Compare(b.host.Heartbeat); c != 0 {
+	if c := a.Host().Heartbeat.Compare(b.Host().Heartbeat); c != 0 {
 		return c > 0
 	}
 	return a.hash.Compare(b.hash) > 0
@@ -523,7 +561,7 @@ func newerHost(a, b *Record) bool {
 
 // compareClaims orders a node's claims for the per-node limit.
 func compareClaims(a, b *Record) int {
-	if c := a.claim.Created.Compare(b.claim.Created); c != 0 {
+	if c := a.Claim().Created.Compare(b.Claim().Created); c != 0 {
 		return c
 	}
 	return a.hash.Compare(b.hash)
@@ -543,8 +581,8 @@ func (n *netState) setSettings(rec *Record) {
 	}
 	n.settings = rec
 	n.index.add(rec)
-	n.trust = newTrust(rec.settings)
-	for _, b := range rec.settings.Banned {
+	n.trust = newTrust(rec.Settings())
+	for _, b := range rec.Settings().Banned {
 		delete(n.trust.witnesses, b)
 	}
 }
@@ -553,7 +591,7 @@ func (n *netState) hostTTL() time.Duration {
 	if n.settings == nil {
 		return DefaultHostTTL
 	}
-	return n.settings.settings.HostTTL
+	return n.settings.Settings().HostTTL
 }
 
 func (n *netState) expired(h *Host, now time.Time) bool {
@@ -563,7 +601,7 @@ func (n *netState) expired(h *Host, now time.Time) bool {
 // claimDead: a claim lives while its node's host record lives, and for one
 // host TTL after it was made (its host record may still be on its way).
 func (n *netState) claimDead(c *Claim, now time.Time) bool {
-	if h := n.hosts[c.Node]; h != nil && !n.expired(h.host, now) {
+	if h := n.host(c.Node); h != nil && !n.expired(h.Host(), now) {
 		return false
 	}
 	return c.Created.Add(n.hostTTL()).Before(now)
@@ -581,7 +619,7 @@ func (n *netState) policy(k PublicKey) Reason {
 	if n.settings == nil {
 		return ""
 	}
-	s := n.settings.settings
+	s := n.settings.Settings()
 	if _, banned := slices.BinarySearchFunc(s.Banned, k, PublicKey.Compare); banned {
 		return ReasonBanned
 	}
@@ -600,7 +638,7 @@ func (n *netState) subject(h Hash) *Record {
 	if r == nil {
 		return nil
 	}
-	if r.kind == KindClaim || (r.kind == KindEntry && r.entry.Policy == PolicyFWW && r.entry.Op == OpPut) {
+	if r.kind == KindClaim || (r.kind == KindEntry && r.Entry().Policy == PolicyFWW && r.Entry().Op == OpPut) {
 		return r
 	}
 	return nil
@@ -608,7 +646,7 @@ func (n *netState) subject(h Hash) *Record {
 
 // attEntry returns the entry of a held attestation record.
 func (n *netState) attEntry(r *Record) *attEntry {
-	for _, e := range n.byClaim[r.attestation.Claim] {
+	for _, e := range n.byClaim[r.Attestation().Claim] {
 		if e.rec == r || e.rec.hash == r.hash {
 			return e
 		}
@@ -617,8 +655,8 @@ func (n *netState) attEntry(r *Record) *attEntry {
 }
 
 func (n *netState) addClaim(rec *Record) {
-	node := rec.claim.Node
-	list := n.byNode[node]
+	node := rec.Claim().Node
+	list := n.claims(node)
 	i, _ := slices.BinarySearchFunc(list, rec, compareClaims)
 	list = slices.Insert(list, i, rec)
 	n.index.add(rec)
@@ -626,7 +664,7 @@ func (n *netState) addClaim(rec *Record) {
 		n.dropClaimOnly(list[0])
 		list = slices.Delete(list, 0, 1)
 	}
-	n.byNode[node] = list
+	n.setNode(node, n.host(node), list)
 }
 
 // dropClaimOnly removes a claim and its attestations, but not its entry in
@@ -647,7 +685,7 @@ func (n *netState) dropAtts(subject Hash, dropped []*Record) []*Record {
 }
 
 func (n *netState) addAtt(e *attEntry) {
-	c := e.rec.attestation.Claim
+	c := e.rec.Attestation().Claim
 	list := n.byClaim[c]
 	i, _ := slices.BinarySearchFunc(list, e, compareAtts)
 	n.byClaim[c] = slices.Insert(list, i, e)
@@ -658,7 +696,7 @@ func (n *netState) addAtt(e *attEntry) {
 }
 
 func (n *netState) removeAtt(e *attEntry) {
-	c := e.rec.attestation.Claim
+	c := e.rec.Attestation().Claim
 	n.byClaim[c] = slices.DeleteFunc(n.byClaim[c], func(x *attEntry) bool { return x == e })
 	n.unindexAtt(e)
 }
@@ -702,25 +740,27 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 	// Most prunes drop nothing: only what goes is sorted (for a
 	// deterministic order) and only changed lists are written back.
 	var gone []*Record
-	for _, h := range n.hosts {
-		if n.policy(h.host.Node) != "" || n.expired(h.host, now) {
+	for _, r := range n.nodes {
+		if h := r.host; h != nil && (n.policy(h.Host().Node) != "" || n.expired(h.Host(), now)) {
 			gone = append(gone, h)
 		}
 	}
-	slices.SortFunc(gone, func(a, b *Record) int { return a.host.Node.Compare(b.host.Node) })
+	slices.SortFunc(gone, func(a, b *Record) int { return a.Host().Node.Compare(b.Host().Node) })
 	for _, h := range gone {
-		delete(n.hosts, h.host.Node)
+		node := h.Host().Node
+		n.setNode(node, nil, n.claims(node))
 		n.index.remove(h.hash)
 		n.hostFP.add(h.hash, -1)
 		dropped = append(dropped, h)
 	}
-	for node, list := range n.byNode {
-		if !slices.ContainsFunc(list, func(c *Record) bool { return n.policy(node) != "" || n.claimDead(c.claim, now) }) {
+	for node, r := range n.nodes {
+		list := r.claims
+		if !slices.ContainsFunc(list, func(c *Record) bool { return n.policy(node) != "" || n.claimDead(c.Claim(), now) }) {
 			continue
 		}
 		kept := list[:0]
 		for _, c := range list {
-			if n.policy(node) != "" || n.claimDead(c.claim, now) {
+			if n.policy(node) != "" || n.claimDead(c.Claim(), now) {
 				dropped = append(dropped, c)
 				for _, e := range n.byClaim[c.hash] {
 					dropped = append(dropped, e.rec)
@@ -730,11 +770,7 @@ func (n *netState) prune(now time.Time, dropped []*Record) []*Record {
 			}
 			kept = append(kept, c)
 		}
-		if len(kept) == 0 {
-			delete(n.byNode, node)
-		} else {
-			n.byNode[node] = kept
-		}
+		n.setNode(node, r.host, kept)
 	}
 	dropped = n.pruneEntries(now, dropped)
 	for c, list := range n.byClaim {
@@ -786,26 +822,27 @@ func (s *State) reserve(recs []Verified) {
 		if n == nil || n.index.count > 0 {
 			continue
 		}
-		n.hosts = make(map[PublicKey]*Record, c.hosts)
-		n.byNode = make(map[PublicKey][]*Record, c.hosts)
+		n.nodes = make(map[PublicKey]*nodeRecs, c.hosts)
 		n.byClaim = make(map[Hash][]*attEntry, c.claims)
 		n.index.reserve(c.hosts + c.claims + c.atts)
 	}
 }
 
 func (n *netState) sortedHosts() []*Record {
-	out := make([]*Record, 0, len(n.hosts))
-	for _, r := range n.hosts {
-		out = append(out, r)
+	out := make([]*Record, 0, len(n.nodes))
+	for _, r := range n.nodes {
+		if r.host != nil {
+			out = append(out, r.host)
+		}
 	}
-	slices.SortFunc(out, func(a, b *Record) int { return a.host.Node.Compare(b.host.Node) })
+	slices.SortFunc(out, func(a, b *Record) int { return a.Host().Node.Compare(b.Host().Node) })
 	return out
 }
 
 func (n *netState) sortedClaims() []*Record {
 	var out []*Record
-	for _, list := range n.byNode {
-		out = append(out, list...)
+	for _, r := range n.nodes {
+		out = append(out, r.claims...)
 	}
 	slices.SortFunc(out, func(a, b *Record) int { return a.hash.Compare(b.hash) })
 	return out
@@ -867,7 +904,7 @@ func (s *State) Trust(id PublicKey) *Trust {
 // Host returns node's host record in network id, or nil.
 func (s *State) Host(id, node PublicKey) *Record {
 	if n := s.nets[id]; n != nil {
-		return n.hosts[node]
+		return n.host(node)
 	}
 	return nil
 }
@@ -952,9 +989,9 @@ func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 func (n *netState) decayed(rec *Record, at Attested, now time.Time) bool {
 	switch rec.kind {
 	case KindHost:
-		return n.policy(rec.host.Node) != "" || n.expired(rec.host, now)
+		return n.policy(rec.Host().Node) != "" || n.expired(rec.Host(), now)
 	case KindClaim:
-		return n.policy(rec.claim.Node) != "" || n.claimDead(rec.claim, now)
+		return n.policy(rec.Claim().Node) != "" || n.claimDead(rec.Claim(), now)
 	case KindAttestation:
 		return !n.trust.Trusts(at.By)
 	}

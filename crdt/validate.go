@@ -28,15 +28,15 @@ const (
 func (r *Record) validate() error {
 	switch r.kind {
 	case KindSettings:
-		return r.settings.validate()
+		return r.Settings().validate()
 	case KindHost:
-		return r.host.validate()
+		return r.Host().validate()
 	case KindClaim:
-		return r.claim.validate()
+		return r.Claim().validate()
 	case KindAttestation:
-		return r.attestation.validate()
+		return r.Attestation().validate()
 	case KindEntry:
-		return r.entry.validate()
+		return r.Entry().validate()
 	}
 	return fmt.Errorf("%w: unknown kind %d", ErrMalformed, r.kind)
 }

@@ -82,7 +82,7 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 		if n == nil || n.settings == nil {
 			continue
 		}
-		set := n.settings.settings
+		set := n.settings.Settings()
 		if !zones[set.Domain] {
 			zones[set.Domain] = true
 			v.Zones = append(v.Zones, Zone{
@@ -124,13 +124,13 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 // svc the services nodes publish (services.go).
 func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node PublicKey) bool, now time.Time, v *ResolvedView,
 	adm []ExtraRecord, covered map[[2]string]bool, svc *NamespaceItems) []*Name {
-	set := n.settings.settings
+	set := n.settings.Settings()
 	live := func(node PublicKey) *Host {
-		r := n.hosts[node]
-		if r == nil || n.expired(r.host, now) || n.policy(node) != "" {
+		r := n.host(node)
+		if r == nil || n.expired(r.Host(), now) || n.policy(node) != "" {
 			return nil
 		}
-		return r.host
+		return r.Host()
 	}
 	holders := n.winners(now)
 	for _, o := range set.Overrides {
@@ -241,13 +241,13 @@ func (n *netState) winners(now time.Time) map[string]holder {
 		host  *Host
 		time  time.Time
 	}
-	best := make(map[string]standing, len(n.byNode))
+	best := make(map[string]standing, len(n.nodes))
 	// By node: a claim competes only while its node's host record is live
 	// and the settings let the node publish, the same for all its claims
 	// (claimState, node by node).
-	for node, list := range n.byNode {
-		h := n.hosts[node]
-		if h == nil || n.expired(h.host, now) || n.policy(node) != "" {
+	for node, r := range n.nodes {
+		h, list := r.host, r.claims
+		if h == nil || n.expired(h.Host(), now) || n.policy(node) != "" {
 			continue
 		}
 		for _, c := range list {
@@ -255,14 +255,14 @@ func (n *netState) winners(now time.Time) map[string]holder {
 			if !ok {
 				continue
 			}
-			if b, held := best[c.claim.Name]; !held || compareStanding(&ClaimState{Time: at, Hash: c.hash}, &ClaimState{Time: b.time, Hash: b.claim.hash}) < 0 {
-				best[c.claim.Name] = standing{c, h.host, at}
+			if b, held := best[c.Claim().Name]; !held || compareStanding(&ClaimState{Time: at, Hash: c.hash}, &ClaimState{Time: b.time, Hash: b.claim.hash}) < 0 {
+				best[c.Claim().Name] = standing{c, h.Host(), at}
 			}
 		}
 	}
 	out := make(map[string]holder, len(best))
 	for name, b := range best {
-		out[name] = holder{b.claim.claim.Node, b.host}
+		out[name] = holder{b.claim.Claim().Node, b.host}
 	}
 	return out
 }
@@ -292,8 +292,8 @@ func compareStanding(a, b *ClaimState) int {
 }
 
 func (n *netState) claimState(c *Record, now time.Time) ClaimState {
-	st := ClaimState{Hash: c.hash, Node: c.claim.Node, Created: c.claim.Created}
-	if h := n.hosts[c.claim.Node]; h != nil && !n.expired(h.host, now) {
+	st := ClaimState{Hash: c.hash, Node: c.Claim().Node, Created: c.Claim().Created}
+	if h := n.host(c.Claim().Node); h != nil && !n.expired(h.Host(), now) {
 		st.HostLive = true
 	}
 	for _, e := range n.byClaim[c.hash] {
@@ -302,7 +302,7 @@ func (n *netState) claimState(c *Record, now time.Time) ClaimState {
 			break
 		}
 	}
-	st.Active = st.Attested && st.HostLive && n.policy(c.claim.Node) == ""
+	st.Active = st.Attested && st.HostLive && n.policy(c.Claim().Node) == ""
 	return st
 }
 
@@ -316,7 +316,7 @@ func (s *State) NameStatus(id PublicKey, name string, now time.Time) NameStatus 
 		return ns
 	}
 	for _, c := range n.allClaims() {
-		if c.claim.Name == name {
+		if c.Claim().Name == name {
 			ns.Claims = append(ns.Claims, n.claimState(c, now))
 		}
 	}
@@ -339,7 +339,7 @@ func (s *State) NameStatus(id PublicKey, name string, now time.Time) NameStatus 
 		ns.Holder = ns.Claims[0].Node
 	}
 	if n.settings != nil {
-		for _, o := range n.settings.settings.Overrides {
+		for _, o := range n.settings.Settings().Overrides {
 			if o.Name == name {
 				ns.Holder, ns.Override = o.Node, true
 			}
@@ -351,7 +351,7 @@ func (s *State) NameStatus(id PublicKey, name string, now time.Time) NameStatus 
 // Claims lists the claims of node in network id (its names), sorted.
 func (s *State) Claims(id, node PublicKey) []*Record {
 	if n := s.nets[id]; n != nil {
-		return slices.Clone(n.byNode[node])
+		return slices.Clone(n.claims(node))
 	}
 	return nil
 }
@@ -382,8 +382,8 @@ func (s *State) Hosts(id PublicKey) []*Record {
 func (n *netState) allClaims() func(yield func(int, *Record) bool) {
 	return func(yield func(int, *Record) bool) {
 		i := 0
-		for _, list := range n.byNode {
-			for _, c := range list {
+		for _, r := range n.nodes {
+			for _, c := range r.claims {
 				if !yield(i, c) {
 					return
 				}

@@ -357,6 +357,9 @@ func (t *Table) countNames() int {
 	return n
 }
 
+// View is the resolved view the table answers from (not to be modified).
+func (t *Table) View() *crdt.ResolvedView { return t.view }
+
 // unchangedIn reports whether name has the same records in t as in prev
 // (the receiver), and nothing but its own records: the same view entry.
 func (prev *Table) unchangedIn(t *Table, name string) bool {

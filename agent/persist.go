@@ -102,6 +102,8 @@ func ReadState(r io.Reader, key crdt.PrivateKey) (entries []crdt.Verified, salva
 		return nil, nil, fmt.Errorf("%w: not a data-mesher state file", ErrStateCorrupt)
 	}
 	var bad error // the first record that did not parse
+	// Sized from the file, when r is one (bounded: a hint, not a limit).
+	entries = make([]crdt.Verified, 0, sizeHint(r, minRecordFrame, 1<<19))
 	buf := make([]byte, crdt.MaxRecordSize)
 	for {
 		n, err := binary.ReadUvarint(br)
@@ -363,3 +365,22 @@ func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, 
 type countingWriter struct{ n int }
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// minRecordFrame is about the least a record takes in the state file
+// (hosts, claims and attestations take 140 to 175 bytes): a capacity
+// hint, never a limit.
+const minRecordFrame = 120
+
+// sizeHint is how many items of at least per bytes r holds if it is a file
+// (so a slice of them is allocated once), at most limit; 0 if unknown.
+func sizeHint(r io.Reader, per, limit int) int {
+	f, ok := r.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return 0
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() <= 0 {
+		return 0
+	}
+	return int(min(fi.Size()/int64(per), int64(limit)))
+}

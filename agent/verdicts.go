@@ -103,7 +103,7 @@ func ReadVerdicts(r io.Reader, key crdt.PrivateKey) ([]mesh.Verdict, error) {
 		}
 		return nil, fmt.Errorf("%w: not a data-mesher verdicts file", ErrVerdictsCorrupt)
 	}
-	var vs []mesh.Verdict
+	vs := make([]mesh.Verdict, 0, sizeHint(r, verdictSize, 1<<18))
 	var rec [verdictSize]byte
 	for {
 		_, err := io.ReadFull(br, rec[:])

@@ -348,10 +348,20 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 	// a member suspect, then dead (8 members at once took more than 60 s
 	// with both cores kept busy and LAN timeouts). What is tested here is
 	// the announce and fetch, not the failure detector.
+	//
+	// Membership must still converge. In the product a member whose alive
+	// messages a node missed comes back through anti-entropy: it brings
+	// every host record, and the join loop rejoins live hosts that are not
+	// members (memberlist's own push/pull is off). With anti-entropy off
+	// here, nothing did: under -race with both cores busy, one node of 8
+	// saw 6 members for the whole 90 s, with no refusal. memberlist's
+	// push/pull does that job in this test; it carries membership only
+	// (the delegate's LocalState is empty), never records.
 	c := newCluster(t, 8, func(cfg *Config) {
 		cfg.SyncInterval = time.Hour
 		cfg.TuneMemberlist = func(mc *memberlist.Config) {
 			mc.ProbeTimeout, mc.ProbeInterval, mc.SuspicionMult = 2*time.Second, 4*time.Second, 8
+			mc.PushPullInterval = 2 * time.Second
 		}
 	})
 	t.Cleanup(func() {

@@ -324,7 +324,11 @@ func FuzzReverseQuery(f *testing.F) {
 		}
 		r, _ := dns.ReverseAddr(a.String())
 		f.Add(packQuery(r, dns.TypePTR, nil))
-		f.Add(packQuery(strings.ToUpper(r[10:]), dns.TypeAAAA, func(q *dns.Msg) { q.SetEdns0(1232, true) }))
+		// An ancestor of the address's name (five labels up), in upper
+		// case. Cut at labels: an IPv4 name's labels are not all one
+		// character long (r[10:] made ".in-addr.arpa." of 200.1.0.10).
+		up := dns.SplitDomainName(r)
+		f.Add(packQuery(strings.ToUpper(dns.Fqdn(strings.Join(up[min(5, len(up)-1):], "."))), dns.TypeAAAA, func(q *dns.Msg) { q.SetEdns0(1232, true) }))
 	}
 	f.Add(packQuery("5.1.0.10.in-addr.arpa.", dns.TypePTR, nil))
 	f.Add(packQuery("1.0.10.in-addr.arpa.", dns.TypePTR, nil))

@@ -364,10 +364,20 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 			mc.PushPullInterval = 2 * time.Second
 		}
 	})
+	var big *crdt.Record
 	t.Cleanup(func() {
-		if t.Failed() { // say who saw whom, and what each refused
+		if t.Failed() { // say who saw whom, what each refused, and how its fetches went
 			for i, tn := range c.nodes {
-				t.Logf("node %d: %d members, refusals %v", i, len(tn.node.Members()), tn.node.Refusals())
+				holds := big != nil && tn.holds(c.id, big.Hash())
+				var jobs []string
+				tn.node.fetch.mu.Lock()
+				for _, j := range tn.node.fetch.jobs {
+					jobs = append(jobs, fmt.Sprintf("%s: %d tries, %d announcers, next in %v", j.hash.Short(), j.tries, len(j.from), time.Until(j.next).Round(time.Millisecond)))
+				}
+				tn.node.fetch.mu.Unlock()
+				st := tn.node.Stats()
+				t.Logf("node %d: %d members, refusals %v; holds the record %v; %d fetches, %d gossip messages in, %d dropped; pending %v",
+					i, len(tn.node.Members()), tn.node.Refusals(), holds, st.Fetches.Load(), st.GossipIn.Load(), st.GossipDropped.Load(), jobs)
 			}
 		}
 	})
@@ -384,12 +394,15 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 	for i := range 40 {
 		s.Extra = append(s.Extra, crdt.ExtraRecord{Name: fmt.Sprintf("txt%d", i), Type: crdt.TypeTXT, Data: strings.Repeat("x", 60)})
 	}
-	big := must(crdt.SignSettings(s, c.admin))
+	big = must(crdt.SignSettings(s, c.admin))
 	if len(big.Bytes()) <= 1000 {
 		t.Fatalf("settings of %d bytes fit a packet", len(big.Bytes()))
 	}
 	c.nodes[3].node.Publish(big)
-	eventually(t, 40*time.Second, "the large settings on every node", func() bool {
+	// As long as the fetcher keeps trying (FetchRetry: 12 attempts, about
+	// a minute), and some: under -race with both cores busy, 40 s was not
+	// always enough.
+	eventually(t, 90*time.Second, "the large settings on every node", func() bool {
 		for _, tn := range c.nodes {
 			if !tn.holds(c.id, big.Hash()) {
 				return false

@@ -299,14 +299,17 @@ func TestReconcileChangesDuringTheRound(t *testing.T) {
 // The targets of issue 19 on the wire, HTTP headers included: in step a
 // round costs at most 1 KB, and one changed record at most the record and
 // 2 KB, whatever the number of hosts held (BenchmarkAntiEntropyBytes
-// measures 100,000; version 2 sends nothing that grows with it).
+// measures 100,000; version 2 sends nothing that grows with it). Many
+// rounds, since riblt's cost has a tail: one record replaced needs more
+// than the first 8 symbols in 2% of rounds, which SolvePair settles
+// without asking for more.
 func TestReconcileCostsTheDifference(t *testing.T) {
 	hosts := 5000
 	if testing.Short() {
 		hosts = 500
 	}
 	p := newBytesPair(t, hosts)
-	for i := range 5 {
+	for i := range 200 {
 		inStep, change, rec := p.roundBytes(t, 2, i)
 		if inStep > 1024 || change > rec+2048 {
 			t.Fatalf("%d hosts: in step %d bytes (≤ 1024), one change %d bytes for a record of %d (≤ record + 2048)", hosts, inStep, change, rec)

@@ -130,3 +130,41 @@ func BenchmarkRunWire(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSolvePair: the scan that settles a replacement the first 8
+// symbols do not separate, over N local hashes: one record replaced
+// (the scan runs), two (the residual symbols show it is no pair; no scan),
+// beside the same decoders without it.
+func BenchmarkSolvePair(b *testing.B) {
+	xs := items(1, benchN)
+	local := encoderOf(testKey, xs)
+	for _, replaced := range []int{1, 2} {
+		// The last items added are replaced, so that the scan runs to the
+		// end; the seed is one whose first 8 symbols do not decode, and
+		// for two replaced, one SolvePair does not settle either (when 8
+		// symbols peel one of them, it settles the other).
+		var r Run
+		for seed := uint64(2); ; seed++ {
+			var err error
+			if r, err = encoderOf(testKey, xs[:benchN-replaced], items(seed, replaced)).Run(0, 8, 0); err != nil {
+				b.Fatal(err)
+			}
+			if d := NewDecoder(local); d.AddRun(r) == nil && !d.Decoded() && (replaced == 1 || !d.SolvePair()) {
+				break
+			}
+		}
+		for _, solve := range []bool{false, true} {
+			b.Run(fmt.Sprintf("N=%d/replaced=%d/solve=%v", benchN, replaced, solve), func(b *testing.B) {
+				for b.Loop() {
+					d := NewDecoder(local)
+					if err := d.AddRun(r); err != nil {
+						b.Fatal(err)
+					}
+					if solve && d.SolvePair() != (replaced == 1) {
+						b.Fatalf("SolvePair on %d replaced", replaced)
+					}
+				}
+			})
+		}
+	}
+}

@@ -53,6 +53,7 @@ type Decoder struct {
 	remote0   Symbol // the peer's symbol 0, kept up to date with its changes
 	remoteGen uint64
 	err       error
+	pairTried bool // SolvePair has scanned the local set
 }
 
 type recovered struct {
@@ -295,16 +296,110 @@ func (d *Decoder) peel() {
 			return
 		}
 		d.allowance--
-		c := start(h.seedOf(&x))
-		for int64(c.next) < int64(len(d.res)) {
-			d.applyAt(c.next, &x, sum, -sign)
-			c.advance()
-		}
-		i := uint32(len(d.rec))
-		d.rec = append(d.rec, recovered{item: x, sum: sum, cur: c, sign: sign, live: true})
-		d.found[x] = i
-		if c.next != endIndex {
-			d.queue.push(c.next, i)
+		d.recover(x, sum, sign)
+	}
+}
+
+// recover records item x of the difference (sign +1: only the peer has it;
+// -1: only this node has it) and takes it out of every residual symbol.
+func (d *Decoder) recover(x Item, sum uint64, sign int64) {
+	c := start(d.local.h.seedOf(&x))
+	for int64(c.next) < int64(len(d.res)) {
+		d.applyAt(c.next, &x, sum, -sign)
+		c.advance()
+	}
+	i := uint32(len(d.rec))
+	d.rec = append(d.rec, recovered{item: x, sum: sum, cur: c, sign: sign, live: true})
+	d.found[x] = i
+	if c.next != endIndex {
+		d.queue.push(c.next, i)
+	}
+}
+
+// SolvePair finishes a reconciliation whose remaining difference is one
+// item on each side, the commonest difference there is (a record replaced
+// by a newer one), when the symbols received do not separate the two: with
+// d = 2, 2% of differences need more than 8 symbols and 0.1% more than 16
+// (DESIGN.md), each batch a request more. The residual symbol 0 then holds
+// x ⊕ y, for x the local item and y the peer's; SolvePair tries every live
+// local item as x, and takes the pair only if the checksums agree and
+// removing both leaves every residual symbol zero, so it is exactly as sure
+// as peeling is. It costs one checksum per local item (3.5 ms for 100,000
+// in BenchmarkSolvePair), so it runs at most once per Decoder (later calls
+// return false), and only when every residual symbol that is not zero
+// equals symbol 0, as they do when the pair is all that is left. It reports
+// whether the difference is now decoded. (The two items it adds are outside the peeling allowance: running
+// once, it cannot be made to add more.)
+func (d *Decoder) SolvePair() bool {
+	if d.err != nil || d.pairTried || len(d.res) == 0 || d.nonzero == 0 {
+		return false
+	}
+	r0 := d.res[0]
+	if r0.Count != 0 || r0.Sum == (Item{}) {
+		return false
+	}
+	d.pairTried = true
+	// Symbols that do not separate x and y each hold both or neither: any
+	// other residual symbol means another difference, and saves the scan.
+	for k := range d.res {
+		if s := &d.res[k]; !s.IsZero() && *s != r0 {
+			return false
 		}
 	}
+	h := &d.local.h
+	for i := range d.local.slots {
+		sl := &d.local.slots[i]
+		if !sl.live {
+			continue
+		}
+		x := sl.item
+		y := r0.Sum
+		xor32(&y, &x)
+		if sl.sum^h.checksum(&y) != r0.Checksum || d.local.Has(y) || d.isFound(x) || d.isFound(y) {
+			continue
+		}
+		if !d.clearsResidual(x, sl.sum, y) {
+			continue
+		}
+		d.recover(x, sl.sum, -1)
+		d.recover(y, h.checksum(&y), 1)
+		d.peel()
+		return d.Decoded()
+	}
+	return false
+}
+
+// clearsResidual reports whether taking local item x and the peer's item y
+// out of the residual leaves every symbol zero.
+func (d *Decoder) clearsResidual(x Item, xsum uint64, y Item) bool {
+	touched := map[uint32]Symbol{}
+	take := func(it *Item, sum uint64, sign int64) {
+		c := start(d.local.h.seedOf(it))
+		for int64(c.next) < int64(len(d.res)) {
+			s, ok := touched[c.next]
+			if !ok {
+				s = d.res[c.next]
+			}
+			s.apply(it, sum, -sign)
+			touched[c.next] = s
+			c.advance()
+		}
+	}
+	take(&x, xsum, -1)
+	take(&y, d.local.h.checksum(&y), 1)
+	cleared := 0
+	for k, s := range touched {
+		if !s.IsZero() {
+			return false
+		}
+		if !d.res[k].IsZero() {
+			cleared++
+		}
+	}
+	return cleared == d.nonzero
+}
+
+func (d *Decoder) isFound(x Item) bool {
+	_, ok := d.found[x]
+	return ok
 }

@@ -418,3 +418,76 @@ func TestDecoderKeyMismatch(t *testing.T) {
 		}
 	}
 }
+
+// One item replaced by another (the commonest difference): SolvePair finds
+// the pair from however few symbols, symbol 0 alone included, and its
+// answer is the difference itself.
+func TestSolvePairFindsAReplacement(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		seed := rapid.Uint64().Draw(t, "seed")
+		common := items(seed, rapid.IntRange(1, 2000).Draw(t, "common"))
+		newer := items(seed+1, 1)
+		local := encoderOf(testKey, common)
+		remote := encoderOf(testKey, common[1:], newer)
+		d := NewDecoder(local)
+		r, err := remote.Run(0, rapid.IntRange(1, 16).Draw(t, "symbols"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AddRun(r); err != nil {
+			t.Fatal(err)
+		}
+		if !d.Decoded() && !d.SolvePair() {
+			t.Fatalf("a replacement not found from %d symbols", d.Len())
+		}
+		if !sameItems(d.RemoteOnly(), newer) || !sameItems(d.LocalOnly(), common[:1]) {
+			t.Fatalf("decoded %d+%d items, not the replacement", len(d.RemoteOnly()), len(d.LocalOnly()))
+		}
+		if d.SolvePair() {
+			t.Fatal("SolvePair ran twice")
+		}
+	})
+}
+
+// Any other difference: SolvePair finds nothing, claims nothing, and the
+// decoder goes on to decode it from more symbols.
+func TestSolvePairLeavesOtherDifferences(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		seed := rapid.Uint64().Draw(t, "seed")
+		common := items(seed, rapid.IntRange(0, 1000).Draw(t, "common"))
+		onlyLocal := items(seed+1, rapid.IntRange(0, 5).Draw(t, "local only"))
+		onlyRemote := items(seed+2, rapid.IntRange(0, 5).Draw(t, "remote only"))
+		if len(onlyLocal) == 1 && len(onlyRemote) == 1 {
+			onlyRemote = append(onlyRemote, items(seed+3, 1)...)
+		}
+		local := encoderOf(testKey, common, onlyLocal)
+		remote := encoderOf(testKey, common, onlyRemote)
+		d := NewDecoder(local)
+		r, err := remote.Run(0, rapid.IntRange(1, 8).Draw(t, "symbols"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AddRun(r); err != nil {
+			t.Fatal(err)
+		}
+		before := len(d.RemoteOnly()) + len(d.LocalOnly())
+		if d.SolvePair() && !(sameItems(d.RemoteOnly(), onlyRemote) && sameItems(d.LocalOnly(), onlyLocal)) {
+			t.Fatal("SolvePair decoded a wrong difference")
+		}
+		if !d.Decoded() && len(d.RemoteOnly())+len(d.LocalOnly()) != before {
+			t.Fatal("SolvePair claimed items without decoding")
+		}
+		for !d.Decoded() && d.Len() < 256 {
+			r, err := remote.Run(d.Len(), 2*d.Len(), d.RemoteGeneration())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.AddRun(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !sameItems(d.RemoteOnly(), onlyRemote) || !sameItems(d.LocalOnly(), onlyLocal) {
+			t.Fatal("not the difference after SolvePair")
+		}
+	})
+}

@@ -429,3 +429,52 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 		t.Fatal("no node fetched the announced record")
 	}
 }
+
+// A peer that is a live member but never answers HTTP (crashed behind its
+// tunnel, not yet suspected) does not stop a node's anti-entropy: rounds
+// with it wait for RequestTimeout (a minute here) while the node goes on
+// with other peers. Node 0 can learn node 2's records only from its own
+// rounds with node 2: node 1 is silent both ways, and node 2's rounds
+// with node 0 are refused.
+func TestSilentPeerDoesNotStopRounds(t *testing.T) {
+	host := func(i int) string {
+		return netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i + 1)}).String()
+	}
+	k := 0
+	c := newCluster(t, 3, func(cfg *Config) {
+		base, i := cfg.HTTPClient.Transport, k
+		cfg.HTTPClient = &http.Client{Transport: blockingTransport{base, func(to string) bool {
+			return i == 1 || (i == 0 && to == host(1)) || (i == 2 && to == host(0))
+		}}}
+		cfg.RequestTimeout = time.Minute
+		k++
+	})
+	a, b, z := c.nodes[0], c.nodes[1], c.nodes[2]
+	if a.host != host(0) || b.host != host(1) {
+		t.Fatalf("hosts %s %s", a.host, b.host)
+	}
+	c.net.Serve(b.host, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	eventually(t, 20*time.Second, "three members", func() bool { return len(a.node.Members()) == 2 })
+	for i := range 5 {
+		cl := must(crdt.SignClaim(crdt.Claim{Network: c.id, Node: z.key.Public(), Name: fmt.Sprint("later", i), Created: time.Now()}, z.key))
+		if res := z.store.Ingest([]*crdt.Record{cl}); res.Added != 1 {
+			t.Fatalf("ingesting: %+v", res)
+		}
+		eventually(t, 20*time.Second, fmt.Sprintf("claim %d at node 0", i), func() bool { return a.holds(c.id, cl.Hash()) })
+	}
+}
+
+// blockingTransport holds the requests to the hosts block names until
+// they are cancelled, and passes the others on.
+type blockingTransport struct {
+	base  http.RoundTripper
+	block func(host string) bool
+}
+
+func (bt blockingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if bt.block(req.URL.Hostname()) {
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	}
+	return bt.base.RoundTrip(req)
+}

@@ -176,6 +176,7 @@ type Node struct {
 	// that refused version 2.
 	wireVersion int
 	old         oldPeers
+	rounds      roundPeers
 
 	stats Stats
 
@@ -364,6 +365,7 @@ func (n *Node) memberUp(m *memberlist.Node) {
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
 	n.members[m.Name] = Member{Name: m.Name, Addr: addr.Unmap(), GossipPort: m.Port, HTTPPort: int(p.httpPort), meta: slices.Clone(m.Meta)}
+	n.rounds.forget(addr.Unmap()) // back, or changed: worth a round again
 	delete(n.refusedAt, m.Name)
 }
 
@@ -501,13 +503,17 @@ func (n *Node) absentHosts(k int) []string {
 	return cands[:min(k, len(cands))]
 }
 
-// randomPeer picks a live member not in the penalty box.
-func (n *Node) randomPeer() (Member, bool) {
+// randomPeer picks a live member not in the penalty box: one that avoid
+// does not name if there is one, else one that shun does not name.
+func (n *Node) randomPeer(shun, avoid func(netip.Addr, time.Time) bool) (Member, bool) {
 	ms := n.Members()
 	now := time.Now()
-	ms = slices.DeleteFunc(ms, func(m Member) bool { return n.limits.penalized(m.Addr, now) })
+	ms = slices.DeleteFunc(ms, func(m Member) bool { return n.limits.penalized(m.Addr, now) || shun(m.Addr, now) })
 	if len(ms) == 0 {
 		return Member{}, false
+	}
+	if rest := slices.DeleteFunc(slices.Clone(ms), func(m Member) bool { return avoid(m.Addr, now) }); len(rest) > 0 {
+		ms = rest
 	}
 	return ms[rand.IntN(len(ms))], true
 }

@@ -188,6 +188,7 @@ func (s *Sim) heard(n *node, m mlMessage) {
 			return
 		}
 		k.inc, k.froms, k.dead = m.inc, nil, false
+		delete(n.failedAt, m.subject) // as mesh's memberUp
 		s.broadcastML(n, m)
 	}
 }

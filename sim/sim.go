@@ -87,7 +87,9 @@ type node struct {
 
 	gossipPhase   time.Duration
 	gossipPending bool
-	syncBusy      bool
+	syncBusy      int                   // rounds in flight
+	syncWith      map[int]bool          // their peers
+	failedAt      map[int]time.Duration // peers whose last round failed, and when
 	fetches       map[crdt.Hash]*fetchJob
 }
 
@@ -470,9 +472,9 @@ func (s *Sim) probeTick(n *node, ep int) {
 	})
 }
 
-// Anti-entropy: every SyncInterval at its own phase, a node that is not
-// in a round runs one with a random member: the real Asker and Answer,
-// their bodies carried as HTTP legs.
+// Anti-entropy: every SyncInterval at its own phase, a node with fewer
+// than mesh.RoundsInFlight rounds running starts one with a random member:
+// the real Asker and Answer, their bodies carried as HTTP legs.
 
 func (s *Sim) syncTick(n *node, ep int) {
 	if n.epoch != ep || !n.up {
@@ -483,14 +485,27 @@ func (s *Sim) syncTick(n *node, ep int) {
 }
 
 func (s *Sim) startRound(n *node) {
-	if n.syncBusy || !n.up {
+	if n.syncBusy >= mesh.RoundsInFlight || !n.up {
 		return
 	}
-	j := s.randomPeer(n.i, s.member)
+	// As mesh's syncLoop: never two rounds with one peer, and peers whose
+	// last round failed only when there is no other.
+	idle := func(i, j int) bool { return s.member(i, j) && !n.syncWith[j] }
+	j := s.randomPeer(n.i, func(i, j int) bool {
+		at, failed := n.failedAt[j]
+		return idle(i, j) && !(failed && s.now-at < mesh.FailedPeerPause)
+	})
+	if j < 0 {
+		j = s.randomPeer(n.i, idle)
+	}
 	if j < 0 {
 		return
 	}
-	n.syncBusy = true
+	if n.syncWith == nil {
+		n.syncWith, n.failedAt = map[int]bool{}, map[int]time.Duration{}
+	}
+	n.syncWith[j] = true
+	n.syncBusy++
 	s.r.SyncRounds++
 	a := mesh.NewAsker(n.store, mesh.AskOptions{Version: s.cfg.WireVersion, OnPulled: func(got crdt.BatchResult) {
 		s.r.Rejected += int64(len(got.Rejected))
@@ -498,13 +513,28 @@ func (s *Sim) startRound(n *node) {
 	}})
 	peer := s.nodes[j]
 	var send func(req []byte)
-	done := func() {
-		n.syncBusy = false
+	ep := n.epoch
+	ended := func() {
+		if n.epoch != ep {
+			return // the node crashed since, and forgot its rounds
+		}
+		n.syncBusy--
+		delete(n.syncWith, j)
 		res := a.Result()
 		if res.Fallback > 0 {
 			s.r.Fallbacks++
 		}
 		s.r.SyncRequests += int64(res.Requests)
+	}
+	done := func() {
+		ended()
+		delete(n.failedAt, j)
+	}
+	failed := func() {
+		ended()
+		if n.epoch == ep {
+			n.failedAt[j] = s.now
+		}
 	}
 	send = func(req []byte) {
 		s.leg(catSync, n.i, j, httpSyncRequest(peer.host, len(req)), func() {
@@ -526,8 +556,8 @@ func (s *Sim) startRound(n *node) {
 					return
 				}
 				send(next)
-			}, done)
-		}, done)
+			}, failed)
+		}, failed)
 	}
 	send(a.Start())
 }
@@ -622,7 +652,7 @@ func (s *Sim) crash(n *node) {
 	n.up = false
 	n.downAt = s.now
 	n.epoch++
-	n.syncBusy, n.gossipPending = false, false
+	n.syncBusy, n.gossipPending, n.syncWith, n.failedAt = 0, false, nil, nil
 	n.fetches = map[crdt.Hash]*fetchJob{}
 	// memberlist's queues and knowledge die with the process; the
 	// others find out by probing it (failure.go).

@@ -208,6 +208,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
+	a.view.finishFast()
 	a.view.writeDNSJSON(conf)
 	// Start-up decoded the whole state file at once; give that memory back
 	// now rather than keep it as headroom.

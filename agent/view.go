@@ -87,8 +87,10 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	var v *crdt.ResolvedView
 	p.store.Read(func(st *crdt.State) { v = st.View(cfg, now) })
 	prev := p.table
+	// Until DNS runs, no query takes the fast path: start-up packs its
+	// replies once the server answers (finishFast).
 	t, err := dnsserver.NewTable(v, dnsserver.TableOptions{ReversePrefixes: p.tunnel.reversePrefixes(),
-		NSAddrs: p.tunnel.ownAddrs(), Previous: prev})
+		NSAddrs: p.tunnel.ownAddrs(), Previous: prev, DeferFast: p.dns == nil})
 	if err == nil && t == prev {
 		// The same answers: keep one copy of the names, the table's (two
 		// would be 30 MB at 100,000 hosts), with the new view's decay time.
@@ -114,6 +116,20 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 		p.updated(v)
 	}
 	return v.ValidUntil
+}
+
+// finishFast gives the DNS server the table with the fast path's packed
+// replies, if the last update deferred them.
+func (p *viewPipeline) finishFast() {
+	if p.table == nil {
+		return
+	}
+	if t := p.table.WithFast(); t != p.table {
+		p.table = t
+		if p.dns != nil {
+			p.dns.SetTable(t)
+		}
+	}
 }
 
 // writeDNSJSON writes dns.json from the last table if it is due: every

@@ -271,3 +271,47 @@ func TestWriteDNSJSON(t *testing.T) {
 		t.Errorf("from the view:\n%s", fromView.String())
 	}
 }
+
+// A table built with DeferFast answers every query through the Handler,
+// with the same replies; WithFast, or the next table of the same names,
+// packs the fast path.
+func TestDeferredFastPath(t *testing.T) {
+	opts := TableOptions{ReversePrefixes: []netip.Prefix{netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("10.0.0.0/24")},
+		NSAddrs: []netip.Addr{netip.MustParseAddr("fd00::53")}}
+	full := must(NewTable(testView(), opts))
+	lazy := must(NewTable(testView(), TableOptions{ReversePrefixes: opts.ReversePrefixes, NSAddrs: opts.NSAddrs, DeferFast: true}))
+	hFull, hLazy := NewHandler(nil), NewHandler(nil)
+	hFull.SetTable(full)
+	hLazy.SetTable(lazy)
+	for _, name := range []string{"mors.nether.", "styx.nether.", "nobody.nether.", "www.nether.", "nether.", "ns.nether.",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "example.org."} {
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeSOA, dns.TypePTR} {
+			pkt := packQuery(name, qt, nil)
+			if fastReply(hLazy, pkt) != nil {
+				t.Fatalf("%s %s: a deferred table answered on the fast path", name, dns.TypeToString[qt])
+			}
+			want := must(slowReply(hFull, pkt))
+			if err := sameReply(must(slowReply(hLazy, pkt)), want); err != nil {
+				t.Fatalf("%s %s: %v", name, dns.TypeToString[qt], err)
+			}
+		}
+	}
+	for what, tab := range map[string]*Table{
+		"WithFast":           lazy.WithFast(),
+		"the next same view": must(NewTable(testView(), TableOptions{ReversePrefixes: opts.ReversePrefixes, NSAddrs: opts.NSAddrs, Previous: lazy})),
+	} {
+		if tab == lazy || len(tab.fast.names) != len(full.fast.names) {
+			t.Fatalf("%s: %d packed names, want %d", what, len(tab.fast.names), len(full.fast.names))
+		}
+	}
+	if full.WithFast() != full {
+		t.Fatal("WithFast rebuilt a complete table")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -54,13 +54,18 @@ func newCluster(t testing.TB, n int, cfg func(*Config)) *cluster {
 
 func (c *cluster) add(i int) *testNode {
 	key := testKey(fmt.Sprint("node", i))
-	addr := netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i + 1)})
+	addr := clusterAddr(i)
 	tn := &testNode{key: key, host: addr.String(), addr: addr}
 	tn.state = crdt.NewState(crdt.DefaultOptions(), c.id)
 	tn.store = NewStore(tn.state, nil)
 	c.nodes = append(c.nodes, tn)
 	c.newNode(tn)
 	return tn
+}
+
+// clusterAddr is the address of a cluster's i-th node.
+func clusterAddr(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i + 1)})
 }
 
 func (c *cluster) newNode(tn *testNode) {

@@ -87,8 +87,7 @@ type node struct {
 
 	gossipPhase   time.Duration
 	gossipPending bool
-	syncBusy      int                   // rounds in flight
-	syncWith      map[int]bool          // their peers
+	syncWith      map[int]bool          // the peers of the rounds in flight
 	failedAt      map[int]time.Duration // peers whose last round failed, and when
 	fetches       map[crdt.Hash]*fetchJob
 }
@@ -485,7 +484,7 @@ func (s *Sim) syncTick(n *node, ep int) {
 }
 
 func (s *Sim) startRound(n *node) {
-	if n.syncBusy >= mesh.RoundsInFlight || !n.up {
+	if len(n.syncWith) >= mesh.RoundsInFlight || !n.up {
 		return
 	}
 	// As mesh's syncLoop: never two rounds with one peer, and peers whose
@@ -505,7 +504,6 @@ func (s *Sim) startRound(n *node) {
 		n.syncWith, n.failedAt = map[int]bool{}, map[int]time.Duration{}
 	}
 	n.syncWith[j] = true
-	n.syncBusy++
 	s.r.SyncRounds++
 	a := mesh.NewAsker(n.store, mesh.AskOptions{Version: s.cfg.WireVersion, OnPulled: func(got crdt.BatchResult) {
 		s.r.Rejected += int64(len(got.Rejected))
@@ -518,7 +516,6 @@ func (s *Sim) startRound(n *node) {
 		if n.epoch != ep {
 			return // the node crashed since, and forgot its rounds
 		}
-		n.syncBusy--
 		delete(n.syncWith, j)
 		res := a.Result()
 		if res.Fallback > 0 {
@@ -652,7 +649,7 @@ func (s *Sim) crash(n *node) {
 	n.up = false
 	n.downAt = s.now
 	n.epoch++
-	n.syncBusy, n.gossipPending, n.syncWith, n.failedAt = 0, false, nil, nil
+	n.gossipPending, n.syncWith, n.failedAt = false, nil, nil
 	n.fetches = map[crdt.Hash]*fetchJob{}
 	// memberlist's queues and knowledge die with the process; the
 	// others find out by probing it (failure.go).

@@ -328,8 +328,8 @@ func (d *Decoder) recover(x Item, sum uint64, sign int64) {
 // in BenchmarkSolvePair), so it runs at most once per Decoder (later calls
 // return false), and only when every residual symbol that is not zero
 // equals symbol 0, as they do when the pair is all that is left. It reports
-// whether the difference is now decoded. (The two items it adds are outside the peeling allowance: running
-// once, it cannot be made to add more.)
+// whether the difference is now decoded. (The two items it adds are outside
+// the peeling allowance: running once, it cannot be made to add more.)
 func (d *Decoder) SolvePair() bool {
 	if d.err != nil || d.pairTried || len(d.res) == 0 || d.nonzero == 0 {
 		return false

@@ -430,13 +430,7 @@ func TestSolvePairFindsAReplacement(t *testing.T) {
 		local := encoderOf(testKey, common)
 		remote := encoderOf(testKey, common[1:], newer)
 		d := NewDecoder(local)
-		r, err := remote.Run(0, rapid.IntRange(1, 16).Draw(t, "symbols"), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.AddRun(r); err != nil {
-			t.Fatal(err)
-		}
+		addRemote(t, d, remote, rapid.IntRange(1, 16).Draw(t, "symbols"))
 		if !d.Decoded() && !d.SolvePair() {
 			t.Fatalf("a replacement not found from %d symbols", d.Len())
 		}
@@ -463,13 +457,7 @@ func TestSolvePairLeavesOtherDifferences(t *testing.T) {
 		local := encoderOf(testKey, common, onlyLocal)
 		remote := encoderOf(testKey, common, onlyRemote)
 		d := NewDecoder(local)
-		r, err := remote.Run(0, rapid.IntRange(1, 8).Draw(t, "symbols"), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.AddRun(r); err != nil {
-			t.Fatal(err)
-		}
+		addRemote(t, d, remote, rapid.IntRange(1, 8).Draw(t, "symbols"))
 		before := len(d.RemoteOnly()) + len(d.LocalOnly())
 		if d.SolvePair() && !(sameItems(d.RemoteOnly(), onlyRemote) && sameItems(d.LocalOnly(), onlyLocal)) {
 			t.Fatal("SolvePair decoded a wrong difference")
@@ -478,16 +466,21 @@ func TestSolvePairLeavesOtherDifferences(t *testing.T) {
 			t.Fatal("SolvePair claimed items without decoding")
 		}
 		for !d.Decoded() && d.Len() < 256 {
-			r, err := remote.Run(d.Len(), 2*d.Len(), d.RemoteGeneration())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := d.AddRun(r); err != nil {
-				t.Fatal(err)
-			}
+			addRemote(t, d, remote, 2*d.Len())
 		}
 		if !sameItems(d.RemoteOnly(), onlyRemote) || !sameItems(d.LocalOnly(), onlyLocal) {
 			t.Fatal("not the difference after SolvePair")
 		}
 	})
+}
+
+// addRemote gives d the peer's symbols from those it holds up to end.
+func addRemote(t *rapid.T, d *Decoder, remote *Encoder, end int) {
+	r, err := remote.Run(d.Len(), end, d.RemoteGeneration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddRun(r); err != nil {
+		t.Fatal(err)
+	}
 }

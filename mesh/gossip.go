@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
 	"github.com/hashicorp/memberlist"
@@ -15,6 +18,8 @@ import (
 //	'R' record     a whole record, when it fits a packet
 //	'H' have       network key, record hash, announcer's node name: a record
 //	               too large for a packet, to fetch from the announcer
+//	'B' batch      'R' and 'H' messages in a packet of the mesh's own, when
+//	               memberlist's broadcasts crowd them out (crowding.go)
 //
 // A node forwards a record only after ingesting it, and only if it was new:
 // gossip spreads verified records, each once per node.
@@ -42,6 +47,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	d.n.crowd.Offered(limit, time.Now())
 	return d.n.queue.GetBroadcasts(overhead, limit)
 }
 
@@ -101,15 +107,67 @@ func (n *Node) receive(ctx context.Context) {
 			return
 		case msg := <-n.inbox:
 			n.stats.GossipIn.Add(1)
-			switch msg[0] {
-			case msgRecord:
-				n.ingestAndForward([][]byte{msg[1:]}, "gossip")
-			case msgHave:
-				if net, h, from, ok := haveMsg(msg[1:]); ok {
-					n.announced(net, h, from)
+			if msg[0] != msgBatch {
+				n.handleGossip(msg)
+				continue
+			}
+			parts, ok := SplitBatch(msg[1:])
+			if !ok {
+				n.log.Debug("malformed gossip batch", "bytes", len(msg))
+				continue
+			}
+			// Last first, as memberlist hands out the parts of a
+			// compound packet: the queue puts the larger message of a
+			// tier first, and an attestation is larger than its claim.
+			for _, m := range slices.Backward(parts) {
+				n.handleGossip(m)
+			}
+		}
+	}
+}
+
+func (n *Node) handleGossip(msg []byte) {
+	switch msg[0] {
+	case msgRecord:
+		n.ingestAndForward([][]byte{msg[1:]}, "gossip")
+	case msgHave:
+		if net, h, from, ok := haveMsg(msg[1:]); ok {
+			n.announced(net, h, from)
+		}
+	default:
+		n.log.Debug("unknown gossip message", "type", msg[0])
+	}
+}
+
+// crowdLoop sends the mesh's gossip in packets of its own while
+// memberlist's broadcasts crowd it out (crowding.go).
+func (n *Node) crowdLoop(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.GossipInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n.queue.NumQueued() == 0 || !n.crowd.CrowdedOut(now, n.cfg.GossipInterval) {
+				continue
+			}
+			ms := n.Members()
+			for range min(n.gossipNodes, len(ms)) {
+				i := rand.IntN(len(ms))
+				m := ms[i]
+				ms[i] = ms[len(ms)-1]
+				ms = ms[:len(ms)-1]
+				b := Batch(n.queue, BatchLimit(n.packetSize))
+				if b == nil {
+					break
 				}
-			default:
-				n.log.Debug("unknown gossip message", "type", msg[0])
+				to := &memberlist.Node{Name: m.Name, Addr: m.Addr.AsSlice(), Port: m.GossipPort}
+				if err := n.ml.SendBestEffort(to, b); err != nil {
+					n.log.Debug("sending gossip batch", "member", m.Name, "err", err)
+				}
+				n.stats.GossipBatches.Add(1)
 			}
 		}
 	}

@@ -200,11 +200,17 @@ type Node struct {
 	refusedAt map[string]Member
 	// recheckMu runs one recheckMembers at a time.
 	recheckMu sync.Mutex
+	// crowd tracks the room memberlist leaves the mesh's gossip;
+	// gossipNodes and packetSize are memberlist's, for packets of the
+	// mesh's own (crowding.go).
+	crowd                   *Crowding
+	gossipNodes, packetSize int
 }
 
 // Stats counts what crossed this node; the agent exports them as metrics.
 type Stats struct {
 	GossipIn, GossipDropped, Broadcasts    atomic.Int64
+	GossipBatches                          atomic.Int64 // packets of its own (crowding.go)
 	SyncRounds, SyncFailures, SyncRecords  atomic.Int64
 	SyncBytesOut, SyncBytesIn              atomic.Int64
 	Rejected, PeersPenalized, Fetches      atomic.Int64
@@ -271,6 +277,8 @@ func (n *Node) Start(ctx context.Context) error {
 		inner = nodeAware{nt}
 	}
 	mc.Transport = newFilterTransport(inner, n.filter)
+	n.gossipNodes, n.packetSize = mc.GossipNodes, mc.UDPBufferSize
+	n.crowd = NewCrowding(mc.UDPBufferSize, time.Now())
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), err)
@@ -283,8 +291,9 @@ func (n *Node) Start(ctx context.Context) error {
 			n.recheckMembers() // a ban or an allow-list may have changed
 		}
 	})
-	n.wg.Add(6)
+	n.wg.Add(7)
 	go n.receive(ctx)
+	go n.crowdLoop(ctx)
 	go n.maintain(ctx)
 	go n.fetchLoop(ctx)
 	go n.syncLoop(ctx)

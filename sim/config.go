@@ -92,6 +92,10 @@ type Config struct {
 	// as the mesh did before (gossip.go's NotifyJoin): to measure what
 	// that cost.
 	KickOnJoin bool
+	// WaitBehind makes the mesh's gossip wait behind memberlist's
+	// broadcasts, with no packets of its own when crowded out, as it did
+	// before mesh/crowding.go: to measure what those packets bring.
+	WaitBehind bool
 }
 
 // DefaultConfig is a clean run of n nodes with the parameters the agent

@@ -171,6 +171,21 @@ func (p *packer) packet(firstRaw, firstCompressed int, ml, msgs [][]byte, crc bo
 	return size
 }
 
+// batch is the size of a packet holding the mesh's own batch of msgs
+// (mesh/crowding.go): a user message of type 'B', each message after its
+// two-byte length, sent to a known node (CRC).
+func (p *packer) batch(msgs [][]byte) int {
+	raw, comp := userMsgOverhead+1, userMsgOverhead+1
+	for _, m := range msgs {
+		raw += 2 + len(m)
+		comp += 2 + p.compressed(m, false)
+	}
+	if p.compress {
+		raw = min(raw, comp)
+	}
+	return raw + crcOverhead
+}
+
 // compressed is the compressed size of one part (a user message framed
 // with its type byte, or one of memberlist's own), cached by content.
 func (p *packer) compressed(m []byte, user bool) int {

@@ -87,6 +87,7 @@ type node struct {
 
 	gossipPhase   time.Duration
 	gossipPending bool
+	crowd         *mesh.Crowding // the room memberlist leaves the mesh's gossip
 	syncWith      map[int]bool          // the peers of the rounds in flight
 	failedAt      map[int]time.Duration // peers whose last round failed, and when
 	fetches       map[crdt.Hash]*fetchJob
@@ -141,6 +142,7 @@ func New(cfg Config) (*Sim, error) {
 		n := &node{i: i, name: k.Public().String(), host: netip.AddrPortFrom(addr, mesh.DefaultHTTPPort).String(), key: k,
 			up: true, counted: true, fetches: map[crdt.Hash]*fetchJob{}}
 		n.queue, n.mlq = s.newQueue(), s.newQueue()
+		n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.clock())
 		s.nodes = append(s.nodes, n)
 		s.byName[n.name] = i
 		s.counted[i%2]++
@@ -363,10 +365,38 @@ func (s *Sim) gossip(n *node) {
 		to := s.nodes[j]
 		s.packet(catGossip, n.i, j, size, func() { s.receive(to, ml, msgs) })
 	}
+	s.ownPackets(n)
 	if n.queue.NumQueued()+n.mlq.NumQueued() > 0 {
 		s.queued(n)
 	}
 }
+
+// ownPackets is the mesh's crowdLoop (mesh/crowding.go), run on the gossip
+// timer's ticks: crowded out with records queued, the mesh sends batches
+// of its own to GossipNodes random members.
+func (s *Sim) ownPackets(n *node) {
+	if s.cfg.WaitBehind || n.queue.NumQueued() == 0 || !n.crowd.CrowdedOut(s.clock(), s.cfg.GossipInterval) {
+		return
+	}
+	var picked []int
+	for range s.cfg.GossipNodes {
+		j := s.randomPeer(n.i, func(i, j int) bool { return s.member(i, j) && !slices.Contains(picked, j) })
+		if j < 0 {
+			break
+		}
+		picked = append(picked, j)
+		b := mesh.Batch(n.queue, mesh.BatchLimit(s.cfg.UDPBufferSize))
+		if b == nil {
+			break
+		}
+		msgs, _ := mesh.SplitBatch(b[1:])
+		to := s.nodes[j]
+		s.packet(catGossip, n.i, j, s.pack.batch(msgs), func() { s.receive(to, nil, msgs) })
+	}
+}
+
+// clock is the virtual time as a time.Time.
+func (s *Sim) clock() time.Time { return Epoch.Add(s.now) }
 
 // broadcasts is memberlist's getBroadcasts: its own messages first, then
 // the mesh's in the room left.
@@ -377,6 +407,7 @@ func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
 		used += len(m) + compoundOverhead
 	}
 	if avail := limit - used; avail > compoundOverhead+userMsgOverhead {
+		n.crowd.Offered(avail, s.clock())
 		user = n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
 	}
 	return ml, user
@@ -654,6 +685,7 @@ func (s *Sim) crash(n *node) {
 	// memberlist's queues and knowledge die with the process; the
 	// others find out by probing it (failure.go).
 	n.queue, n.mlq, n.health = s.newQueue(), s.newQueue(), nil
+	n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.clock())
 }
 
 // restart brings n back with its state. If the others had declared it

@@ -44,6 +44,7 @@ func run(args []string) error {
 	timeouts := fs.String("timeouts", "lan", "memberlist's failure detection: lan (its defaults) or scale (as mesh's TestScale)")
 	warmup := fs.Duration("warmup", 40*time.Second, "idle time before the first claim (idle traffic is measured over its second half)")
 	kick := fs.Bool("kick-on-join", false, "every node runs a round when it sees a member join (the mesh's behaviour before)")
+	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,6 +59,7 @@ func run(args []string) error {
 		cfg.WireVersion, cfg.Loss, cfg.Down, cfg.ChurnPerMinute, cfg.Hostile = *wire, *loss, *down, *churn, *hostile
 		cfg.Latency, cfg.Jitter, cfg.Claims, cfg.Burst, cfg.Large, cfg.Warmup = *latency, *latency, *claims, *burst, *large, *warmup
 		cfg.KickOnJoin = *kick
+		cfg.WaitBehind = *behind
 		switch *timeouts {
 		case "lan":
 		case "scale":

@@ -87,7 +87,7 @@ type node struct {
 
 	gossipPhase   time.Duration
 	gossipPending bool
-	crowd         *mesh.Crowding // the room memberlist leaves the mesh's gossip
+	crowd         *mesh.Crowding        // the room memberlist leaves the mesh's gossip
 	syncWith      map[int]bool          // the peers of the rounds in flight
 	failedAt      map[int]time.Duration // peers whose last round failed, and when
 	fetches       map[crdt.Hash]*fetchJob

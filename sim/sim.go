@@ -142,7 +142,7 @@ func New(cfg Config) (*Sim, error) {
 		n := &node{i: i, name: k.Public().String(), host: netip.AddrPortFrom(addr, mesh.DefaultHTTPPort).String(), key: k,
 			up: true, counted: true, fetches: map[crdt.Hash]*fetchJob{}}
 		n.queue, n.mlq = s.newQueue(), s.newQueue()
-		n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.clock())
+		n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 		s.nodes = append(s.nodes, n)
 		s.byName[n.name] = i
 		s.counted[i%2]++
@@ -375,7 +375,7 @@ func (s *Sim) gossip(n *node) {
 // timer's ticks: crowded out with records queued, the mesh sends batches
 // of its own to GossipNodes random members.
 func (s *Sim) ownPackets(n *node) {
-	if s.cfg.WaitBehind || n.queue.NumQueued() == 0 || !n.crowd.CrowdedOut(s.clock(), s.cfg.GossipInterval) {
+	if s.cfg.WaitBehind || n.queue.NumQueued() == 0 || !n.crowd.CrowdedOut(s.wall(), s.cfg.GossipInterval) {
 		return
 	}
 	var picked []int
@@ -395,9 +395,6 @@ func (s *Sim) ownPackets(n *node) {
 	}
 }
 
-// clock is the virtual time as a time.Time.
-func (s *Sim) clock() time.Time { return Epoch.Add(s.now) }
-
 // broadcasts is memberlist's getBroadcasts: its own messages first, then
 // the mesh's in the room left.
 func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
@@ -407,7 +404,7 @@ func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
 		used += len(m) + compoundOverhead
 	}
 	if avail := limit - used; avail > compoundOverhead+userMsgOverhead {
-		n.crowd.Offered(avail, s.clock())
+		n.crowd.Offered(avail, s.wall())
 		user = n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
 	}
 	return ml, user
@@ -685,7 +682,7 @@ func (s *Sim) crash(n *node) {
 	// memberlist's queues and knowledge die with the process; the
 	// others find out by probing it (failure.go).
 	n.queue, n.mlq, n.health = s.newQueue(), s.newQueue(), nil
-	n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.clock())
+	n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 }
 
 // restart brings n back with its state. If the others had declared it

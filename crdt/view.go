@@ -74,7 +74,7 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 			size += len(n.nodes)
 		}
 	}
-	v := &ResolvedView{Names: make(map[string]*Name, size), Reverse: make(map[netip.Addr][]string, size)}
+	v := &ResolvedView{Names: map[string]*Name{}, Reverse: make(map[netip.Addr][]string, size)}
 	nets := slices.Clone(cfg.Networks)
 	slices.SortStableFunc(nets, func(a, b JoinedNetwork) int {
 		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
@@ -101,9 +101,14 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 		if svc != nil && !svc.ValidUntil.IsZero() && (v.ValidUntil.IsZero() || svc.ValidUntil.Before(v.ValidUntil)) {
 			v.ValidUntil = svc.ValidUntil
 		}
-		for _, e := range n.resolve(jn, cfg.Reachable, now, v, adm, covered, svc) {
-			if _, taken := v.Names[e.FQDN]; !taken {
-				v.Names[e.FQDN] = e
+		names := n.resolve(jn, cfg.Reachable, now, v, adm, covered, svc)
+		if len(v.Names) == 0 {
+			v.Names = names // the first network's: no name is taken yet
+			continue
+		}
+		for fqdn, e := range names {
+			if _, taken := v.Names[fqdn]; !taken {
+				v.Names[fqdn] = e
 			}
 		}
 	}
@@ -124,12 +129,12 @@ func (s *State) View(cfg ViewConfig, now time.Time) *ResolvedView {
 	return v
 }
 
-// resolve builds one network's names, and lowers v.ValidUntil to the first
+// resolve builds one network's names, by FQDN, and lowers v.ValidUntil to the first
 // decay it sees. adm are the admin's records from namespaces, which
 // replace the settings' extra records of the (name, type) pairs covered;
 // svc the services nodes publish (services.go).
 func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node PublicKey) bool, now time.Time, v *ResolvedView,
-	adm []ExtraRecord, covered map[[2]string]bool, svc *NamespaceItems) []*Name {
+	adm []ExtraRecord, covered map[[2]string]bool, svc *NamespaceItems) map[string]*Name {
 	set := n.settings.Settings()
 	live := func(node PublicKey) *Host {
 		r := n.host(node)
@@ -193,8 +198,7 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		x.Data = absoluteData(x, set.Domain)
 		e.Extra = append(e.Extra, x)
 	}
-	out := make([]*Name, 0, len(byName))
-	for _, e := range byName {
+	for fqdn, e := range byName {
 		// A CNAME excludes all other data at its name; the admin's record
 		// wins over a claim.
 		if i := slices.IndexFunc(e.Extra, func(x ExtraRecord) bool { return x.Type == TypeCNAME }); i >= 0 {
@@ -202,11 +206,10 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 			e.Addrs, e.Node = nil, PublicKey{}
 		}
 		if len(e.Addrs) == 0 && len(e.Extra) == 0 {
-			continue
+			delete(byName, fqdn)
 		}
-		out = append(out, e)
 	}
-	return out
+	return byName
 }
 
 // absoluteData makes CNAME and SRV targets fully qualified.

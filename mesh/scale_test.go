@@ -541,9 +541,12 @@ func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
 		t0, last := time.Now(), time.Now()
 		eventually(t, 10*time.Minute, "the batch in the member lists", func() bool {
 			fewest, short := hi, 0
+			var worst *testNode
 			for _, tn := range c.nodes[:hi] {
 				if m := len(tn.node.Members()); m < hi-1-hi/100 {
-					fewest = min(fewest, m)
+					if m < fewest {
+						fewest, worst = m, tn
+					}
 					short++
 				}
 			}
@@ -551,6 +554,11 @@ func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
 				last = time.Now()
 				t.Logf("N=%d: nodes [%d, %d) started %v ago; %d of %d nodes see fewer than %d members (fewest %d); load %s",
 					n, lo, hi, time.Since(t0).Round(time.Second), short, hi, hi-1-hi/100, fewest, loadAvg())
+				if worst != nil {
+					// Whether memberlist lost them or the mesh refused them.
+					t.Logf("N=%d: the fewest at %s: memberlist counts %d members, the mesh admits %d; refusals %v",
+						n, worst.host, worst.node.ml.NumMembers(), fewest, worst.node.Refusals())
+				}
 			}
 			return short == 0
 		})

@@ -266,12 +266,15 @@ func (a *Agent) openState(conf *live) error {
 	}
 	opts := crdt.DefaultOptions()
 	opts.MaxSkew = time.Duration(conf.MaxSkew)
-	state := crdt.NewState(opts)
-	for _, n := range conf.Nets {
-		state.Join(n.ID)
+	newState := func() *crdt.State {
+		st := crdt.NewState(opts)
+		for _, n := range conf.Nets {
+			st.Join(n.ID)
+		}
+		return st
 	}
 	began := time.Now()
-	restored, err := loadState(conf.StatePath(), a.key, state, a.now(), a.log)
+	state, restored, err := loadState(conf.StatePath(), a.key, newState, a.now(), a.log)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,17 @@ func DecodeState(b []byte, key crdt.PrivateKey) (entries []crdt.Verified, salvag
 // returns ErrStateCorrupt and, salvaged, the records it could still parse
 // (to be verified like any others). An error reading r is returned as is.
 func ReadState(r io.Reader, key crdt.PrivateKey) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
+	return readState(r, key, nil)
+}
+
+// stateBatch is how many entries readState hands on at a time.
+const stateBatch = 4096
+
+// readState is ReadState, handing each stateBatch entries to emit (if not
+// nil) as soon as they are decoded, before the MAC is known: what emit
+// does with them must be undone if the MAC fails. The batches are parts of
+// entries, never written again.
+func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified)) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
 	tr := &macTail{r: r, mac: hmac.New(sha256.New, stateMACKey(key)), buf: make([]byte, 0, 64<<10)}
 	br := bufio.NewReaderSize(tr, 64<<10)
 	magic := make([]byte, len(stateMagic))
@@ -136,6 +147,12 @@ func ReadState(r io.Reader, key crdt.PrivateKey) (entries []crdt.Verified, salva
 		}
 		e.Record = rec
 		entries = append(entries, e)
+		if emit != nil && len(entries)%stateBatch == 0 {
+			emit(entries[len(entries)-stateBatch:])
+		}
+	}
+	if emit != nil && len(entries)%stateBatch != 0 {
+		emit(entries[len(entries)-len(entries)%stateBatch:])
 	}
 	// Drain what is left, so the MAC covers the whole file.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -328,37 +345,62 @@ func (p *persister) flush() {
 // loadState restores the state file into st. A missing file is a first
 // start; a corrupt one is moved aside, and what it still holds is verified
 // like records from the network.
-func loadState(path string, key crdt.PrivateKey, st *crdt.State, now time.Time, log *slog.Logger) (restored int, err error) {
+func loadState(path string, key crdt.PrivateKey, newState func() *crdt.State, now time.Time, log *slog.Logger) (st *crdt.State, restored int, err error) {
 	// Temporary files of writes a crash interrupted (never the state).
 	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp-*"))
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
+	st = newState()
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)
-		return 0, nil
+		return st, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading the state file: %w", err)
+		return nil, 0, fmt.Errorf("reading the state file: %w", err)
 	}
-	entries, salvaged, err := ReadState(f, key)
+	// Restored while the rest is read and decoded (at 100,000 hosts the
+	// two take 0.3 and 0.5 s): into a state thrown away if the MAC then
+	// fails, or if the entries were not in the order a Restorer takes.
+	parts := make(chan []crdt.Verified, 8)
+	type read struct {
+		entries  []crdt.Verified
+		salvaged []*crdt.Record
+		err      error
+	}
+	done := make(chan read, 1)
+	go func() {
+		entries, salvaged, err := readState(f, key, func(b []crdt.Verified) { parts <- b })
+		close(parts)
+		done <- read{entries, salvaged, err}
+	}()
+	rs := st.NewRestorer(now)
+	ordered := true
+	for b := range parts {
+		ordered = ordered && rs.Add(b)
+	}
+	rd := <-done
 	f.Close()
-	if err != nil && !errors.Is(err, ErrStateCorrupt) {
-		return 0, fmt.Errorf("reading the state file: %w", err)
+	if rd.err != nil && !errors.Is(rd.err, ErrStateCorrupt) {
+		return nil, 0, fmt.Errorf("reading the state file: %w", rd.err)
 	}
-	if err != nil {
+	if rd.err != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, now.Unix())
 		if rerr := os.Rename(path, aside); rerr != nil {
-			return 0, fmt.Errorf("state file %s is corrupt (%v) and could not be moved aside: %w", path, err, rerr)
+			return nil, 0, fmt.Errorf("state file %s is corrupt (%v) and could not be moved aside: %w", path, rd.err, rerr)
 		}
-		res := st.IngestAll(salvaged, now)
+		st = newState()
+		res := st.IngestAll(rd.salvaged, now)
 		log.Warn("state file was corrupt; moved aside, salvaged what verifies, the rest comes from peers",
-			"path", path, "moved_to", aside, "err", err, "salvaged", res.Added, "refused", len(res.Rejected))
-		return res.Added, nil
+			"path", path, "moved_to", aside, "err", rd.err, "salvaged", res.Added, "refused", len(res.Rejected))
+		return st, res.Added, nil
 	}
-	res := st.Restore(entries, now)
-	return res.Added, nil
+	if !ordered {
+		st = newState()
+		return st, st.Restore(rd.entries, now).Added, nil
+	}
+	return st, rs.Done().Added, nil
 }
 
 // countingWriter counts what is written through it.

@@ -89,16 +89,26 @@ func TestLoadStateSetsCorruptFileAside(t *testing.T) {
 	node := crdtKey("node")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.bin")
-	b := EncodeState(stateOf(t, now, recs).Verified(id), node)
+	entries := stateOf(t, now, recs).Verified(id)
+	// A forged record among them (a host's signature broken): restored
+	// while the file is read, it must be gone once the MAC fails, and
+	// salvage must verify it, and refuse it.
+	raw := slices.Clone(recs[1].Bytes())
+	raw[len(raw)-1] ^= 1
+	forged := must(crdt.DecodeRecord(raw))
+	entries = slices.Insert(entries, 1, crdt.Verified{Record: forged})
+	b := EncodeState(entries, node)
 	b[len(b)-1] ^= 1 // break the MAC
-	// A forged record appended: salvage must verify it, and refuse it.
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st := crdt.NewState(crdt.DefaultOptions(), id)
-	n, err := loadState(path, node, st, now, slog.New(slog.DiscardHandler))
+	newState := func() *crdt.State { return crdt.NewState(crdt.DefaultOptions(), id) }
+	st, n, err := loadState(path, node, newState, now, slog.New(slog.DiscardHandler))
 	if err != nil || n != len(recs) {
 		t.Fatalf("salvaged %d of %d: %v", n, len(recs), err)
+	}
+	if st.Lookup(id, forged.Hash()) != nil {
+		t.Fatal("the forged record of a file whose MAC failed is held")
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("the corrupt file was not moved aside")
@@ -111,8 +121,40 @@ func TestLoadStateSetsCorruptFileAside(t *testing.T) {
 		t.Fatal("salvaged records were not verified")
 	}
 	// No file at all is a first start.
-	if n, err := loadState(filepath.Join(dir, "none"), node, crdt.NewState(crdt.DefaultOptions(), id), now, slog.New(slog.DiscardHandler)); n != 0 || err != nil {
+	if st, n, err := loadState(filepath.Join(dir, "none"), node, newState, now, slog.New(slog.DiscardHandler)); st == nil || n != 0 || err != nil {
 		t.Fatalf("missing file: %d %v", n, err)
+	}
+}
+
+// loadState restores while it reads, in batches: the state equals
+// Restore's, and a file whose records are out of dependency order (which
+// the agent never writes) is restored all the same, sorted.
+func TestLoadStateStreams(t *testing.T) {
+	now := time.Now()
+	_, _, recs := testNetwork(t, now, 1500) // 4,501 records: two batches
+	id := recs[0].Network()
+	node := crdtKey("node")
+	want := stateOf(t, now, recs)
+	newState := func() *crdt.State { return crdt.NewState(crdt.DefaultOptions(), id) }
+	for _, order := range []string{"as written", "reversed"} {
+		entries := want.Verified(id)
+		if order == "reversed" {
+			slices.Reverse(entries)
+		}
+		path := filepath.Join(t.TempDir(), "state.bin")
+		if err := os.WriteFile(path, EncodeState(entries, node), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, n, err := loadState(path, node, newState, now, slog.New(slog.DiscardHandler))
+		if err != nil || n != len(recs) {
+			t.Fatalf("%s: restored %d of %d: %v", order, n, len(recs), err)
+		}
+		if st.Fingerprint(id) != want.Fingerprint(id) {
+			t.Fatalf("%s: the restored state differs", order)
+		}
+		if got := st.Stats().SignaturesChecked; got != 0 {
+			t.Fatalf("%s: %d signatures checked for a file with a good MAC", order, got)
+		}
 	}
 }
 

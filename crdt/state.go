@@ -959,11 +959,47 @@ func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 		slices.SortStableFunc(sorted, byRank)
 	}
 	s.reserve(sorted)
-	var res BatchResult
-	for _, e := range sorted {
-		n := s.nets[e.Record.Network()]
+	r := s.NewRestorer(now)
+	r.Add(sorted) // in order: every entry is taken
+	return r.Done()
+}
+
+// A Restorer is Restore fed in parts, as a state file is read: the agent
+// restores what it has decoded while it decodes the rest. The parts must
+// come in the order State.Verified gives, each network's records in
+// dependency order (settings, hosts, claims, entries, attestations);
+// Done prunes once at the end. The same rules as Restore hold: only for
+// records this node verified itself.
+type Restorer struct {
+	s     *State
+	now   time.Time
+	rank  map[PublicKey]int // each network's rank so far
+	res   BatchResult
+	order bool
+}
+
+// NewRestorer starts restoring into s at now.
+func (s *State) NewRestorer(now time.Time) *Restorer {
+	return &Restorer{s: s, now: now, rank: map[PublicKey]int{}, order: true}
+}
+
+// Add restores entries. At the first one out of dependency order within
+// its network it stops and returns false, and takes nothing more: the
+// caller restores everything into a new state with Restore, which sorts.
+func (r *Restorer) Add(entries []Verified) bool {
+	if !r.order {
+		return false
+	}
+	for _, e := range entries {
+		id, rank := e.Record.Network(), dependencyRank(e.Record.kind)
+		if rank < r.rank[id] {
+			r.order = false
+			return false
+		}
+		r.rank[id] = rank
+		n := r.s.nets[id]
 		if n == nil {
-			res.count(e.Record, 0, reject(e.Record, ReasonNotJoined, "network %s is not joined", e.Record.Network().Short()))
+			r.res.count(e.Record, 0, reject(e.Record, ReasonNotJoined, "network %s is not joined", id.Short()))
 			continue
 		}
 		at := e.Attested
@@ -971,19 +1007,26 @@ func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 		// What a prune would drop at once is not put at all (hosts and
 		// claims come after the settings that judge them, attestations
 		// after their subjects): one pass over the state file, not two.
-		if n.decayed(e.Record, at, now) {
-			res.count(e.Record, Superseded, nil)
+		if n.decayed(e.Record, at, r.now) {
+			r.res.count(e.Record, Superseded, nil)
 			continue
 		}
 		o := n.put(e.Record, at)
-		res.count(e.Record, o, nil)
+		r.res.count(e.Record, o, nil)
 	}
+	return true
+}
+
+// Done ends the restore: what has decayed by now is pruned, and the result
+// counts what the state holds of what was added.
+func (r *Restorer) Done() BatchResult {
+	res := r.res
 	if res.Added > 0 {
-		s.version++
+		r.s.version++
 	}
 	var dropped []*Record
-	for _, id := range s.Joined() {
-		dropped = s.nets[id].pruneEntries(now, dropped)
+	for _, id := range r.s.Joined() {
+		dropped = r.s.nets[id].pruneEntries(r.now, dropped)
 	}
 	res.Added -= len(dropped)
 	return res

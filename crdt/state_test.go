@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -220,5 +221,39 @@ func TestRestoreLaterEqualsRestoreThenPrune(t *testing.T) {
 	}
 	if !seen[0] || !seen[1] || !seen[2] {
 		t.Fatalf("the moments did not see 2, 1 and 0 live hosts: %v", seen)
+	}
+}
+
+// A Restorer fed in parts ends where Restore does; fed a part out of
+// dependency order it refuses it, and everything after.
+func TestRestorerInParts(t *testing.T) {
+	f, _ := populated(t)
+	entries := f.s.Verified(f.net)
+	want := NewState(DefaultOptions(), f.net)
+	wantRes := want.Restore(entries, epoch)
+	for size := 1; size <= len(entries); size++ {
+		st := NewState(DefaultOptions(), f.net)
+		r := st.NewRestorer(epoch)
+		for part := range slices.Chunk(entries, size) {
+			if !r.Add(part) {
+				t.Fatalf("parts of %d: refused in order", size)
+			}
+		}
+		if res := r.Done(); res.Added != wantRes.Added || st.Fingerprint(f.net) != want.Fingerprint(f.net) {
+			t.Fatalf("parts of %d: added %d, fingerprint equal %v; Restore added %d",
+				size, res.Added, st.Fingerprint(f.net) == want.Fingerprint(f.net), wantRes.Added)
+		}
+	}
+	st := NewState(DefaultOptions(), f.net)
+	r := st.NewRestorer(epoch)
+	// The settings record (first) after the rest, attestations last: out
+	// of order.
+	if !r.Add(entries[1:]) || r.Add(entries[:1]) || r.Add(entries[:1]) {
+		t.Fatal("a settings record after an attestation was taken")
+	}
+	without := NewState(DefaultOptions(), f.net)
+	withoutRes := without.Restore(entries[1:], epoch)
+	if res := r.Done(); res.Added != withoutRes.Added || st.Fingerprint(f.net) != without.Fingerprint(f.net) {
+		t.Fatalf("the refused part was taken: %d added, want %d", res.Added, withoutRes.Added)
 	}
 }

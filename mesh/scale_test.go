@@ -542,10 +542,11 @@ func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
 		eventually(t, 10*time.Minute, "the batch in the member lists", func() bool {
 			fewest, short := hi, 0
 			var worst *testNode
+			worstML := 0 // memberlist's count at the same moment, self included
 			for _, tn := range c.nodes[:hi] {
 				if m := len(tn.node.Members()); m < hi-1-hi/100 {
 					if m < fewest {
-						fewest, worst = m, tn
+						fewest, worst, worstML = m, tn, tn.node.ml.NumMembers()
 					}
 					short++
 				}
@@ -555,9 +556,12 @@ func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
 				t.Logf("N=%d: nodes [%d, %d) started %v ago; %d of %d nodes see fewer than %d members (fewest %d); load %s",
 					n, lo, hi, time.Since(t0).Round(time.Second), short, hi, hi-1-hi/100, fewest, loadAvg())
 				if worst != nil {
-					// Whether memberlist lost them or the mesh refused them.
-					t.Logf("N=%d: the fewest at %s: memberlist counts %d members, the mesh admits %d; refusals %v",
-						n, worst.host, worst.node.ml.NumMembers(), fewest, worst.node.Refusals())
+					// Whether memberlist lost them or the mesh refused them
+					// (read together: the fewest of hundreds of counts that
+					// move is a low sample, and a later read of the same
+					// node is higher).
+					t.Logf("N=%d: the fewest at %s: memberlist counts %d members (itself included), the mesh admits %d; refusals %v",
+						n, worst.host, worstML, fewest, worst.node.Refusals())
 				}
 			}
 			return short == 0

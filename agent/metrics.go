@@ -98,7 +98,7 @@ var (
 	descDNSFast    = prometheus.NewDesc("dm_dns_fast_path_total", "DNS answers sent by the fast path.", nil, nil)
 	descSync       = prometheus.NewDesc("dm_sync_bytes_total", "Anti-entropy bytes, by direction.", []string{"direction"}, nil)
 	descSyncRounds = prometheus.NewDesc("dm_sync_rounds_total", "Anti-entropy rounds started, and failed.", []string{"outcome"}, nil)
-	descGossip     = prometheus.NewDesc("dm_gossip_messages_total", "Gossip messages received, dropped, and broadcasts queued.", []string{"what"}, nil)
+	descGossip     = prometheus.NewDesc("dm_gossip_messages_total", "Gossip messages received, dropped, broadcasts queued, and packets of the mesh's own sent while memberlist's broadcasts crowded it out.", []string{"what"}, nil)
 	descRejected   = prometheus.NewDesc("dm_records_refused_total", "Records from the network that failed ingestion.", nil, nil)
 	descRefusals   = prometheus.NewDesc("dm_refusals_total", "Records and gossip members refused, by reason.", []string{"reason"}, nil)
 	descChallenge  = prometheus.NewDesc("dm_challenges", "Addresses by last reachability verdict.", []string{"verdict"}, nil)
@@ -141,6 +141,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.GossipIn.Load()), "received")
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.GossipDropped.Load()), "dropped")
 		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.Broadcasts.Load()), "broadcast")
+		ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.GossipBatches.Load()), "crowded_batch")
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(st.Rejected.Load()))
 		for reason, n := range p.node.Refusals() {
 			ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(n), reason)

@@ -10,14 +10,23 @@ import (
 	"pgregory.net/rapid"
 )
 
-// noRoom is a delegate to which memberlist never leaves room: as when its
-// own broadcasts fill every packet.
+// noRoom is a delegate to which memberlist leaves only 40 bytes of each
+// packet, too little for a record: as when its own broadcasts fill them.
+// allRoom is one offered nearly whole packets, whatever memberlist's own
+// broadcasts take.
 type noRoom struct{ memberlist.Delegate }
+type allRoom struct{ memberlist.Delegate }
 
-func (noRoom) GetBroadcasts(int, int) [][]byte { return nil }
+func (d noRoom) GetBroadcasts(overhead, _ int) [][]byte {
+	return d.Delegate.GetBroadcasts(overhead, 40)
+}
+
+func (d allRoom) GetBroadcasts(overhead, _ int) [][]byte {
+	return d.Delegate.GetBroadcasts(overhead, 1300)
+}
 
 // A node whose gossip memberlist crowds out sends its records in packets
-// of its own; the others, offered room, send none. Anti-entropy is off
+// of its own; the others, always offered room, send none. Anti-entropy is off
 // after the first rounds, so only gossip can deliver.
 func TestCrowdedOutGossipSendsItsOwnPackets(t *testing.T) {
 	crowded := clusterAddr(0)
@@ -25,6 +34,8 @@ func TestCrowdedOutGossipSendsItsOwnPackets(t *testing.T) {
 		cfg.SyncInterval = time.Hour
 		if cfg.BindAddr == crowded {
 			cfg.TuneMemberlist = func(mc *memberlist.Config) { mc.Delegate = noRoom{mc.Delegate} }
+		} else {
+			cfg.TuneMemberlist = func(mc *memberlist.Config) { mc.Delegate = allRoom{mc.Delegate} }
 		}
 	})
 	c.waitMembership(t, 3)
@@ -48,23 +59,31 @@ func TestCrowdedOutGossipSendsItsOwnPackets(t *testing.T) {
 	}
 }
 
-func TestCrowdingNeedsTwoIntervalsWithoutRoom(t *testing.T) {
+func TestCrowdingNeedsTwoIntervalsOfScraps(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	iv := 200 * time.Millisecond
+	q := &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 10 }, RetransmitMult: 10}
+	q.QueueBroadcast(&broadcast{msg: make([]byte, 140), id: hashOf(1)})
 	c := NewCrowding(1400, t0)
-	if c.CrowdedOut(t0.Add(2*iv), iv) {
-		t.Fatal("crowded out after two intervals exactly")
+	if c.CrowdedOut(t0.Add(5*iv), iv) {
+		t.Fatal("crowded out with no offer at all (late timers, not crowding)")
 	}
-	if !c.CrowdedOut(t0.Add(2*iv+1), iv) {
-		t.Fatal("not crowded out after more than two intervals")
+	if got := c.Offer(q, 2, 699, t0.Add(5*iv)); len(got) != 1 { // less than half a packet: scraps
+		t.Fatalf("an offer of 699 bytes took %d messages of 140", len(got))
 	}
-	c.Offered(699, t0.Add(3*iv)) // less than half a packet is no room
-	if !c.CrowdedOut(t0.Add(3*iv), iv) {
-		t.Fatal("a small offer counted as room")
+	if !c.CrowdedOut(t0.Add(5*iv), iv) {
+		t.Fatal("not crowded out after scraps only, for more than two intervals")
 	}
-	c.Offered(700, t0.Add(3*iv))
-	if c.CrowdedOut(t0.Add(4*iv), iv) {
-		t.Fatal("crowded out one interval after room")
+	if c.CrowdedOut(t0.Add(7*iv+1), iv) {
+		t.Fatal("still crowded out more than two intervals after the last offer")
+	}
+	c.Offer(q, 2, 700, t0.Add(8*iv))
+	c.Offer(q, 2, 40, t0.Add(9*iv))
+	if c.CrowdedOut(t0.Add(10*iv), iv) {
+		t.Fatal("crowded out two intervals after room exactly")
+	}
+	if !c.CrowdedOut(t0.Add(10*iv+1), iv) {
+		t.Fatal("not crowded out more than two intervals after room, with scraps since")
 	}
 }
 

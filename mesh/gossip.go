@@ -47,8 +47,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	d.n.crowd.Offered(limit, time.Now())
-	return d.n.queue.GetBroadcasts(overhead, limit)
+	return d.n.crowd.Offer(d.n.queue, overhead, limit, time.Now())
 }
 
 func (d *delegate) LocalState(bool) []byte              { return nil }

@@ -404,8 +404,7 @@ func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
 		used += len(m) + compoundOverhead
 	}
 	if avail := limit - used; avail > compoundOverhead+userMsgOverhead {
-		n.crowd.Offered(avail, s.wall())
-		user = n.queue.GetBroadcasts(compoundOverhead+userMsgOverhead, avail)
+		user = n.crowd.Offer(n.queue, compoundOverhead+userMsgOverhead, avail, s.wall())
 	}
 	return ml, user
 }

@@ -67,9 +67,10 @@ func (c *Crowding) CrowdedOut(now time.Time, interval time.Duration) bool {
 	return t-c.roomy.Load() > span && t-c.scraps.Load() <= span
 }
 
-// BatchLimit is the room for the messages of one batch in a packet of
-// packet bytes: less memberlist's user message type, its CRC and a label.
-func BatchLimit(packet int) int { return packet - 1 - 5 - 16 - 1 }
+// BatchLimit is the room for a batch in a packet of packet bytes: less
+// memberlist's user message type (1 byte) and CRC (5), and 17 to spare
+// (the mesh sets no label; one of up to 15 bytes would fit).
+func BatchLimit(packet int) int { return packet - 1 - 5 - 17 }
 
 // Batch takes from q the messages that fit a batch of limit bytes (its
 // type byte included), counting one transmission of each, and frames them;

@@ -145,8 +145,9 @@ type TableOptions struct {
 	// DeferFast leaves the fast path's packed replies out: the Handler
 	// answers every query itself (the same answers, TestFastPathMatchesHandler)
 	// until the table WithFast returns replaces this one. A node starting
-	// up answers sooner so: at 100,000 names its first answer came after
-	// 1.41 s instead of 1.76 s (README).
+	// up answers sooner so: at 100,000 names this and Restore no longer
+	// sorting a sorted state file took its first answer from 1.76 s to
+	// 1.41 s (README).
 	DeferFast bool
 }
 

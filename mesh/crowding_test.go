@@ -63,7 +63,7 @@ func TestCrowdingNeedsTwoIntervalsOfScraps(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	iv := 200 * time.Millisecond
 	q := &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 10 }, RetransmitMult: 10}
-	q.QueueBroadcast(&broadcast{msg: make([]byte, 140), id: hashOf(1)})
+	q.QueueBroadcast(&broadcast{msg: make([]byte, 140), id: sha([]byte{1})})
 	c := NewCrowding(1400, t0)
 	if c.CrowdedOut(t0.Add(5*iv), iv) {
 		t.Fatal("crowded out with no offer at all (late timers, not crowding)")
@@ -96,7 +96,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		msgs := rapid.SliceOfN(rapid.SliceOfN(rapid.Byte(), 1, 300), 0, 40).Draw(t, "msgs")
 		for i, m := range msgs {
 			m[0] = 'R' // never a batch inside a batch
-			q.QueueBroadcast(&broadcast{msg: m, id: hashOf(i)})
+			q.QueueBroadcast(&broadcast{msg: m, id: sha([]byte(fmt.Sprint(i)))})
 		}
 		limit := rapid.IntRange(1, 1400).Draw(t, "limit")
 		b := Batch(q, limit)
@@ -171,9 +171,4 @@ func FuzzSplitBatch(f *testing.F) {
 			t.Fatalf("parts of %d bytes from %d", n, len(b))
 		}
 	})
-}
-
-func hashOf(i int) (h [32]byte) {
-	copy(h[:], fmt.Sprint(i))
-	return h
 }

@@ -152,23 +152,29 @@ func (n *Node) crowdLoop(ctx context.Context) {
 			if n.queue.NumQueued() == 0 || !n.crowd.CrowdedOut(now, n.cfg.GossipInterval) {
 				continue
 			}
-			ms := n.Members()
-			for range min(n.gossipNodes, len(ms)) {
-				i := rand.IntN(len(ms))
-				m := ms[i]
-				ms[i] = ms[len(ms)-1]
-				ms = ms[:len(ms)-1]
-				b := Batch(n.queue, BatchLimit(n.packetSize))
-				if b == nil {
-					break
-				}
-				to := &memberlist.Node{Name: m.Name, Addr: m.Addr.AsSlice(), Port: m.GossipPort}
-				if err := n.ml.SendBestEffort(to, b); err != nil {
-					n.log.Debug("sending gossip batch", "member", m.Name, "err", err)
-				}
-				n.stats.GossipBatches.Add(1)
-			}
+			n.sendBatches()
 		}
+	}
+}
+
+// sendBatches sends GossipNodes random members a batch each, while the
+// queue gives messages.
+func (n *Node) sendBatches() {
+	ms := n.Members()
+	for range min(n.gossipNodes, len(ms)) {
+		i := rand.IntN(len(ms))
+		m := ms[i]
+		ms[i] = ms[len(ms)-1]
+		ms = ms[:len(ms)-1]
+		b := Batch(n.queue, BatchLimit(n.packetSize))
+		if b == nil {
+			return
+		}
+		to := &memberlist.Node{Name: m.Name, Addr: m.Addr.AsSlice(), Port: m.GossipPort}
+		if err := n.ml.SendBestEffort(to, b); err != nil {
+			n.log.Debug("sending gossip batch", "member", m.Name, "err", err)
+		}
+		n.stats.GossipBatches.Add(1)
 	}
 }
 

@@ -74,10 +74,7 @@ func (n *Node) announced(network crdt.PublicKey, h crdt.Hash, announcer string) 
 		j.from = append(j.from, announcer)
 	}
 	f.mu.Unlock()
-	select {
-	case f.kick <- struct{}{}:
-	default:
-	}
+	f.wake()
 }
 
 func containsString(list []string, s string) bool {
@@ -162,6 +159,17 @@ func (n *Node) fetchOne(ctx context.Context, j *fetchJob) {
 	}
 	j.next = time.Now().Add(wait)
 	n.log.Debug("fetching an announced record failed; retrying", "hash", j.hash.Short(), "from", announcer, "err", err, "retry_in", time.Until(j.next).Round(time.Millisecond))
+	// The loop set its timer while j was busy, without j's next attempt:
+	// wake it to take it into account.
+	f.wake()
+}
+
+// wake makes fetchLoop look at the jobs again.
+func (f *fetcher) wake() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
 
 // fetchFrom gets the record (network, h) from the member named announcer

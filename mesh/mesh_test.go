@@ -340,6 +340,30 @@ func TestFetchRetriesUntilTheAnnouncerAnswers(t *testing.T) {
 	})
 }
 
+// A failed fetch is retried on its own schedule, not only when another
+// announcement wakes the fetcher. Here one announcement is made, of a
+// record its announcer does not have (it answers 404), and nothing else
+// is ever announced: the fetcher must keep trying. It once slept for an
+// hour after every failure it had started while no other job waited, and
+// retried only when gossip happened to bring the announcement again
+// (under load in CI, the record never arrived once the announcer
+// answered).
+func TestFetchRetriedWithoutAnotherAnnouncement(t *testing.T) {
+	c := newCluster(t, 2, func(cfg *Config) { cfg.SyncInterval = time.Hour })
+	eventually(t, 60*time.Second, "full membership", func() bool {
+		return len(c.nodes[0].node.Members()) == 1 && len(c.nodes[1].node.Members()) == 1
+	})
+	a, b := c.nodes[0], c.nodes[1]
+	var missing crdt.Hash
+	missing[0] = 1
+	b.node.announced(c.id, missing, a.key.Public().String())
+	// FetchRetry waits 250 ms, 500 ms, 1 s before the second, third and
+	// fourth attempts.
+	eventually(t, 30*time.Second, "the fetch to be retried three times", func() bool {
+		return b.node.Stats().Fetches.Load() >= 4
+	})
+}
+
 // Records too large for a gossip packet are announced and fetched over
 // HTTP (anti-entropy is off here, so only gossip can deliver).
 func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {

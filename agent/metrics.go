@@ -133,7 +133,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	{
 		st := p.node.Stats()
-		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(p.node.Members())))
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(p.node.MemberCount()))
 		ch <- prometheus.MustNewConstMetric(descSync, prometheus.CounterValue, float64(st.SyncBytesOut.Load()), "out")
 		ch <- prometheus.MustNewConstMetric(descSync, prometheus.CounterValue, float64(st.SyncBytesIn.Load()), "in")
 		ch <- prometheus.MustNewConstMetric(descSyncRounds, prometheus.CounterValue, float64(st.SyncRounds.Load()), "started")

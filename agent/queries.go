@@ -46,7 +46,7 @@ func (a *Agent) Status(context.Context) (control.Status, error) {
 	sort.Strings(s.Listening)
 	p := a.up.Load()
 	if p != nil {
-		s.Members = len(p.node.Members())
+		s.Members = p.node.MemberCount()
 		s.Synced = p.node.Synced()
 	}
 	a.store.Read(func(st *crdt.State) {

@@ -180,18 +180,12 @@ func (n *Node) fetchFrom(ctx context.Context, network crdt.PublicKey, h crdt.Has
 	if held {
 		return nil // anti-entropy or another fetch was faster
 	}
-	var from *Member
-	for _, m := range n.Members() {
-		if m.Name == announcer {
-			from = &m
-			break
-		}
-	}
-	if from == nil {
+	from, ok := n.member(announcer)
+	if !ok {
 		return fmt.Errorf("%s is not a live member", announcer)
 	}
 	n.stats.Fetches.Add(1)
-	raw, err := n.get(ctx, n.peerURL(*from, recordPath(network, h)), crdt.MaxRecordSize)
+	raw, err := n.get(ctx, n.peerURL(from, recordPath(network, h)), crdt.MaxRecordSize)
 	if err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func BenchmarkPropagation(b *testing.B) {
 			}
 			c := newCluster(b, n, cfg)
 			eventually(b, 120*time.Second, "full membership", func() bool {
-				return slices.IndexFunc(c.nodes, func(tn *testNode) bool { return len(tn.node.Members()) != n-1 }) < 0
+				return slices.IndexFunc(c.nodes, func(tn *testNode) bool { return tn.node.MemberCount() != n-1 }) < 0
 			})
 			c.waitConverged(120 * time.Second)
 			base := newBaseline(b, n)

@@ -160,7 +160,7 @@ func (n *Node) crowdLoop(ctx context.Context) {
 // sendBatches sends GossipNodes random members a batch each, while the
 // queue gives messages.
 func (n *Node) sendBatches() {
-	ms := n.Members()
+	ms := n.memberList()
 	for range min(n.gossipNodes, len(ms)) {
 		i := rand.IntN(len(ms))
 		m := ms[i]

@@ -52,7 +52,7 @@ func (c *cluster) waitMembership(t *testing.T, want int) {
 	t.Helper()
 	eventually(t, 60*time.Second, "full membership", func() bool {
 		for _, tn := range c.nodes {
-			if len(tn.node.Members()) != want {
+			if tn.node.MemberCount() != want {
 				return false
 			}
 		}
@@ -104,7 +104,7 @@ func TestMembersProveTheirKey(t *testing.T) {
 			}
 		}
 	}
-	if len(c.nodes[0].node.Members()) != 2 {
+	if c.nodes[0].node.MemberCount() != 2 {
 		t.Errorf("the honest members were lost: %v", c.nodes[0].node.Members())
 	}
 }
@@ -114,7 +114,7 @@ func TestMemberNotRoutedIsRefused(t *testing.T) {
 	unrouted := netip.AddrFrom16([16]byte{0xfd, 15: 3}) // node 2's address
 	c := newCluster(t, 3, func(cfg *Config) { cfg.Routed = func(a netip.Addr) bool { return a != unrouted } })
 	eventually(t, 60*time.Second, "nodes 0 and 1 to be members of each other", func() bool {
-		return len(c.nodes[0].node.Members()) == 1 && len(c.nodes[1].node.Members()) == 1
+		return c.nodes[0].node.MemberCount() == 1 && c.nodes[1].node.MemberCount() == 1
 	})
 	eventually(t, 30*time.Second, "the refusal counted", func() bool { return c.nodes[0].node.Refusals()[ReasonNotRouted] > 0 })
 	name := c.nodes[2].key.Public().String()
@@ -147,7 +147,7 @@ func TestABanDropsItsMemberWithinSeconds(t *testing.T) {
 	})
 	t.Logf("the banned member left every node %v after the ban was published", time.Since(start).Round(10*time.Millisecond))
 	for _, tn := range c.nodes[:3] {
-		if len(tn.node.Members()) != 2 {
+		if tn.node.MemberCount() != 2 {
 			t.Errorf("%s lost honest members: %v", tn.host, tn.node.Members())
 		}
 	}

@@ -218,7 +218,7 @@ func TestBootstrapFromStaticFile(t *testing.T) {
 	})
 	// It joined the gossip through the hosts the file lists: it sees the
 	// members, and a name claimed now elsewhere reaches it.
-	eventually(t, 30*time.Second, "the bootstrapped node to see every member", func() bool { return len(fresh.node.Members()) == 4 })
+	eventually(t, 30*time.Second, "the bootstrapped node to see every member", func() bool { return fresh.node.MemberCount() == 4 })
 	c.claim(c.nodes[2], "after")
 	eventually(t, 30*time.Second, "a new claim to reach the bootstrapped node", func() bool {
 		return fresh.resolves(c.id, "after.mesh") == c.nodes[2].key.Public()
@@ -301,7 +301,7 @@ func TestFetchRetriesUntilTheAnnouncerAnswers(t *testing.T) {
 	c := newCluster(t, 4, func(cfg *Config) { cfg.SyncInterval = time.Hour })
 	eventually(t, 60*time.Second, "full membership", func() bool {
 		for _, tn := range c.nodes {
-			if len(tn.node.Members()) != 3 {
+			if tn.node.MemberCount() != 3 {
 				return false
 			}
 		}
@@ -351,7 +351,7 @@ func TestFetchRetriesUntilTheAnnouncerAnswers(t *testing.T) {
 func TestFetchRetriedWithoutAnotherAnnouncement(t *testing.T) {
 	c := newCluster(t, 2, func(cfg *Config) { cfg.SyncInterval = time.Hour })
 	eventually(t, 60*time.Second, "full membership", func() bool {
-		return len(c.nodes[0].node.Members()) == 1 && len(c.nodes[1].node.Members()) == 1
+		return c.nodes[0].node.MemberCount() == 1 && c.nodes[1].node.MemberCount() == 1
 	})
 	a, b := c.nodes[0], c.nodes[1]
 	var missing crdt.Hash
@@ -412,13 +412,13 @@ func TestLargeRecordsAnnouncedAndFetched(t *testing.T) {
 				tn.node.fetch.mu.Unlock()
 				st := tn.node.Stats()
 				t.Logf("node %d: %d members, refusals %v; holds the record %v; %d fetches, %d gossip messages in, %d dropped; pending %v",
-					i, len(tn.node.Members()), tn.node.Refusals(), holds, st.Fetches.Load(), st.GossipIn.Load(), st.GossipDropped.Load(), jobs)
+					i, tn.node.MemberCount(), tn.node.Refusals(), holds, st.Fetches.Load(), st.GossipIn.Load(), st.GossipDropped.Load(), jobs)
 			}
 		}
 	})
 	eventually(t, 90*time.Second, "full membership", func() bool {
 		for _, tn := range c.nodes {
-			if len(tn.node.Members()) != 7 {
+			if tn.node.MemberCount() != 7 {
 				return false
 			}
 		}
@@ -473,7 +473,7 @@ func TestSilentPeerDoesNotStopRounds(t *testing.T) {
 	})
 	a, b, z := c.nodes[0], c.nodes[1], c.nodes[2]
 	c.net.Serve(b.host, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
-	eventually(t, 20*time.Second, "three members", func() bool { return len(a.node.Members()) == 2 })
+	eventually(t, 20*time.Second, "three members", func() bool { return a.node.MemberCount() == 2 })
 	for i := range 5 {
 		cl := must(crdt.SignClaim(crdt.Claim{Network: c.id, Node: z.key.Public(), Name: fmt.Sprint("later", i), Created: time.Now()}, z.key))
 		if res := z.store.Ingest([]*crdt.Record{cl}); res.Added != 1 {

@@ -279,7 +279,7 @@ func runScale(t *testing.T, n int) ScaleResult {
 	eventually(t, 30*time.Minute, "full membership and every host record everywhere", func() bool {
 		minM, minR, done := n, 1+n, 0
 		for _, tn := range c.nodes {
-			m, r := len(tn.node.Members()), tn.fingerprint(c.id).Count
+			m, r := tn.node.MemberCount(), tn.fingerprint(c.id).Count
 			minM, minR = min(minM, m), min(minR, r)
 			if m == n-1 && r == 1+n {
 				done++
@@ -544,7 +544,7 @@ func newScaleCluster(t *testing.T, n int, cfg func(*Config)) *cluster {
 			var worst *testNode
 			worstML := 0 // memberlist's count at the same moment, self included
 			for _, tn := range c.nodes[:hi] {
-				if m := len(tn.node.Members()); m < hi-1-hi/100 {
+				if m := tn.node.MemberCount(); m < hi-1-hi/100 {
 					if m < fewest {
 						fewest, worst, worstML = m, tn, tn.node.ml.NumMembers()
 					}

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -208,5 +209,54 @@ func TestFilterTransportShutsDownUnderTraffic(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return while packets kept arriving")
+	}
+}
+
+// randomPeer takes only members that pass shun and the penalty box,
+// prefers those avoid does not name, and picks uniformly among them.
+func TestRandomPeerPicksAmongThosePassing(t *testing.T) {
+	n := &Node{members: map[string]Member{}, limits: &peerLimits{peers: map[netip.Addr]*peerState{}}}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
+	for i := range 10 {
+		n.members[fmt.Sprint("m", i)] = Member{Name: fmt.Sprint("m", i), Addr: addr(i)}
+	}
+	now := time.Now()
+	n.limits.peers[addr(0)] = &peerState{badUntil: now.Add(time.Hour)} // penalized
+	shun := func(a netip.Addr, _ time.Time) bool { return a == addr(1) || a == addr(2) }
+	avoid := func(a netip.Addr, _ time.Time) bool { return a.As4()[3] >= 6 } // 6..9 avoided
+	seen := map[string]int{}
+	for range 4000 {
+		m, ok := n.randomPeer(shun, avoid)
+		if !ok {
+			t.Fatal("no peer, with three that pass")
+		}
+		seen[m.Name]++
+	}
+	if len(seen) != 3 {
+		t.Fatalf("picked %v; want only m3, m4, m5 (passing, not avoided)", seen)
+	}
+	for name, k := range seen {
+		if name != "m3" && name != "m4" && name != "m5" {
+			t.Fatalf("picked %s (%v)", name, seen)
+		}
+		if k < 1000 || k > 1700 { // 1333 expected; 6 sigma is about ±180
+			t.Errorf("%s picked %d times of 4000: not uniform (%v)", name, k, seen)
+		}
+	}
+	// All avoided: any that passes shun and the penalty box.
+	all := func(netip.Addr, time.Time) bool { return true }
+	fell := map[string]bool{}
+	for range 400 {
+		m, ok := n.randomPeer(shun, all)
+		if !ok || m.Name == "m0" || m.Name == "m1" || m.Name == "m2" {
+			t.Fatalf("with every member avoided: %v, %v", m.Name, ok)
+		}
+		fell[m.Name] = true
+	}
+	if len(fell) != 7 {
+		t.Errorf("with every member avoided, picked %v; want all of m3..m9", fell)
+	}
+	if m, ok := n.randomPeer(all, all); ok {
+		t.Errorf("every member shunned, yet picked %s", m.Name)
 	}
 }

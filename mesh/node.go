@@ -535,17 +535,34 @@ func (n *Node) absentHosts(k int) []string {
 
 // randomPeer picks a live member not in the penalty box: one that avoid
 // does not name if there is one, else one that shun does not name.
+//
+// It looks at the members in a random order (a Fisher–Yates shuffle done
+// as far as needed) and takes the first that passes, so that it usually
+// judges one or two members, not all: at 1,000 members, judging each took
+// 8% of TestScale's CPU. The first of a uniformly random order that passes
+// is a uniformly random one of those that pass.
 func (n *Node) randomPeer(shun, avoid func(netip.Addr, time.Time) bool) (Member, bool) {
 	ms := n.memberList()
 	now := time.Now()
-	ms = slices.DeleteFunc(ms, func(m Member) bool { return n.limits.penalized(m.Addr, now) || shun(m.Addr, now) })
-	if len(ms) == 0 {
+	fallback := -1
+	for i := range ms {
+		j := i + rand.IntN(len(ms)-i)
+		ms[i], ms[j] = ms[j], ms[i]
+		m := ms[i]
+		if n.limits.penalized(m.Addr, now) || shun(m.Addr, now) {
+			continue
+		}
+		if !avoid(m.Addr, now) {
+			return m, true
+		}
+		if fallback < 0 {
+			fallback = i
+		}
+	}
+	if fallback < 0 {
 		return Member{}, false
 	}
-	if rest := slices.DeleteFunc(slices.Clone(ms), func(m Member) bool { return avoid(m.Addr, now) }); len(rest) > 0 {
-		ms = rest
-	}
-	return ms[rand.IntN(len(ms))], true
+	return ms[fallback], true
 }
 
 // slogWriter carries memberlist's log lines into slog at their level.

@@ -239,7 +239,7 @@ func TestRandomPeerPicksAmongThosePassing(t *testing.T) {
 		if name != "m3" && name != "m4" && name != "m5" {
 			t.Fatalf("picked %s (%v)", name, seen)
 		}
-		if k < 1000 || k > 1700 { // 1333 expected; 6 sigma is about ±180
+		if k < 1000 || k > 1700 { // 1333 expected, sigma about 30: only a bias fails
 			t.Errorf("%s picked %d times of 4000: not uniform (%v)", name, k, seen)
 		}
 	}

@@ -504,7 +504,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 // hosts of the state, of nodes that are not members now.
 func (n *Node) absentHosts(k int) []string {
 	members := map[string]bool{n.cfg.Key.Public().String(): true}
-	for _, m := range n.Members() {
+	for _, m := range n.memberList() {
 		members[m.Name] = true
 	}
 	var cands []string

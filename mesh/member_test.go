@@ -260,3 +260,33 @@ func TestRandomPeerPicksAmongThosePassing(t *testing.T) {
 		t.Errorf("every member shunned, yet picked %s", m.Name)
 	}
 }
+
+// A reconnection round joins one absent host, the first that answers: one
+// push/pull, not one per candidate.
+func TestRejoinJoinsTheFirstThatAnswers(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) {
+		cfg.Seeds = nil // four nodes alone: only rejoinOne joins them
+		cfg.ReconnectInterval = time.Hour
+	})
+	addr := func(tn *testNode) string { return "[" + tn.host + "]:7946" }
+	down := "[" + clusterAddr(9).String() + "]:7946" // nobody serves it
+	c.nodes[0].node.rejoinOne([]string{down, addr(c.nodes[1]), addr(c.nodes[2]), addr(c.nodes[3])})
+	if got := c.nodes[0].node.ml.NumMembers(); got != 2 {
+		t.Fatalf("after one rejoin the node has %d gossip members with itself, want 2 (itself and the first that answered)", got)
+	}
+	if _, ok := c.nodes[0].node.member(c.nodes[1].key.Public().String()); !ok {
+		t.Fatal("the first candidate that answered was not joined")
+	}
+}
+
+func TestReconnectScaleFollowsMemberlistsPushPullRule(t *testing.T) {
+	base := 30 * time.Second
+	for _, tc := range []struct {
+		members int
+		want    time.Duration
+	}{{1, base}, {32, base}, {33, 2 * base}, {64, 2 * base}, {65, 3 * base}, {800, 6 * base}, {10000, 10 * base}} {
+		if got := ReconnectScale(base, tc.members); got != tc.want {
+			t.Errorf("ReconnectScale(30s, %d) = %v, want %v", tc.members, got, tc.want)
+		}
+	}
+}

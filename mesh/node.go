@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -73,7 +74,8 @@ type Config struct {
 	// RequestTimeout bounds every outgoing request (default 10 s).
 	RequestTimeout time.Duration
 	// ReconnectInterval is how often the node tries to rejoin live hosts
-	// that gossip lost (default 30 s).
+	// that gossip lost (default 30 s), in a mesh of up to 32 members;
+	// ReconnectScale stretches it for larger ones.
 	ReconnectInterval time.Duration
 
 	// Transport replaces the real network (tests: MemNetwork.Transport).
@@ -482,14 +484,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 		case !alone:
 			wait = 500 * time.Millisecond
 		}
-		if time.Since(lastReconnect) >= n.cfg.ReconnectInterval {
+		if time.Since(lastReconnect) >= ReconnectScale(n.cfg.ReconnectInterval, n.MemberCount()) {
 			lastReconnect = time.Now()
-			if cands := n.absentHosts(3); len(cands) > 0 {
-				if k, _ := n.ml.Join(cands); k > 0 {
-					n.log.Info("rejoined members gossip had lost", "joined", k)
-					n.SyncNow()
-				}
-			}
+			n.rejoinOne(n.absentHosts(3))
 		}
 		select {
 		case <-ctx.Done():
@@ -498,6 +495,36 @@ func (n *Node) joinLoop(ctx context.Context) {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
+}
+
+// rejoinOne joins the first of cands that answers. A join is a full
+// push/pull of the member list both ways (memberlist's Join exchanges with
+// every address it is given), and one is enough: the member joined learns
+// from this node's list which of its side this node holds dead, suspects
+// them in turn, and they refute by gossip, as after any join. Trying the
+// next only after a failure keeps the tries a round makes for a host that
+// is really down.
+func (n *Node) rejoinOne(cands []string) {
+	for _, c := range cands {
+		if k, _ := n.ml.Join([]string{c}); k > 0 {
+			n.log.Info("rejoined a member gossip had lost", "addr", c)
+			n.SyncNow()
+			return
+		}
+	}
+}
+
+// ReconnectScale stretches the reconnection interval as the mesh grows, by
+// memberlist's own rule for its periodic push/pulls (one more interval per
+// doubling beyond 32 members): each node's rejoins then cost what its
+// push/pulls do, and the mesh as a whole still tries a rejoin every
+// interval/members. With the base of 30 s, a mesh of 800 rejoins each
+// 3 minutes per node, one try every 0.2 s somewhere in the mesh.
+func ReconnectScale(base time.Duration, members int) time.Duration {
+	if members <= 32 {
+		return base
+	}
+	return base * time.Duration(math.Ceil(math.Log2(float64(members))-5)+1)
 }
 
 // absentHosts picks up to k gossip addresses, from the seeds and the live

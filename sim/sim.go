@@ -733,7 +733,8 @@ func (s *Sim) partition() {
 
 // heal joins the halves again: the network at once, the member lists at
 // the first reconnection (Node's joinLoop, every ReconnectInterval at each
-// node: the first of N timers fires within about ReconnectInterval/N) and
+// node stretched by mesh.ReconnectScale for the members of its half: the
+// first of N timers fires within about that interval/N) and
 // the alive messages' spread; the node that reconnected runs a round (and
 // with KickOnJoin every node that sees a member join).
 func (s *Sim) heal() {
@@ -741,7 +742,8 @@ func (s *Sim) heal() {
 	if !s.split {
 		return
 	}
-	first := time.Duration(s.rng.Int64N(int64(s.cfg.ReconnectInterval)/int64(len(s.nodes)) + 1))
+	every := mesh.ReconnectScale(s.cfg.ReconnectInterval, len(s.nodes)/2)
+	first := time.Duration(s.rng.Int64N(int64(every)/int64(len(s.nodes)) + 1))
 	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
 	s.after(first, func() { s.startRound(s.randomHonest()) })
 	s.after(first+spread, func() {

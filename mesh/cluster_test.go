@@ -21,6 +21,8 @@ type cluster struct {
 	nodes    []*testNode
 	cfg      func(*Config)
 	settings *crdt.Record
+	// clock, if set, gives node i's store its clock (nil: time.Now).
+	clock func(i int) func() time.Time
 }
 
 type testNode struct {
@@ -33,7 +35,12 @@ type testNode struct {
 }
 
 func newCluster(t testing.TB, n int, cfg func(*Config)) *cluster {
-	c := &cluster{t: t, net: NewMemNetwork(), admin: testKey("admin"), witness: testKey("witness"), cfg: cfg}
+	return newClusterClock(t, n, cfg, nil)
+}
+
+// newClusterClock is newCluster with clock(i) as node i's store clock.
+func newClusterClock(t testing.TB, n int, cfg func(*Config), clock func(i int) func() time.Time) *cluster {
+	c := &cluster{t: t, net: NewMemNetwork(), admin: testKey("admin"), witness: testKey("witness"), cfg: cfg, clock: clock}
 	c.id = c.admin.Public()
 	for i := range n {
 		c.add(i)
@@ -57,7 +64,11 @@ func (c *cluster) add(i int) *testNode {
 	addr := clusterAddr(i)
 	tn := &testNode{key: key, host: addr.String(), addr: addr}
 	tn.state = crdt.NewState(crdt.DefaultOptions(), c.id)
-	tn.store = NewStore(tn.state, nil)
+	var now func() time.Time
+	if c.clock != nil {
+		now = c.clock(i)
+	}
+	tn.store = NewStore(tn.state, now)
 	c.nodes = append(c.nodes, tn)
 	c.newNode(tn)
 	return tn

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,4 +290,30 @@ func TestReconnectScaleFollowsMemberlistsPushPullRule(t *testing.T) {
 			t.Errorf("ReconnectScale(30s, %d) = %v, want %v", tc.members, got, tc.want)
 		}
 	}
+}
+
+// Members whose proofs have aged past proofMaxAge are dropped at the next
+// recheck, and come back once their proofs are young again (here: the
+// judge's clock set back).
+func TestMembersWithAgedProofsAreDroppedAndComeBack(t *testing.T) {
+	var ahead atomic.Int64 // node 0's clock runs this far ahead
+	c := newClusterClock(t, 3, nil, func(i int) func() time.Time {
+		if i != 0 {
+			return nil
+		}
+		return func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	})
+	c.waitMembership(t, 2)
+	judge := c.nodes[0].node
+	ahead.Store(int64(proofMaxAge + time.Minute))
+	judge.recheckMembers()
+	if got := judge.MemberCount(); got != 0 {
+		t.Fatalf("%d members kept with proofs older than %v", got, proofMaxAge)
+	}
+	if judge.Refusals()[ReasonStaleProof] == 0 {
+		t.Fatalf("no stale-proof refusal counted: %v", judge.Refusals())
+	}
+	ahead.Store(0)
+	judge.recheckMembers()
+	eventually(t, 60*time.Second, "the members back once their proofs are young", func() bool { return judge.MemberCount() == 2 })
 }

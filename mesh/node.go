@@ -423,7 +423,7 @@ func (n *Node) maintain(ctx context.Context) {
 	defer n.wg.Done()
 	t := time.NewTicker(refusalEvery)
 	defer t.Stop()
-	signed := time.Now()
+	signed, rechecked := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -432,7 +432,10 @@ func (n *Node) maintain(ctx context.Context) {
 		case <-t.C:
 		}
 		n.refusals.flush()
-		n.recheckMembers()
+		if time.Since(rechecked) >= recheckEvery {
+			rechecked = time.Now()
+			n.recheckMembers()
+		}
 		if time.Since(signed) >= proofRefresh {
 			signed = time.Now()
 			if err := n.ml.UpdateNode(5 * time.Second); err != nil {
@@ -516,10 +519,12 @@ func (n *Node) rejoinOne(cands []string) {
 
 // ReconnectScale stretches the reconnection interval as the mesh grows, by
 // memberlist's own rule for its periodic push/pulls (one more interval per
-// doubling beyond 32 members): each node's rejoins then cost what its
-// push/pulls do, and the mesh as a whole still tries a rejoin every
-// interval/members. With the base of 30 s, a mesh of 800 rejoins each
-// 3 minutes per node, one try every 0.2 s somewhere in the mesh.
+// doubling beyond 32 members; the mesh turns those off, its anti-entropy
+// syncs the records): a rejoin is a push/pull of the whole member list, so
+// a node's cost stays about flat as N grows, and the mesh as a whole still
+// tries a rejoin every interval/members. With the base of 30 s, each node
+// of a mesh of 800 tries every 3 minutes, one try every 0.2 s somewhere in
+// the mesh.
 func ReconnectScale(base time.Duration, members int) time.Duration {
 	if members <= 32 {
 		return base

@@ -136,6 +136,10 @@ type ScaleResult struct {
 	Date                  string
 	LoadBefore, LoadAfter string
 	FormSeconds           float64
+	// At that moment: nodes that listed every other member, and the fewest
+	// members any node listed (formed = every record everywhere and every
+	// node listing at least 99% of the others, see runScale).
+	FormFullMembership, FormFewestMembers int
 	// Conditions: clean, 1% of packets lost, 10% of the nodes crashed
 	// (spread over the 20 s before the trials).
 	Clean, Loss, Down         ScalePhase
@@ -311,23 +315,38 @@ func runScale(t *testing.T, n int) ScaleResult {
 	start := time.Now()
 	c := newScaleCluster(t, n, cfg)
 	lastLog := time.Now()
-	eventually(t, 30*time.Minute, "full membership and every host record everywhere", func() bool {
-		minM, minR, done := n, 1+n, 0
+	// Formed: every node holds every host record and lists at least 99% of
+	// the other members. Not all of them at one instant: from 800 nodes on,
+	// the failure detectors of a thousand nodes sharing two cores keep a
+	// few members suspected, dead and back at any moment (2026-12-02, 800
+	// nodes: for 7 minutes 729–773 of 800 nodes listed all 799 others at
+	// each sample, the fewest 796–798, every record everywhere), and the
+	// claims that follow spread by gossip and anti-entropy to whoever is
+	// listed. How many did list all is reported beside it.
+	need := n - 1 - n/100
+	eventually(t, 30*time.Minute, "every host record everywhere and 99% of the members", func() bool {
+		minM, minR, done, full := n, 1+n, 0, 0
 		for _, tn := range c.nodes {
 			m, r := tn.node.MemberCount(), tn.fingerprint(c.id).Count
 			minM, minR = min(minM, m), min(minR, r)
-			if m == n-1 && r == 1+n {
+			if m >= need && r == 1+n {
 				done++
 			}
+			if m == n-1 {
+				full++
+			}
 		}
+		res.FormFullMembership, res.FormFewestMembers = full, minM
 		if time.Since(lastLog) > 30*time.Second {
 			lastLog = time.Now()
-			t.Logf("N=%d forming, %v: %d nodes done; fewest members %d, fewest records %d (load %s)", n, time.Since(start).Round(time.Second), done, minM, minR, loadAvg())
+			t.Logf("N=%d forming, %v: %d nodes done, %d with every member; fewest members %d, fewest records %d (load %s)",
+				n, time.Since(start).Round(time.Second), done, full, minM, minR, loadAvg())
 		}
 		return done == n
 	})
 	res.FormSeconds = time.Since(start).Seconds()
-	t.Logf("N=%d formed in %.1f s (load %s)", n, res.FormSeconds, loadAvg())
+	t.Logf("N=%d formed in %.1f s: %d of %d nodes listed every member, the fewest %d (load %s)",
+		n, res.FormSeconds, res.FormFullMembership, n, res.FormFewestMembers, loadAvg())
 	live := make([]bool, n)
 	for i := range live {
 		live[i] = true

@@ -35,7 +35,8 @@ import (
 //	DM_SCALE=256,512,1000 go test ./mesh -run TestScale -v -timeout 2h
 //
 // DM_SCALE_OUT=file appends each size's figures to file as a JSON line;
-// DM_SCALE_TUNE=lan keeps memberlist's LAN timeouts.
+// DM_SCALE_TUNE=lan keeps memberlist's LAN timeouts; DM_SCALE_COMPRESS=0
+// turns memberlist's compression off (see scaleTune).
 //
 // On a loaded 2-core machine a node's goroutines wait their turn behind
 // a thousand others, so an ack often comes later than memberlist's LAN
@@ -119,7 +120,19 @@ const (
 	scaleIdleWindow    = 20 * time.Second
 )
 
+// DM_SCALE_COMPRESS=0 turns memberlist's compression off (in the
+// simulator: -compress=false). memberlist compresses every gossip packet
+// with a fresh LZW writer, whose table (64 KB) is allocated for each
+// packet, and a fresh reader (about 20 KB) for each one received: nothing
+// for one node's dozen packets a second, but at 900 nodes in one process
+// compressing took 18% of the CPU samples, decompressing 6%, and the
+// allocation feeds the shared collector (2026-12-02). Off, the bytes
+// reported are memberlist's uncompressed ones, more than a real node
+// sends.
 func scaleTune(mc *memberlist.Config) {
+	if os.Getenv("DM_SCALE_COMPRESS") == "0" {
+		mc.EnableCompression = false
+	}
 	if os.Getenv("DM_SCALE_TUNE") == "lan" {
 		return // memberlist's LAN defaults, to see what they do at this size
 	}

@@ -45,6 +45,7 @@ func run(args []string) error {
 	warmup := fs.Duration("warmup", 40*time.Second, "idle time before the first claim (idle traffic is measured over its second half)")
 	kick := fs.Bool("kick-on-join", false, "every node runs a round when it sees a member join (the mesh's behaviour before)")
 	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
+	compress := fs.Bool("compress", true, "memberlist's compression (as its default; TestScale's DM_SCALE_COMPRESS=0 is -compress=false)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,6 +61,7 @@ func run(args []string) error {
 		cfg.Latency, cfg.Jitter, cfg.Claims, cfg.Burst, cfg.Large, cfg.Warmup = *latency, *latency, *claims, *burst, *large, *warmup
 		cfg.KickOnJoin = *kick
 		cfg.WaitBehind = *behind
+		cfg.EnableCompressed = *compress
 		switch *timeouts {
 		case "lan":
 		case "scale":

@@ -521,10 +521,10 @@ func (n *Node) rejoinOne(cands []string) {
 // memberlist's own rule for its periodic push/pulls (one more interval per
 // doubling beyond 32 members; the mesh turns those off, its anti-entropy
 // syncs the records): a rejoin is a push/pull of the whole member list, so
-// a node's cost stays about flat as N grows, and the mesh as a whole still
-// tries a rejoin every interval/members. With the base of 30 s, each node
-// of a mesh of 800 tries every 3 minutes, one try every 0.2 s somewhere in
-// the mesh.
+// a node's rejoin traffic grows as N/log N instead of N, and the mesh as a
+// whole still tries a rejoin every interval/members. With the base of
+// 30 s, each node of a mesh of 800 tries every 3 minutes, one try every
+// 0.2 s somewhere in the mesh.
 func ReconnectScale(base time.Duration, members int) time.Duration {
 	if members <= 32 {
 		return base

@@ -195,6 +195,7 @@ func median(d []time.Duration) time.Duration {
 // payload once on first receipt.
 type baseline struct {
 	nodes []*baseNode
+	kinds packetKinds // what its nodes sent (TestScale's baseline)
 }
 
 type baseNode struct {

@@ -154,6 +154,10 @@ type ScaleResult struct {
 	// every other member, and the fewest members any node listed.
 	FormSeconds, FormFullSeconds          float64
 	FormFullMembership, FormFewestMembers int
+	// FormRumoursSeconds: memberlist's rumours of the joins died out, a
+	// window of 2 s without an alive, suspect or dead message (0: not
+	// within 5 minutes more); the idle windows start after it.
+	FormRumoursSeconds float64
 	// Conditions: clean, 1% of packets lost, 10% of the nodes crashed
 	// (spread over the 20 s before the trials).
 	Clean, Loss, Down         ScalePhase
@@ -204,6 +208,7 @@ func scaleAddr(i int) netip.Addr {
 type lossyTransport struct {
 	NodeAwareTransport memberlist.NodeAwareTransport
 	loss               *atomic.Uint64 // probability × 2^32
+	kinds              *packetKinds   // what is sent, by kind
 	mu                 sync.Mutex
 	rng                *rand.Rand
 }
@@ -225,12 +230,14 @@ func (t *lossyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if t.lost() {
 		return time.Now(), nil
 	}
+	t.kinds.packet(b)
 	return t.NodeAwareTransport.WriteTo(b, addr)
 }
 func (t *lossyTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	if t.lost() {
 		return time.Now(), nil
 	}
+	t.kinds.packet(b)
 	return t.NodeAwareTransport.WriteToAddress(b, a)
 }
 func (t *lossyTransport) PacketCh() <-chan *memberlist.Packet { return t.NodeAwareTransport.PacketCh() }
@@ -319,13 +326,14 @@ func runScale(t *testing.T, n int) ScaleResult {
 	res := ScaleResult{N: n, Date: time.Now().UTC().Format(time.RFC3339), LoadBefore: loadAvg()}
 	k := 0
 	var loss atomic.Uint64
+	var kinds packetKinds
 	cfg := func(c *Config) {
 		c.GossipInterval = 200 * time.Millisecond // memberlist's LAN default
 		c.SyncInterval = 2 * time.Second
 		c.ReconnectInterval = 30 * time.Second
 		c.RequestTimeout = 30 * time.Second
 		c.TuneMemberlist = scaleTune
-		c.Transport = &lossyTransport{NodeAwareTransport: c.Transport, loss: &loss, rng: rand.New(rand.NewPCG(uint64(k), 7))}
+		c.Transport = &lossyTransport{NodeAwareTransport: c.Transport, loss: &loss, kinds: &kinds, rng: rand.New(rand.NewPCG(uint64(k), 7))}
 		// Each node joins through node 0 and one earlier node, so that no
 		// single node takes a thousand push/pull joins.
 		if k > 0 {
@@ -335,14 +343,12 @@ func runScale(t *testing.T, n int) ScaleResult {
 	}
 	start := time.Now()
 	c := newScaleCluster(t, n, cfg)
-	lastLog := time.Now()
+	lastLog, lastKinds := time.Now(), kinds.snapshot()
 	// Formed: every node holds every host record and lists at least 99% of
 	// the other members; then up to 3 minutes more for every node to list
 	// all of them, so that the idle figures below are not taken while the
-	// last members still join. (That was not why the clean idle window at
-	// 128 nodes measured 2.7–8.0 KB per node per second on 2026-12-02: it
-	// still did with this wait; it is memberlist's gossip stirred up by the
-	// mesh's crowded-out packets while the mesh formed, see README.) From
+	// last members still join (nor while memberlist still gossips their
+	// joins: rumoursSettled, below). From
 	// 800 nodes on, all of them at one instant may never
 	// come: the failure detectors of a thousand nodes sharing two cores
 	// keep a few members suspected, dead and back at any moment
@@ -367,10 +373,11 @@ func runScale(t *testing.T, n int) ScaleResult {
 	}
 	eventually(t, 30*time.Minute, "every host record everywhere and 99% of the members", func() bool {
 		done, full, minM, minR := count()
-		if time.Since(lastLog) > 30*time.Second {
-			lastLog = time.Now()
-			t.Logf("N=%d forming, %v: %d nodes done, %d with every member; fewest members %d, fewest records %d (load %s)",
-				n, time.Since(start).Round(time.Second), done, full, minM, minR, loadAvg())
+		if secs := time.Since(lastLog).Seconds(); secs > 30 {
+			k := kinds.snapshot()
+			t.Logf("N=%d forming, %v: %d nodes done, %d with every member; fewest members %d, fewest records %d (load %s); packets by kind since the last line, per node per second: %s",
+				n, time.Since(start).Round(time.Second), done, full, minM, minR, loadAvg(), k.since(lastKinds, n, secs))
+			lastLog, lastKinds = time.Now(), k
 		}
 		return done == n
 	})
@@ -381,6 +388,7 @@ func runScale(t *testing.T, n int) ScaleResult {
 	_, res.FormFullMembership, res.FormFewestMembers, _ = count()
 	t.Logf("N=%d formed (99%% of the members everywhere) in %.1f s, every member everywhere %s: %d of %d nodes list every member, the fewest %d (load %s)",
 		n, res.FormSeconds, fullAt(res.FormFullSeconds), res.FormFullMembership, n, res.FormFewestMembers, loadAvg())
+	t.Logf("N=%d forming, packets by kind per node per second: %s", n, kinds.snapshot().since(kindSnapshot{}, n, time.Since(start).Seconds()))
 	live := make([]bool, n)
 	for i := range live {
 		live[i] = true
@@ -396,6 +404,16 @@ func runScale(t *testing.T, n int) ScaleResult {
 		})
 	}
 	quiet()
+	// The idle windows measure a cluster at rest: memberlist's rumours of
+	// the joins die out first (the mesh's records no longer wait behind
+	// them, crowding.go, so the mesh forms before they do).
+	settled, ok := kinds.rumoursSettled(2*time.Second, 5*time.Minute)
+	if ok {
+		res.FormRumoursSeconds = time.Since(start).Seconds()
+		t.Logf("N=%d memberlist's rumours had died out %.1f s from the start (the first 2 s without alive, suspect or dead messages ended %v after the mesh formed)", n, res.FormRumoursSeconds, settled.Round(100*time.Millisecond))
+	} else {
+		t.Logf("N=%d memberlist's rumours still went on %v after the mesh formed", n, settled.Round(time.Second))
+	}
 	// stat sums one of the nodes' counters.
 	stat := func(counter func(*Stats) *atomic.Int64) func() int64 {
 		return func() (s int64) {
@@ -427,6 +445,7 @@ func runScale(t *testing.T, n int) ScaleResult {
 	phase := func(name string, during func()) ScalePhase {
 		var p ScalePhase
 		g0, s0, h0, r0, b0 := c.net.GossipBytes.Load(), c.net.StreamBytes.Load(), c.net.HTTPBytes.Load(), rounds(), batches()
+		k0 := kinds.snapshot()
 		idleStart := time.Now()
 		if during != nil {
 			during()
@@ -439,6 +458,7 @@ func runScale(t *testing.T, n int) ScaleResult {
 		p.IdleSyncRounds = per(rounds() - r0)
 		t.Logf("N=%d %s idle: %.0f B/node/s (gossip %.0f, streams %.0f, anti-entropy %.0f; %.2f rounds/node/s, %.2f packets of the mesh's own/node/s)",
 			n, name, p.IdleTotal, p.IdleGossip, p.IdleStream, p.IdleHTTP, p.IdleSyncRounds, per(batches()-b0))
+		t.Logf("N=%d %s idle packets by kind, per node per second: %s", n, name, kinds.snapshot().since(k0, liveCount(), secs))
 		var p99s, p100s []time.Duration
 		sr0 := syncRecs()
 		for range scaleTrials {
@@ -533,7 +553,9 @@ func runScale(t *testing.T, n int) ScaleResult {
 	// 7.7 KB per node per second of alive messages, while the mesh's own
 	// nodes idled at 45 B of gossip; that baseline is left out.)
 	bl, mem := newScaleBaseline(t, n, false)
-	time.Sleep(scaleIdleWindow) // let the join's alive messages die out before measuring
+	if d, ok := bl.kinds.rumoursSettled(2*time.Second, 5*time.Minute); !ok {
+		t.Logf("N=%d plain memberlist: its rumours did not die out in %v", n, d.Round(time.Second))
+	}
 	g0 = mem.GossipBytes.Load() + mem.StreamBytes.Load()
 	t0 := time.Now()
 	time.Sleep(scaleIdleWindow) // a measurement window
@@ -572,7 +594,7 @@ func newScaleBaseline(t *testing.T, n int, like bool) (*baseline, *MemNetwork) {
 			mc.Name = testKey(fmt.Sprint("base", i)).Public().String()
 			d.meta = make([]byte, 12+32+64)
 		}
-		mc.Transport = mem.Transport(host, 7946)
+		mc.Transport = &lossyTransport{NodeAwareTransport: mem.Transport(host, 7946), loss: new(atomic.Uint64), kinds: &bl.kinds}
 		mc.Delegate = d
 		mc.PushPullInterval = 0
 		mc.Logger = log.New(io.Discard, "", 0)

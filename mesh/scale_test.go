@@ -557,14 +557,19 @@ func runScale(t *testing.T, n int) ScaleResult {
 		t.Logf("N=%d plain memberlist: its rumours did not die out in %v", n, d.Round(time.Second))
 	}
 	g0 = mem.GossipBytes.Load() + mem.StreamBytes.Load()
-	t0 := time.Now()
+	k0, t0 := bl.kinds.snapshot(), time.Now()
 	time.Sleep(scaleIdleWindow) // a measurement window
 	res.BaselineIdle = float64(mem.GossipBytes.Load()+mem.StreamBytes.Load()-g0) / float64(n) / time.Since(t0).Seconds()
+	t.Logf("N=%d plain memberlist idle packets by kind, per node per second: %s", n, bl.kinds.snapshot().since(k0, n, time.Since(t0).Seconds()))
 	var ds []time.Duration
 	for i := range scaleTrials {
-		ds = append(ds, bl.spreadT(t, i, size))
+		if d, ok := bl.spreadT(t, i, size); ok {
+			ds = append(ds, d)
+		}
 	}
-	res.MemberlistSpread100 = median(ds).Seconds()
+	if len(ds) > 0 {
+		res.MemberlistSpread100 = median(ds).Seconds() // of the trials that reached every node
+	}
 	bl.shutdown()
 	res.LoadAfter = loadAvg()
 	for _, p := range []struct {
@@ -692,26 +697,36 @@ func stopAll(c *cluster) {
 	wg.Wait()
 }
 
-func (bl *baseline) spreadT(t testing.TB, trial, size int) time.Duration {
+// spreadT is how long plain memberlist took to bring a payload of size
+// bytes to every node; false if not within 5 minutes (the baseline's own
+// failure detectors starved of CPU, as at 1,000 nodes in one process on
+// 2 cores: a node declared dead no longer gets gossip), with how many got
+// it logged.
+func (bl *baseline) spreadT(t testing.TB, trial, size int) (time.Duration, bool) {
 	id := fmt.Sprintf("%08d", trial)
 	payload := append([]byte(id), make([]byte, size-len(id))...)
 	origin := bl.nodes[trial%len(bl.nodes)]
 	start := time.Now()
 	origin.NotifyMsg(payload)
 	var last time.Time
-	eventually(t, 5*time.Minute, "the payload on every baseline node", func() bool {
+	reached := 0
+	ok := waitFor(5*time.Minute, func() bool {
+		reached = 0
 		for _, d := range bl.nodes {
 			d.mu.Lock()
 			at, ok := d.seen[id]
 			d.mu.Unlock()
-			if !ok {
-				return false
-			}
-			if at.After(last) {
-				last = at
+			if ok {
+				reached++
+				if at.After(last) {
+					last = at
+				}
 			}
 		}
-		return true
+		return reached == len(bl.nodes)
 	})
-	return last.Sub(start)
+	if !ok {
+		t.Logf("plain memberlist trial %d: the payload reached %d of %d nodes in 5 minutes", trial, reached, len(bl.nodes))
+	}
+	return last.Sub(start), ok
 }

@@ -12,18 +12,29 @@ import (
 // record, the queue it waits in, its parsing, and the fetch schedule.
 
 // QueueRecord queues the gossip message that spreads r from the node named
-// self ("R" with the record when it fits inlineLimit, "H" announcing it
-// otherwise), replacing an earlier message for the same record, and keeps
-// the queue within maxQueued (the oldest go; anti-entropy covers them).
+// self (RecordMessage), replacing an earlier message for the same record,
+// and keeps the queue within maxQueued (the oldest go; anti-entropy covers
+// them).
 func QueueRecord(q *memberlist.TransmitLimitedQueue, r *crdt.Record, inlineLimit int, self string) {
-	var msg []byte
+	QueueMessage(q, RecordMessage(r, inlineLimit, self), r.Hash())
+}
+
+// RecordMessage is the gossip message that spreads r from the node named
+// self: "R" with the record when it fits inlineLimit (the same bytes from
+// every node), "H" announcing it otherwise.
+func RecordMessage(r *crdt.Record, inlineLimit int, self string) []byte {
 	if r.Size() <= inlineLimit {
-		msg = append(append(make([]byte, 0, 1+r.Size()), msgRecord), r.Bytes()...)
-	} else {
-		net, h := r.Network(), r.Hash()
-		msg = append(append(append([]byte{msgHave}, net[:]...), h[:]...), self...)
+		return append(append(make([]byte, 0, 1+r.Size()), msgRecord), r.Bytes()...)
 	}
-	q.QueueBroadcast(&broadcast{msg: msg, id: r.Hash()})
+	net, h := r.Network(), r.Hash()
+	return append(append(append([]byte{msgHave}, net[:]...), h[:]...), self...)
+}
+
+// QueueMessage queues msg, the gossip message of the record id, as
+// QueueRecord does; msg is not copied (it may be shared: the simulator
+// queues one message per record at every node).
+func QueueMessage(q *memberlist.TransmitLimitedQueue, msg []byte, id crdt.Hash) {
+	q.QueueBroadcast(&broadcast{msg: msg, id: id})
 	if q.NumQueued() > maxQueued {
 		q.Prune(maxQueued)
 	}

@@ -96,6 +96,10 @@ type Config struct {
 	// broadcasts, with no packets of its own when crowded out, as it did
 	// before mesh/crowding.go: to measure what those packets bring.
 	WaitBehind bool
+	// decodeEach makes every node decode the records it receives and
+	// build its own gossip messages, as real nodes do, instead of sharing
+	// them (sim.go, ingestRaw): the test that sharing changes nothing.
+	decodeEach bool
 }
 
 // DefaultConfig is a clean run of n nodes with the parameters the agent

@@ -57,10 +57,16 @@ type Sim struct {
 	// counted nodes (in the member lists), by index parity.
 	counted [2]int
 
-	mlMsgs  map[string]mlMessage // memberlist's own broadcasts, by their bytes
-	forged  map[crdt.Hash]bool
-	watches map[crdt.Hash]*watch
-	bytes   [nCats]int64
+	mlMsgs map[string]mlMessage // memberlist's own broadcasts, by their bytes
+	// Records decoded once and shared by the nodes, by their bytes, and
+	// the gossip message of each that fits a packet (the same bytes from
+	// every node): each node still ingests (verifies, merges) and queues
+	// them, but 10,000 nodes do not each hold a copy (ingestRaw, queue).
+	decoded  map[string]*crdt.Record
+	messages map[crdt.Hash][]byte
+	forged   map[crdt.Hash]bool
+	watches  map[crdt.Hash]*watch
+	bytes    [nCats]int64
 	// syncRecords counts the records anti-entropy delivered.
 	syncRecords int64
 	trace       hash.Hash
@@ -125,7 +131,8 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), byName: map[string]int{},
-		forged: map[crdt.Hash]bool{}, mlMsgs: map[string]mlMessage{}, watches: map[crdt.Hash]*watch{}, trace: sha256.New()}
+		forged: map[crdt.Hash]bool{}, mlMsgs: map[string]mlMessage{},
+		decoded: map[string]*crdt.Record{}, messages: map[crdt.Hash][]byte{}, watches: map[crdt.Hash]*watch{}, trace: sha256.New()}
 	s.pack.compress = cfg.EnableCompressed
 	s.admin, s.witness = nodeKey(cfg.Seed, "admin", 0), nodeKey(cfg.Seed, "witness", 0)
 	s.id = s.admin.Public()
@@ -169,6 +176,41 @@ func New(cfg Config) (*Sim, error) {
 		n.store.Subscribe(func(c mesh.Change) { s.added(n, c.Added) })
 	}
 	return s, nil
+}
+
+// ingestRaw is n's Store.IngestBytes of one encoded record, with the
+// decoding shared: bytes another node decoded are ingested as the record
+// it decoded (a Record is immutable), the rest decoded here. Bytes that do
+// not decode take IngestBytes itself, for its refusal.
+func (s *Sim) ingestRaw(n *node, raw []byte) crdt.BatchResult {
+	if s.cfg.decodeEach {
+		return n.store.IngestBytes([][]byte{raw})
+	}
+	r, ok := s.decoded[string(raw)]
+	if !ok {
+		var err error
+		if r, err = crdt.DecodeRecord(raw); err != nil {
+			return n.store.IngestBytes([][]byte{raw})
+		}
+		s.decoded[string(raw)] = r
+	}
+	return n.store.Ingest([]*crdt.Record{r})
+}
+
+// queue is mesh.QueueRecord at n, the message of a record that fits a
+// packet shared by every node that queues it.
+func (s *Sim) queue(n *node, r *crdt.Record) {
+	if r.Size() > s.cfg.InlineLimit || s.cfg.decodeEach {
+		mesh.QueueRecord(n.queue, r, s.cfg.InlineLimit, n.name)
+	} else {
+		msg, ok := s.messages[r.Hash()]
+		if !ok {
+			msg = mesh.RecordMessage(r, s.cfg.InlineLimit, n.name)
+			s.messages[r.Hash()] = msg
+		}
+		mesh.QueueMessage(n.queue, msg, r.Hash())
+	}
+	s.queued(n)
 }
 
 func (s *Sim) newQueue() *memberlist.TransmitLimitedQueue {
@@ -425,11 +467,10 @@ func (s *Sim) receive(n *node, ml, msgs [][]byte) {
 			continue
 		}
 		if g.Record != nil {
-			res := n.store.IngestBytes([][]byte{g.Record})
+			res := s.ingestRaw(n, g.Record)
 			s.r.Rejected += int64(len(res.Rejected))
 			for _, r := range res.AddedRecords {
-				mesh.QueueRecord(n.queue, r, s.cfg.InlineLimit, n.name)
-				s.queued(n)
+				s.queue(n, r)
 			}
 			continue
 		}
@@ -657,11 +698,10 @@ func (s *Sim) fetch(n *node, j *fetchJob, ep int) {
 				return
 			}
 			delete(n.fetches, j.hash)
-			res := n.store.IngestBytes([][]byte{raw})
+			res := s.ingestRaw(n, raw)
 			s.r.Rejected += int64(len(res.Rejected))
 			for _, r := range res.AddedRecords {
-				mesh.QueueRecord(n.queue, r, s.cfg.InlineLimit, n.name)
-				s.queued(n)
+				s.queue(n, r)
 			}
 		}, fail)
 	}, fail)
@@ -791,8 +831,7 @@ func (s *Sim) forge(n *node) {
 		s.forged[sha256.Sum256(raw)] = true
 		s.r.Forged++
 		if r, err := crdt.DecodeRecord(raw); err == nil {
-			mesh.QueueRecord(n.queue, r, s.cfg.InlineLimit, n.name)
-			s.queued(n)
+			s.queue(n, r)
 		}
 	}
 	j := s.randomPeer(n.i, s.member)
@@ -824,8 +863,7 @@ func (s *Sim) forge(n *node) {
 func (s *Sim) publish(n *node, recs ...*crdt.Record) {
 	res := n.store.Ingest(recs)
 	for _, r := range res.AddedRecords {
-		mesh.QueueRecord(n.queue, r, s.cfg.InlineLimit, n.name)
-		s.queued(n)
+		s.queue(n, r)
 	}
 	if len(res.Rejected) > 0 {
 		s.violation("node %d could not publish: %v", n.i, res.Rejected[0])

@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -47,8 +49,13 @@ func run(args []string) error {
 	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
 	compress := fs.Bool("compress", true, "memberlist's compression (as its default; TestScale's DM_SCALE_COMPRESS=0 is -compress=false)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	memprofile := fs.String("memprofile", "", "write a heap profile to this file each time the live heap passes its largest so far by a tenth (so the last one is near the peak)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memprofile != "" {
+		stop := profilePeaks(*memprofile)
+		defer stop()
 	}
 	failed := false
 	for k := range *seeds {
@@ -98,6 +105,49 @@ func run(args []string) error {
 		return fmt.Errorf("invariants violated")
 	}
 	return nil
+}
+
+// profilePeaks writes a heap profile to path whenever the live heap,
+// sampled every half second, passes its largest so far by a tenth; the
+// returned func stops it.
+func profilePeaks(path string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var peak uint64
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if live := sample[0].Value.Uint64(); live > peak+peak/10 {
+				peak = live
+				if err := writeHeapProfile(path); err != nil {
+					fmt.Fprintln(os.Stderr, "sim: heap profile:", err)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // without drops the named flags (and their values) from args.

@@ -18,7 +18,8 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// packetKinds tallies the packets a transport sends by memberlist message
+// packetKinds tallies the packets a transport sends (delivered or not: a
+// crashed node's, cut off by a partition, count too) by memberlist message
 // kind (and the mesh's user messages by their own type), so that
 // TestScale can say whose bytes an idle window carries. It reads
 // memberlist's wire format (net.go of memberlist v0.7): an optional CRC
@@ -159,9 +160,12 @@ func (s kindSnapshot) since(s0 kindSnapshot, nodes int, secs float64) string {
 	var rows []row
 	for i := range s.bytes {
 		if d := s.bytes[i] - s0.bytes[i]; d > 0 {
-			_, name := kindKey([]byte{byte(i), 0})
-			if i >= 128 {
+			name, ok := mlKindName[byte(i)]
+			switch {
+			case i >= 128:
 				name = fmt.Sprintf("mesh-%c", byte(i-128))
+			case !ok:
+				name = fmt.Sprint("kind-", i)
 			}
 			rows = append(rows, row{name, d, s.msgs[i] - s0.msgs[i]})
 		}

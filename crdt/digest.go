@@ -154,6 +154,11 @@ func (n *netState) encoder() *riblt.Encoder {
 	d := &n.index
 	if d.enc == nil {
 		d.enc = riblt.NewEncoder(riblt.DeriveKey(n.id[:]))
+		held := 0
+		for i := range d.buckets {
+			held += len(d.buckets[i].slots)
+		}
+		d.enc.Grow(held)
 		// Bucket order, not map order: the same state builds the same
 		// encoder, slot for slot.
 		for i := range d.buckets {

@@ -1,6 +1,9 @@
 package riblt
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // MaxSymbols bounds the symbols an Encoder builds and a Decoder accepts:
 // 2^18 symbols of 48 bytes are 12 MiB, and decode differences of about
@@ -19,11 +22,11 @@ const MaxSymbols = 1 << 18
 // data-mesher, under the store's lock, beside the digest index it mirrors).
 // A Decoder reads the Encoder it was made with, under the same lock.
 type Encoder struct {
-	h      hasher
-	syms   []Symbol // the symbols built so far
-	slots  []slot
-	free   []uint32 // slots to reuse
-	byItem map[Item]uint32
+	h     hasher
+	syms  []Symbol // the symbols built so far
+	slots []slot
+	free  []uint32 // slots to reuse
+	idx   index    // the slot of each live item
 	// queue holds every live item whose next index is at or beyond
 	// len(syms), and dead slots not yet popped (dead counts them).
 	queue queue
@@ -31,24 +34,43 @@ type Encoder struct {
 	log   changeLog
 }
 
+// slot is an item and where it stands: 56 bytes (its cursor's fields laid
+// out here, not as a cursor, which would pad the slot to 64).
 type slot struct {
 	item Item
 	sum  uint64 // checksum
-	cur  cursor // at the item's first index ≥ len(syms)
+	rng  uint64 // the cursor at the item's first index ≥ len(syms)
+	next uint32
 	live bool
+}
+
+func (s *slot) cursor() cursor { return cursor{rng: s.rng, next: s.next} }
+
+func (s *slot) advance() {
+	c := s.cursor()
+	c.advance()
+	s.rng, s.next = c.rng, c.next
 }
 
 // NewEncoder returns an encoder of the empty set under key k.
 func NewEncoder(k Key) *Encoder {
-	return &Encoder{h: newHasher(k), byItem: map[Item]uint32{}}
+	return &Encoder{h: newHasher(k), idx: newIndex()}
+}
+
+// Grow makes room for n more items, so that a set built at once takes
+// what it needs and no more.
+func (e *Encoder) Grow(n int) {
+	e.slots = slices.Grow(e.slots, n)
+	e.queue = slices.Grow(e.queue, n)
+	e.idx.resize(e.idx.n+n, e.slots)
 }
 
 // Len is the number of items in the set.
-func (e *Encoder) Len() int { return len(e.byItem) }
+func (e *Encoder) Len() int { return e.idx.n }
 
 // Has reports whether x is in the set.
 func (e *Encoder) Has(x Item) bool {
-	_, ok := e.byItem[x]
+	_, _, ok := e.idx.find(&x, e.slots)
 	return ok
 }
 
@@ -64,7 +86,7 @@ func (e *Encoder) Generation() uint64 { return e.log.gen }
 // Add adds x to the set; it reports false, and does nothing, if x is
 // already there.
 func (e *Encoder) Add(x Item) bool {
-	if _, ok := e.byItem[x]; ok {
+	if e.Has(x) {
 		return false
 	}
 	var s uint32
@@ -77,11 +99,11 @@ func (e *Encoder) Add(x Item) bool {
 	}
 	sum := e.h.checksum(&x)
 	cur := e.walk(&x, sum, 1)
-	e.slots[s] = slot{item: x, sum: sum, cur: cur, live: true}
+	e.slots[s] = slot{item: x, sum: sum, rng: cur.rng, next: cur.next, live: true}
 	if cur.next != endIndex {
 		e.queue.push(cur.next, s)
 	}
-	e.byItem[x] = s
+	e.idx.insert(s, e.slots)
 	e.log.record(x, true)
 	return true
 }
@@ -89,15 +111,15 @@ func (e *Encoder) Add(x Item) bool {
 // Remove removes x from the set; it reports false, and does nothing, if x
 // is not there.
 func (e *Encoder) Remove(x Item) bool {
-	s, ok := e.byItem[x]
+	pos, s, ok := e.idx.find(&x, e.slots)
 	if !ok {
 		return false
 	}
-	delete(e.byItem, x)
+	e.idx.remove(pos, e.slots)
 	sl := &e.slots[s]
 	e.walk(&sl.item, sl.sum, -1)
 	sl.live = false
-	if sl.cur.next == endIndex {
+	if sl.next == endIndex {
 		e.release(s) // not queued
 	} else {
 		e.dead++
@@ -162,11 +184,11 @@ func (e *Encoder) build(end int) {
 			continue
 		}
 		e.syms[k].apply(&sl.item, sl.sum, 1)
-		sl.cur.advance()
-		if sl.cur.next == endIndex {
+		sl.advance()
+		if sl.next == endIndex {
 			e.queue.pop()
 		} else {
-			e.queue.replaceTop(sl.cur.next, s)
+			e.queue.replaceTop(sl.next, s)
 		}
 	}
 }

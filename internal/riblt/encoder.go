@@ -34,11 +34,12 @@ type Encoder struct {
 	log   changeLog
 }
 
-// slot is an item and where it stands: 56 bytes (its cursor's fields laid
-// out here, not as a cursor, which would pad the slot to 64).
+// slot is an item and where it stands: 48 bytes. Its cursor's fields are
+// laid out here, not as a cursor (which would pad the slot by 8 bytes), and
+// its checksum is not kept but computed again where an update needs it
+// (about 15 ns each: 8 bytes less per item held, 24 per host).
 type slot struct {
 	item Item
-	sum  uint64 // checksum
 	rng  uint64 // the cursor at the item's first index ≥ len(syms)
 	next uint32
 	live bool
@@ -99,7 +100,7 @@ func (e *Encoder) Add(x Item) bool {
 	}
 	sum := e.h.checksum(&x)
 	cur := e.walk(&x, sum, 1)
-	e.slots[s] = slot{item: x, sum: sum, rng: cur.rng, next: cur.next, live: true}
+	e.slots[s] = slot{item: x, rng: cur.rng, next: cur.next, live: true}
 	if cur.next != endIndex {
 		e.queue.push(cur.next, s)
 	}
@@ -117,7 +118,7 @@ func (e *Encoder) Remove(x Item) bool {
 	}
 	e.idx.remove(pos, e.slots)
 	sl := &e.slots[s]
-	e.walk(&sl.item, sl.sum, -1)
+	e.walk(&sl.item, e.h.checksum(&sl.item), -1)
 	sl.live = false
 	if sl.next == endIndex {
 		e.release(s) // not queued
@@ -183,7 +184,7 @@ func (e *Encoder) build(end int) {
 			e.dead--
 			continue
 		}
-		e.syms[k].apply(&sl.item, sl.sum, 1)
+		e.syms[k].apply(&sl.item, e.h.checksum(&sl.item), 1)
 		sl.advance()
 		if sl.next == endIndex {
 			e.queue.pop()

@@ -88,12 +88,15 @@ func TestProfileStartup(t *testing.T) {
 	if cpuOut != "" {
 		pprof.StopCPUProfile()
 	}
-	time.Sleep(5 * time.Second)
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	t.Logf("%d hosts: first answer after %v (%v of CPU); live heap %.1f MB (%.0f B per host)", hosts, first.Round(time.Millisecond), cpu.Round(time.Millisecond),
-		float64(m.HeapAlloc)/(1<<20), float64(m.HeapAlloc)/float64(hosts))
+	time.Sleep(5 * time.Second) // what start-up left behind is garbage by now
+	// liveHeap is the heap after a collection: MB and bytes per host.
+	liveHeap := func() string {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return fmt.Sprintf("%.1f MB (%.0f B per host)", float64(m.HeapAlloc)/(1<<20), float64(m.HeapAlloc)/float64(hosts))
+	}
+	t.Logf("%d hosts: first answer after %v (%v of CPU); live heap %s", hosts, first.Round(time.Millisecond), cpu.Round(time.Millisecond), liveHeap())
 	// A member of a mesh also holds the reconciliation encoder of its
 	// records, built when a peer first asks for symbols (this agent has no
 	// peers): build it as that first round does, and weigh again.
@@ -102,11 +105,7 @@ func TestProfileStartup(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	runtime.GC()
-	var m2 runtime.MemStats
-	runtime.ReadMemStats(&m2)
-	t.Logf("%d hosts: with the reconciliation encoder a peer's first round builds, live heap %.1f MB (%.0f B per host)", hosts,
-		float64(m2.HeapAlloc)/(1<<20), float64(m2.HeapAlloc)/float64(hosts))
+	t.Logf("%d hosts: with the reconciliation encoder a peer's first round builds, live heap %s", hosts, liveHeap())
 	if memOut != "" {
 		f := must(os.Create(memOut))
 		if err := pprof.WriteHeapProfile(f); err != nil {

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Crowded-out gossip. memberlist fills each gossip packet with its own
@@ -51,7 +49,7 @@ func NewCrowding(packet int, now time.Time) *Crowding {
 // Offer is memberlist's offer of limit bytes (each message costing
 // overhead more) to the messages of q, at now: what q gives, the offer
 // noted.
-func (c *Crowding) Offer(q *memberlist.TransmitLimitedQueue, overhead, limit int, now time.Time) [][]byte {
+func (c *Crowding) Offer(q *Queue, overhead, limit int, now time.Time) [][]byte {
 	if limit*roomyShare >= c.packet {
 		c.roomy.Store(now.UnixNano())
 	} else {
@@ -75,7 +73,7 @@ func BatchLimit(packet int) int { return packet - 1 - 5 - 17 }
 // Batch takes from q the messages that fit a batch of limit bytes (its
 // type byte included), counting one transmission of each, and frames them;
 // nil if q gives none.
-func Batch(q *memberlist.TransmitLimitedQueue, limit int) []byte {
+func Batch(q *Queue, limit int) []byte {
 	msgs := q.GetBroadcasts(batchPartOverhead, limit-1)
 	if len(msgs) == 0 {
 		return nil

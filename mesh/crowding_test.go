@@ -62,8 +62,8 @@ func TestCrowdedOutGossipSendsItsOwnPackets(t *testing.T) {
 func TestCrowdingNeedsTwoIntervalsOfScraps(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	iv := 200 * time.Millisecond
-	q := &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 10 }, RetransmitMult: 10}
-	q.QueueBroadcast(&broadcast{msg: make([]byte, 140), id: sha([]byte{1})})
+	q := &Queue{NumNodes: func() int { return 10 }, RetransmitMult: 10}
+	q.Queue(make([]byte, 140), sha([]byte{1}))
 	c := NewCrowding(1400, t0)
 	if c.CrowdedOut(t0.Add(5*iv), iv) {
 		t.Fatal("crowded out with no offer at all (late timers, not crowding)")
@@ -92,11 +92,11 @@ func TestCrowdingNeedsTwoIntervalsOfScraps(t *testing.T) {
 // framing that does not add up.
 func TestBatchRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		q := &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 10 }, RetransmitMult: 1}
+		q := &Queue{NumNodes: func() int { return 10 }, RetransmitMult: 1}
 		msgs := rapid.SliceOfN(rapid.SliceOfN(rapid.Byte(), 1, 300), 0, 40).Draw(t, "msgs")
 		for i, m := range msgs {
 			m[0] = 'R' // never a batch inside a batch
-			q.QueueBroadcast(&broadcast{msg: m, id: sha([]byte(fmt.Sprint(i)))})
+			q.Queue(m, sha([]byte(fmt.Sprint(i))))
 		}
 		limit := rapid.IntRange(1, 1400).Draw(t, "limit")
 		b := Batch(q, limit)

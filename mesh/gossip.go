@@ -76,18 +76,6 @@ func (e *events) NotifyLeave(m *memberlist.Node) {
 
 func (e *events) NotifyUpdate(m *memberlist.Node) { e.n.memberUp(m) }
 
-type broadcast struct {
-	msg []byte
-	id  crdt.Hash
-}
-
-func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(*broadcast)
-	return ok && ob.id == b.id
-}
-func (b *broadcast) Message() []byte { return b.msg }
-func (b *broadcast) Finished()       {}
-
 // maxQueued bounds the broadcast queue; the oldest go first (anti-entropy
 // covers them).
 const maxQueued = 8192

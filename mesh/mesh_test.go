@@ -120,7 +120,7 @@ func TestForgedRecordsRejectedNotPropagated(t *testing.T) {
 	}
 	// Gossip, bypassing the evil node's own ingestion.
 	for _, raw := range [][]byte{forged, tampered} {
-		evil.node.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgRecord}, raw...), id: sha(raw)})
+		evil.node.queue.Queue(append([]byte{msgRecord}, raw...), sha(raw))
 	}
 	// And a push over anti-entropy, several times.
 	push := &wireMsg{stage: 3, nets: []wireNet{{id: c.id, records: [][]byte{forged, tampered, forged}}}}

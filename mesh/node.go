@@ -164,7 +164,7 @@ type Node struct {
 	store  *Store
 	log    *slog.Logger
 	ml     *memberlist.Memberlist
-	queue  *memberlist.TransmitLimitedQueue
+	queue  *Queue
 	limits *peerLimits
 	inbox  chan []byte
 	fetch  *fetcher
@@ -230,7 +230,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
 		members: map[string]Member{}, refusedAt: map[string]Member{}, wireVersion: cfg.wireVersion,
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
-	n.queue = &memberlist.TransmitLimitedQueue{
+	n.queue = &Queue{
 		NumNodes:       func() int { return n.numMembers() },
 		RetransmitMult: cfg.RetransmitMult,
 	}

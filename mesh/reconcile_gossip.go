@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
-	"github.com/hashicorp/memberlist"
 )
 
 // The parts of gossip and fetching that the simulator (package sim) runs
@@ -15,7 +14,7 @@ import (
 // self (RecordMessage), replacing an earlier message for the same record,
 // and keeps the queue within maxQueued (the oldest go; anti-entropy covers
 // them).
-func QueueRecord(q *memberlist.TransmitLimitedQueue, r *crdt.Record, inlineLimit int, self string) {
+func QueueRecord(q *Queue, r *crdt.Record, inlineLimit int, self string) {
 	QueueMessage(q, RecordMessage(r, inlineLimit, self), r.Hash())
 }
 
@@ -33,8 +32,8 @@ func RecordMessage(r *crdt.Record, inlineLimit int, self string) []byte {
 // QueueMessage queues msg, the gossip message of the record id, as
 // QueueRecord does; msg is not copied (it may be shared: the simulator
 // queues one message per record at every node).
-func QueueMessage(q *memberlist.TransmitLimitedQueue, msg []byte, id crdt.Hash) {
-	q.QueueBroadcast(&broadcast{msg: msg, id: id})
+func QueueMessage(q *Queue, msg []byte, id crdt.Hash) {
+	q.Queue(msg, id)
 	if q.NumQueued() > maxQueued {
 		q.Prune(maxQueued)
 	}

@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"compress/lzw"
-	"crypto/sha256"
 	"math"
 	"net"
 	"strconv"
@@ -119,10 +118,11 @@ func newProbeSizes(from, to string, compress bool) probeSizes {
 
 // packer computes the size of memberlist packets carrying user messages
 // (the mesh's gossip), caching each message's compressed size: a record's
-// message is the same bytes at every node.
+// message is the same bytes at every node, and so is each of memberlist's
+// own.
 type packer struct {
-	compress bool
-	cache    map[[32]byte]int
+	compress  bool
+	user, own map[string]int
 }
 
 // packet is the size of a packet holding a memberlist message of
@@ -189,8 +189,11 @@ func (p *packer) batch(msgs [][]byte) int {
 // compressed is the compressed size of one part (a user message framed
 // with its type byte, or one of memberlist's own), cached by content.
 func (p *packer) compressed(m []byte, user bool) int {
-	k := sha256.Sum256(m)
-	if c, ok := p.cache[k]; ok {
+	cache := &p.own
+	if user {
+		cache = &p.user
+	}
+	if c, ok := (*cache)[string(m)]; ok {
 		return c
 	}
 	b := make([]byte, 0, len(m)+1)
@@ -199,10 +202,10 @@ func (p *packer) compressed(m []byte, user bool) int {
 	}
 	b = append(b, m...)
 	c := compressedSize(b)
-	if p.cache == nil {
-		p.cache = map[[32]byte]int{}
+	if *cache == nil {
+		*cache = map[string]int{}
 	}
-	p.cache[k] = c
+	(*cache)[string(m)] = c
 	return c
 }
 

@@ -58,6 +58,8 @@ type Sim struct {
 	counted [2]int
 
 	mlMsgs map[string]mlMessage // memberlist's own broadcasts, by their bytes
+	mlEnc  map[mlMessage][]byte // and their bytes
+	health []*subjectHealth     // what the nodes know of each node's health (failure.go)
 	// Records decoded once and shared by the nodes, by their bytes, and
 	// the gossip message of each that fits a packet (the same bytes from
 	// every node): each node still ingests (verifies, merges) and queues
@@ -79,7 +81,7 @@ type node struct {
 	host    string // host:port of its peer endpoint, for HTTP's Host header
 	key     crdt.PrivateKey
 	store   *mesh.Store
-	queue   *memberlist.TransmitLimitedQueue // the mesh's gossip
+	queue   *mesh.Queue                      // the mesh's gossip
 	mlq     *memberlist.TransmitLimitedQueue // memberlist's own broadcasts
 	hostile bool
 
@@ -89,7 +91,6 @@ type node struct {
 	deadAt  time.Duration // when declared dead
 	epoch   int           // incremented at each crash, to drop its stale timers
 	inc     uint32        // memberlist incarnation
-	health  map[int]*knowledge
 
 	gossipPhase   time.Duration
 	gossipPending bool
@@ -131,9 +132,10 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), byName: map[string]int{},
-		forged: map[crdt.Hash]bool{}, mlMsgs: map[string]mlMessage{},
+		forged: map[crdt.Hash]bool{}, mlMsgs: map[string]mlMessage{}, mlEnc: map[mlMessage][]byte{},
 		decoded: map[string]*crdt.Record{}, messages: map[crdt.Hash][]byte{}, watches: map[crdt.Hash]*watch{}, trace: sha256.New()}
 	s.pack.compress = cfg.EnableCompressed
+	s.health = make([]*subjectHealth, cfg.Nodes)
 	s.admin, s.witness = nodeKey(cfg.Seed, "admin", 0), nodeKey(cfg.Seed, "witness", 0)
 	s.id = s.admin.Public()
 	s.detect = s.failureDetectionTime()
@@ -148,7 +150,7 @@ func New(cfg Config) (*Sim, error) {
 		addr := netip.AddrFrom16([16]byte{0xfd, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		n := &node{i: i, name: k.Public().String(), host: netip.AddrPortFrom(addr, mesh.DefaultHTTPPort).String(), key: k,
 			up: true, counted: true, fetches: map[crdt.Hash]*fetchJob{}}
-		n.queue, n.mlq = s.newQueue(), s.newQueue()
+		n.queue, n.mlq = s.newQueue(), s.newMLQueue()
 		n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 		s.nodes = append(s.nodes, n)
 		s.byName[n.name] = i
@@ -213,10 +215,14 @@ func (s *Sim) queue(n *node, r *crdt.Record) {
 	s.queued(n)
 }
 
-func (s *Sim) newQueue() *memberlist.TransmitLimitedQueue {
-	q := &memberlist.TransmitLimitedQueue{RetransmitMult: s.cfg.RetransmitMult}
-	q.NumNodes = func() int { return s.numMembers() }
-	return q
+// newQueue is the mesh's gossip queue, newMLQueue memberlist's for its
+// own broadcasts.
+func (s *Sim) newQueue() *mesh.Queue {
+	return &mesh.Queue{RetransmitMult: s.cfg.RetransmitMult, NumNodes: s.numMembers}
+}
+
+func (s *Sim) newMLQueue() *memberlist.TransmitLimitedQueue {
+	return &memberlist.TransmitLimitedQueue{RetransmitMult: s.cfg.RetransmitMult, NumNodes: s.numMembers}
 }
 
 func (s *Sim) hostRecord(i int) *crdt.Record {
@@ -534,7 +540,8 @@ func (s *Sim) probeTick(n *node, ep int) {
 		// A target that is down is suspected (a cut is modelled by the
 		// member lists splitting, see partition).
 		if !reached && !target.up {
-			s.suspect(n, j, n.i, s.knows(n, j).inc)
+			k, _ := s.knows(n, j)
+			s.suspect(n, j, n.i, k.inc)
 		}
 	})
 }
@@ -718,9 +725,10 @@ func (s *Sim) crash(n *node) {
 	n.epoch++
 	n.gossipPending, n.syncWith, n.failedAt = false, nil, nil
 	n.fetches = map[crdt.Hash]*fetchJob{}
-	// memberlist's queues and knowledge die with the process; the
-	// others find out by probing it (failure.go).
-	n.queue, n.mlq, n.health = s.newQueue(), s.newQueue(), nil
+	// memberlist's queues and knowledge die with the process (the
+	// knowledge by the epoch, failure.go's knows); the others find out
+	// by probing it.
+	n.queue, n.mlq = s.newQueue(), s.newMLQueue()
 	n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 }
 

@@ -49,9 +49,21 @@ func run(args []string) error {
 	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
 	compress := fs.Bool("compress", true, "memberlist's compression (as its default; TestScale's DM_SCALE_COMPRESS=0 is -compress=false)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file each time the live heap passes its largest so far by a tenth (so the last one is near the peak)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *memprofile != "" {
 		stop := profilePeaks(*memprofile)

@@ -96,6 +96,10 @@ type Config struct {
 	// broadcasts, with no packets of its own when crowded out, as it did
 	// before mesh/crowding.go: to measure what those packets bring.
 	WaitBehind bool
+	// Progress, if set, is called every 65,536 events with the virtual
+	// time and the events run so far: to watch a long run. It does not
+	// change the run.
+	Progress func(now time.Duration, events int64)
 	// decodeEach makes every node decode the records it receives and
 	// build its own gossip messages, as real nodes do, instead of sharing
 	// them (sim.go, ingestRaw): the test that sharing changes nothing.

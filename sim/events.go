@@ -53,6 +53,9 @@ func (s *Sim) step(until time.Duration) bool {
 	e := heap.Pop(&s.events).(*event)
 	s.now = e.at
 	s.eventCount++
+	if s.eventCount&0xffff == 0 && s.cfg.Progress != nil {
+		s.cfg.Progress(s.now, s.eventCount)
+	}
 	e.fn()
 	return true
 }

@@ -48,6 +48,7 @@ func run(args []string) error {
 	kick := fs.Bool("kick-on-join", false, "every node runs a round when it sees a member join (the mesh's behaviour before)")
 	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
 	compress := fs.Bool("compress", true, "memberlist's compression (as its default; TestScale's DM_SCALE_COMPRESS=0 is -compress=false)")
+	progress := fs.Duration("progress", 0, "print the virtual time reached to stderr this often (of wall time)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file each time the live heap passes its largest so far by a tenth (so the last one is near the peak)")
@@ -81,6 +82,15 @@ func run(args []string) error {
 		cfg.KickOnJoin = *kick
 		cfg.WaitBehind = *behind
 		cfg.EnableCompressed = *compress
+		if *progress > 0 {
+			start, last := time.Now(), time.Now()
+			cfg.Progress = func(now time.Duration, events int64) {
+				if time.Since(last) >= *progress {
+					last = time.Now()
+					fmt.Fprintf(os.Stderr, "sim: seed %d: %v of virtual time, %d events, after %v\n", cfg.Seed, now.Round(time.Millisecond), events, time.Since(start).Round(time.Second))
+				}
+			}
+		}
 		switch *timeouts {
 		case "lan":
 		case "scale":

@@ -72,6 +72,14 @@ type Config struct {
 	// MaxTime bounds the run: the nodes must be in step by then.
 	MaxTime time.Duration
 
+	// Agents, if not 0, models memberlist's failure detection among this
+	// many agents instead of at every node (failure.go, agent): node i's
+	// suspicions, deaths and refutations are agent i%Agents's, whose
+	// rumours spread among the agents. Exact (0) costs work and memory in
+	// nodes × crashed nodes; shared, agents × crashed nodes. Every node's
+	// packets still carry memberlist's messages.
+	Agents int
+
 	// memberlist, as the mesh configures it.
 	GossipInterval   time.Duration
 	GossipNodes      int
@@ -166,6 +174,8 @@ func (c *Config) Validate() error {
 		return errors.New("sim: Loss and Down are fractions below 1")
 	case c.GossipInterval <= 0 || c.ProbeInterval <= 0 || c.SyncInterval <= 0 || c.GossipNodes < 1:
 		return errors.New("sim: intervals and fanout must be positive")
+	case c.Agents < 0 || c.Agents > c.Nodes:
+		return fmt.Errorf("sim: %d agents for %d nodes", c.Agents, c.Nodes)
 	case c.Claims < 1:
 		return errors.New("sim: at least one claim")
 	}

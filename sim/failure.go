@@ -115,29 +115,74 @@ func (s *Sim) mlBytes(m mlMessage) []byte {
 // keep is how many suspecters of one incarnation a node counts.
 func (s *Sim) keep() int { return 1 + max(0, s.cfg.SuspicionMult-2) }
 
-// knows is n's knowledge of subject, and the suspecters it heard.
-func (s *Sim) knows(n *node, subject int) (*knowledge, []int32) {
+// agent is where failure detection lives: memberlist's queue of its own
+// broadcasts and a column of the knowledge arrays. Run exactly, every
+// node has its own, which dies with it. With Config.Agents, node i shares
+// agent i % Agents with the others of its group: the agent's rumours
+// spread among the agents as among that many nodes, at the crash rate of
+// the whole mesh; one live node of the group (the driver) takes from the
+// queue and delivers what it sends, and the others send the same bytes
+// (what the driver took last) without delivering them, so that every
+// node's packets carry memberlist's traffic as they would.
+type agent struct {
+	col    int
+	q      *memberlist.TransmitLimitedQueue
+	owner  *node    // run exactly: the node; shared: nil
+	driver *node    // shared: the group's node whose ticks take from q
+	last   [][]byte // shared: what the driver's gossip took last
+	group  []*node  // shared: the nodes of the group
+}
+
+// epoch is what the agent's knowledge is valid for: its node's life, or
+// forever.
+func (a *agent) epoch() uint32 {
+	if a.owner != nil {
+		return uint32(a.owner.epoch) + 1
+	}
+	return 1
+}
+
+// represents reports whether subject's failure detection is a's.
+func (s *Sim) represents(a *agent, subject int) bool {
+	return s.nodes[subject].ml == a
+}
+
+// drives reports whether n takes from its agent's queue and delivers what
+// it sends (always, run exactly).
+func (n *node) drives() bool { return n.ml.owner != nil || n.ml.driver == n }
+
+// knows is a's knowledge of subject, and the suspecters it heard.
+func (s *Sim) knows(a *agent, subject int) (*knowledge, []int32) {
 	h := s.health[subject]
 	if h == nil {
-		h = &subjectHealth{k: make([]knowledge, len(s.nodes)), froms: make([]int32, len(s.nodes)*s.keep())}
+		cols := len(s.nodes)
+		if s.cfg.Agents > 0 {
+			cols = s.cfg.Agents
+		}
+		h = &subjectHealth{k: make([]knowledge, cols), froms: make([]int32, cols*s.keep())}
 		s.health[subject] = h
 	}
-	k := &h.k[n.i]
-	if ep := uint32(n.epoch) + 1; k.ep != ep {
+	k := &h.k[a.col]
+	if ep := a.epoch(); k.ep != ep {
 		*k = knowledge{inc: s.nodes[subject].inc, ep: ep}
 	}
-	return k, h.froms[n.i*s.keep():][:s.keep()]
+	return k, h.froms[a.col*s.keep():][:s.keep()]
 }
 
-func (s *Sim) broadcastML(n *node, m mlMessage) {
-	n.mlq.QueueBroadcast(&mlBroadcast{subject: m.subject, name: s.nodes[m.subject].name, msg: s.mlBytes(m)})
-	s.queued(n)
+func (s *Sim) broadcastML(a *agent, m mlMessage) {
+	a.q.QueueBroadcast(&mlBroadcast{subject: m.subject, name: s.nodes[m.subject].name, msg: s.mlBytes(m)})
+	if a.owner != nil {
+		s.queued(a.owner)
+	} else if a.driver != nil {
+		s.queued(a.driver)
+	}
 }
 
-// suspect is n's suspicion of subject, from from (n itself after a failed
-// probe, or the message it heard).
-func (s *Sim) suspect(n *node, subject, from int, inc uint32) {
-	k, froms := s.knows(n, subject)
+// suspect is a's suspicion of subject, from from: the node whose probe
+// failed (origin, which then declares it dead in time) or the message
+// heard.
+func (s *Sim) suspect(a *agent, subject, from int, inc uint32, origin bool) {
+	k, froms := s.knows(a, subject)
 	if k.dead || inc < k.inc {
 		return
 	}
@@ -152,33 +197,63 @@ func (s *Sim) suspect(n *node, subject, from int, inc uint32) {
 	}
 	froms[k.nfrom] = int32(from)
 	k.nfrom++
-	s.broadcastML(n, mlMessage{kind: suspectMsg, subject: subject, from: from, inc: inc})
-	if from != n.i || k.nfrom > 1 {
+	s.broadcastML(a, mlMessage{kind: suspectMsg, subject: subject, from: from, inc: inc})
+	if !origin || k.nfrom > 1 {
 		return
 	}
 	// The first suspecter declares it dead at the suspicion timeout,
-	// unless it was refuted meanwhile or crashed (its timer dies with
-	// it); the member lists drop it then.
+	// unless it was refuted meanwhile; the member lists drop it then.
+	// Every node that heard the suspicion runs a timer of its own in
+	// memberlist; the model runs the first, and if its node has crashed
+	// meanwhile, the next: a node that heard it, a gossip floor later.
 	target := s.nodes[subject]
-	ep := n.epoch
+	ep := a.epoch()
 	s.after(suspicionTimeout(s.cfg.SuspicionMult, s.numMembers(), s.cfg.ProbeInterval), func() {
-		if !n.up || n.epoch != ep {
+		if a.owner != nil && (!a.owner.up || a.epoch() != ep) {
+			s.after(s.detectSpread(), func() { s.declareByAnother(subject, inc) })
 			return
 		}
-		if k, _ := s.knows(n, subject); k.dead || k.inc != inc || target.up && target.inc > inc {
+		if k, _ := s.knows(a, subject); k.dead || k.inc != inc || target.up && target.inc > inc {
 			return
 		}
-		s.declareDead(n, subject, n.i, inc)
+		s.declareDead(a, subject, from, inc)
 	})
 }
 
-func (s *Sim) declareDead(n *node, subject, from int, inc uint32) {
-	k, _ := s.knows(n, subject)
+// detectSpread is a gossip floor: how much later than the first the last
+// nodes hear a rumour.
+func (s *Sim) detectSpread() time.Duration {
+	return time.Duration(gossipFloor(s.cfg.Nodes, s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+}
+
+// declareByAnother is the timer of a live node that suspects subject at
+// inc, when the first suspecter's died with it: the lowest such node
+// declares it dead (none: the suspicion died out, or was refuted).
+func (s *Sim) declareByAnother(subject int, inc uint32) {
+	h, t := s.health[subject], s.nodes[subject]
+	if h == nil || t.up && t.inc > inc {
+		return
+	}
+	for _, n := range s.nodes {
+		if !n.up || n.ml.owner != n {
+			continue
+		}
+		k := &h.k[n.ml.col]
+		if k.ep != n.ml.epoch() || k.dead || k.inc != inc || k.nfrom == 0 {
+			continue
+		}
+		s.declareDead(n.ml, subject, n.i, inc)
+		return
+	}
+}
+
+func (s *Sim) declareDead(a *agent, subject, from int, inc uint32) {
+	k, _ := s.knows(a, subject)
 	if k.dead || inc < k.inc {
 		return
 	}
 	k.inc, k.dead = inc, true
-	s.broadcastML(n, mlMessage{kind: deadMsg, subject: subject, from: from, inc: inc})
+	s.broadcastML(a, mlMessage{kind: deadMsg, subject: subject, from: from, inc: inc})
 	t := s.nodes[subject]
 	if t.counted && !(t.up && t.inc > inc) {
 		t.counted = false
@@ -187,41 +262,41 @@ func (s *Sim) declareDead(n *node, subject, from int, inc uint32) {
 	}
 }
 
-// refute is a node that came back announcing itself alive.
+// refute is a node that came back, or heard itself suspected, announcing
+// itself alive.
 func (s *Sim) refute(n *node) {
 	n.inc++
-	k, _ := s.knows(n, n.i)
+	k, _ := s.knows(n.ml, n.i)
 	k.inc, k.nfrom, k.dead = n.inc, 0, false
-	s.broadcastML(n, mlMessage{kind: aliveMsg, subject: n.i, inc: n.inc})
+	s.broadcastML(n.ml, mlMessage{kind: aliveMsg, subject: n.i, inc: n.inc})
 }
 
-// heard handles one of memberlist's own messages at n.
+// heard handles one of memberlist's own messages that n received, at its
+// agent.
 func (s *Sim) heard(n *node, m mlMessage) {
+	a := n.ml
 	switch m.kind {
-	case suspectMsg:
-		if m.subject == n.i {
-			if n.up {
-				s.refute(n) // memberlist refutes a suspicion of itself
-			}
+	case suspectMsg, deadMsg:
+		// memberlist refutes a suspicion of itself (a shared agent goes
+		// on spreading those of its crashed nodes, as their live group
+		// would)
+		if t := s.nodes[m.subject]; s.represents(a, m.subject) && t.up {
+			s.refute(t)
 			return
 		}
-		s.suspect(n, m.subject, m.from, m.inc)
-	case deadMsg:
-		if m.subject == n.i {
-			if n.up {
-				s.refute(n)
-			}
-			return
+		if m.kind == suspectMsg {
+			s.suspect(a, m.subject, m.from, m.inc, a.owner != nil && m.from == n.i)
+		} else {
+			s.declareDead(a, m.subject, m.from, m.inc)
 		}
-		s.declareDead(n, m.subject, m.from, m.inc)
 	case aliveMsg:
-		k, _ := s.knows(n, m.subject)
+		k, _ := s.knows(a, m.subject)
 		if m.inc <= k.inc {
 			return
 		}
 		k.inc, k.nfrom, k.dead = m.inc, 0, false
 		delete(n.failedAt, m.subject) // as mesh's memberUp
-		s.broadcastML(n, m)
+		s.broadcastML(a, m)
 	}
 }
 
@@ -230,6 +305,5 @@ func (s *Sim) heard(n *node, m mlMessage) {
 // interval), the probe timeout, the suspicion timeout, the dead message's
 // spread.
 func (s *Sim) failureDetectionTime() time.Duration {
-	floor := time.Duration(gossipFloor(s.cfg.Nodes, s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
-	return s.cfg.ProbeInterval + s.cfg.ProbeTimeout + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + floor
+	return s.cfg.ProbeInterval + s.cfg.ProbeTimeout + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + s.detectSpread()
 }

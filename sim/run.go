@@ -39,6 +39,12 @@ type Report struct {
 	// what a round cost when the prototype exchanged whole states.
 	DataJSONBytes int
 
+	// Detected is the median time from a crash to the member lists
+	// dropping the node, over the nodes down at the end; Undetected
+	// counts those still listed.
+	Detected   time.Duration
+	Undetected int
+
 	SyncRounds, SyncRequests, Fallbacks, Fetches int64
 	Forged, Rejected                             int64
 	// Converged is when the honest nodes that can reach each other held
@@ -213,6 +219,19 @@ func (s *Sim) run() Report {
 	if c.Hostile > 0 && s.r.Forged > 0 && s.r.Rejected == 0 {
 		s.violation("%d forged records injected and none refused: the forgeries reached nobody", s.r.Forged)
 	}
+	var detected []time.Duration
+	for _, n := range s.nodes {
+		switch {
+		case n.up:
+		case n.counted:
+			s.r.Undetected++
+		default:
+			detected = append(detected, n.deadAt-n.downAt)
+		}
+	}
+	if len(detected) > 0 {
+		s.r.Detected = median(detected)
+	}
 	live := s.honestLive()
 	s.r.Live = len(live)
 	live[0].store.Read(func(st *crdt.State) {
@@ -286,6 +305,9 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "burst: %s, everywhere after %v, %.1f records per node by anti-entropy\n", r.Burst, r.BurstTime.Round(time.Millisecond), r.BurstSyncRecords)
 	fmt.Fprintf(&b, "anti-entropy: %d rounds, %d requests, %d fell back to version 1; %d fetches; data.json %d bytes\n", r.SyncRounds, r.SyncRequests, r.Fallbacks, r.Fetches, r.DataJSONBytes)
 	fmt.Fprintf(&b, "forged records injected %d, refusals %d; in step at %v\n", r.Forged, r.Rejected, r.Converged.Round(time.Millisecond))
+	if r.Detected > 0 || r.Undetected > 0 {
+		fmt.Fprintf(&b, "crashed nodes dropped from the member lists after %v (median), %d still listed\n", r.Detected.Round(time.Millisecond), r.Undetected)
+	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "VIOLATION: %s\n", v)
 	}

@@ -81,8 +81,8 @@ type node struct {
 	host    string // host:port of its peer endpoint, for HTTP's Host header
 	key     crdt.PrivateKey
 	store   *mesh.Store
-	queue   *mesh.Queue                      // the mesh's gossip
-	mlq     *memberlist.TransmitLimitedQueue // memberlist's own broadcasts
+	queue   *mesh.Queue // the mesh's gossip
+	ml      *agent      // its failure detection (failure.go)
 	hostile bool
 
 	up      bool
@@ -150,11 +150,25 @@ func New(cfg Config) (*Sim, error) {
 		addr := netip.AddrFrom16([16]byte{0xfd, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		n := &node{i: i, name: k.Public().String(), host: netip.AddrPortFrom(addr, mesh.DefaultHTTPPort).String(), key: k,
 			up: true, counted: true, fetches: map[crdt.Hash]*fetchJob{}}
-		n.queue, n.mlq = s.newQueue(), s.newMLQueue()
+		n.queue = s.newQueue()
 		n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 		s.nodes = append(s.nodes, n)
 		s.byName[n.name] = i
 		s.counted[i%2]++
+	}
+	if cfg.Agents == 0 {
+		for _, n := range s.nodes {
+			n.ml = &agent{col: n.i, q: s.newMLQueue(), owner: n}
+		}
+	} else {
+		agents := make([]*agent, cfg.Agents)
+		for i := range agents {
+			agents[i] = &agent{col: i, q: s.newMLQueue(), driver: s.nodes[i]}
+		}
+		for _, n := range s.nodes {
+			n.ml = agents[n.i%cfg.Agents]
+			n.ml.group = append(n.ml.group, n)
+		}
 	}
 	for _, i := range s.rng.Perm(cfg.Nodes)[:cfg.Hostile] {
 		s.nodes[i].hostile = true
@@ -392,7 +406,7 @@ func (s *Sim) queued(n *node) {
 
 func (s *Sim) gossip(n *node) {
 	n.gossipPending = false
-	if !n.up || n.queue.NumQueued()+n.mlq.NumQueued() == 0 {
+	if !n.up || n.queue.NumQueued()+n.ml.q.NumQueued() == 0 {
 		return
 	}
 	var picked []int
@@ -409,13 +423,22 @@ func (s *Sim) gossip(n *node) {
 		if len(ml)+len(msgs) == 0 {
 			break
 		}
+		if n.ml.owner == nil && n.drives() {
+			n.ml.last = ml
+		}
 		size := s.pack.packet(0, 0, ml, msgs, true)
-		to := s.nodes[j]
-		s.packet(catGossip, n.i, j, size, func() { s.receive(to, ml, msgs) })
+		to, heard := s.nodes[j], n.drives()
+		s.packet(catGossip, n.i, j, size, func() { s.receive(to, ml, msgs, heard) })
 	}
 	s.ownPackets(n)
-	if n.queue.NumQueued()+n.mlq.NumQueued() > 0 {
+	if n.queue.NumQueued()+n.ml.q.NumQueued() > 0 {
 		s.queued(n)
+	}
+	// A shared agent's other nodes gossip what it sends too.
+	if n.ml.owner == nil && n.drives() && n.ml.q.NumQueued() > 0 {
+		for _, o := range n.ml.group {
+			s.queued(o)
+		}
 	}
 }
 
@@ -439,14 +462,14 @@ func (s *Sim) ownPackets(n *node) {
 		}
 		msgs, _ := mesh.SplitBatch(b[1:])
 		to := s.nodes[j]
-		s.packet(catGossip, n.i, j, s.pack.batch(msgs), func() { s.receive(to, nil, msgs) })
+		s.packet(catGossip, n.i, j, s.pack.batch(msgs), func() { s.receive(to, nil, msgs, false) })
 	}
 }
 
 // broadcasts is memberlist's getBroadcasts: its own messages first, then
 // the mesh's in the room left.
 func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
-	ml = n.mlq.GetBroadcasts(compoundOverhead, limit)
+	ml = s.mlTake(n, limit)
 	used := 0
 	for _, m := range ml {
 		used += len(m) + compoundOverhead
@@ -457,16 +480,40 @@ func (s *Sim) broadcasts(n *node, limit int) (ml, user [][]byte) {
 	return ml, user
 }
 
+// mlTake is what memberlist's queue gives n for a packet of limit bytes:
+// its agent's queue if n drives it, else what the driver took last, as
+// much as fits, while the agent has something queued.
+func (s *Sim) mlTake(n *node, limit int) [][]byte {
+	a := n.ml
+	if n.drives() {
+		return a.q.GetBroadcasts(compoundOverhead, limit)
+	}
+	if a.q.NumQueued() == 0 {
+		return nil
+	}
+	var out [][]byte
+	used := 0
+	for _, m := range a.last {
+		if used+compoundOverhead+len(m) > limit {
+			break
+		}
+		used += compoundOverhead + len(m)
+		out = append(out, m)
+	}
+	return out
+}
+
 // receive handles the mesh's gossip messages at n, as Node.receive does:
 // a record is ingested and, if new, queued onwards; an announcement starts
-// a fetch.
+// a fetch. memberlist's own messages are heard if heard (their sender
+// drives its agent).
 //
 // memberlist hands the parts of a packet to its handler through a queue
 // it takes from the back (net.go, getNextMessage): the last part is
 // handled first. The mesh's queue puts the largest message of a tier
 // first, so a claim's attestation (172 bytes) rides ahead of its claim
 // (140) and, handled in order, would be refused for want of its claim.
-func (s *Sim) receive(n *node, ml, msgs [][]byte) {
+func (s *Sim) receive(n *node, ml, msgs [][]byte, heard bool) {
 	for _, m := range slices.Backward(msgs) {
 		g, ok := mesh.ParseGossip(m)
 		if !ok {
@@ -483,7 +530,7 @@ func (s *Sim) receive(n *node, ml, msgs [][]byte) {
 		s.announced(n, g)
 	}
 	for _, m := range slices.Backward(ml) {
-		if mm, ok := s.mlMsgs[string(m)]; ok {
+		if mm, ok := s.mlMsgs[string(m)]; ok && heard {
 			s.heard(n, mm)
 		}
 	}
@@ -508,13 +555,15 @@ func (s *Sim) probeTick(n *node, ep int) {
 	size := s.pack.packet(s.probe.pingRaw, s.probe.ping, ml, msgs, false)
 	acked := false
 	target := s.nodes[j]
+	heard := n.drives()
 	s.packet(catProbe, n.i, j, size, func() {
-		s.receive(target, ml, msgs)
+		s.receive(target, ml, msgs, heard)
 		bml, back := s.broadcasts(target, s.cfg.UDPBufferSize-s.probe.ackRaw-compoundHeaderOverhead)
 		size := s.pack.packet(s.probe.ackRaw, s.probe.ack, bml, back, false)
+		heard := target.drives()
 		s.packet(catProbe, j, n.i, size, func() {
 			acked = true
-			s.receive(n, bml, back)
+			s.receive(n, bml, back, heard)
 		})
 	})
 	s.after(s.cfg.ProbeTimeout, func() {
@@ -540,8 +589,8 @@ func (s *Sim) probeTick(n *node, ep int) {
 		// A target that is down is suspected (a cut is modelled by the
 		// member lists splitting, see partition).
 		if !reached && !target.up {
-			k, _ := s.knows(n, j)
-			s.suspect(n, j, n.i, k.inc)
+			k, _ := s.knows(n.ml, j)
+			s.suspect(n.ml, j, n.i, k.inc, true)
 		}
 	})
 }
@@ -727,8 +776,21 @@ func (s *Sim) crash(n *node) {
 	n.fetches = map[crdt.Hash]*fetchJob{}
 	// memberlist's queues and knowledge die with the process (the
 	// knowledge by the epoch, failure.go's knows); the others find out
-	// by probing it.
-	n.queue, n.mlq = s.newQueue(), s.newMLQueue()
+	// by probing it. A shared agent lives on, driven by another node of
+	// its group.
+	n.queue = s.newQueue()
+	if n.ml.owner != nil {
+		n.ml = &agent{col: n.i, q: s.newMLQueue(), owner: n}
+	} else if n.ml.driver == n {
+		n.ml.driver = nil
+		for _, o := range n.ml.group {
+			if o.up {
+				n.ml.driver = o
+				s.queued(o)
+				break
+			}
+		}
+	}
 	n.crowd = mesh.NewCrowding(s.cfg.UDPBufferSize, s.wall())
 }
 
@@ -742,6 +804,9 @@ func (s *Sim) restart(n *node) {
 	}
 	n.up = true
 	n.epoch++
+	if n.ml.owner == nil && n.ml.driver == nil {
+		n.ml.driver = n
+	}
 	s.startTimers(n)
 	s.refute(n)
 	if n.counted {
@@ -765,7 +830,7 @@ func (s *Sim) startTimers(n *node) {
 	n.gossipPhase = time.Duration(s.rng.Int64N(int64(s.cfg.GossipInterval)))
 	s.after(time.Duration(s.rng.Int64N(int64(s.cfg.ProbeInterval))), func() { s.probeTick(n, ep) })
 	s.after(time.Duration(s.rng.Int64N(int64(s.cfg.SyncInterval))), func() { s.syncTick(n, ep) })
-	if n.queue.NumQueued()+n.mlq.NumQueued() > 0 {
+	if n.queue.NumQueued()+n.ml.q.NumQueued() > 0 {
 		s.queued(n)
 	}
 }

@@ -258,3 +258,33 @@ func TestProbeSizesAreMemberlists(t *testing.T) {
 		t.Errorf("ack: memberlist sent %d bytes, the model counts %d", ack, s.probe.ack)
 	}
 }
+
+// Failure detection shared among agents (Config.Agents) keeps every
+// invariant under every fault, and tells the same story as the exact
+// model: the same idle traffic (memberlist's messages fill the packets
+// alike) and the same time to drop a crashed node, within 15%.
+func TestAgentsAgreeWithTheExactModel(t *testing.T) {
+	c := faulty(11)
+	c.Agents = 20
+	r := mustRun(t, c)
+	if r.Forged == 0 || r.Rejected == 0 || r.Converged == 0 || r.Detected == 0 {
+		t.Fatalf("with agents, every fault: %s", r)
+	}
+	c = DefaultConfig(300)
+	c.Loss, c.Down, c.Warmup, c.Claims, c.Burst, c.Large = 0.01, 0.1, 20*time.Second, 2, 20, 0
+	exact := mustRun(t, c)
+	c.Agents = 30
+	shared := mustRun(t, c)
+	near := func(what string, a, b float64) {
+		t.Logf("%s: exact %.0f, with %d agents %.0f (%.2f×)", what, a, c.Agents, b, b/a)
+		if r := b / a; r < 0.8 || r > 1.2 {
+			t.Errorf("%s: exact %.0f, with %d agents %.0f (%.2f×)", what, a, c.Agents, b, r)
+		}
+	}
+	near("idle B/node/s", exact.Idle.Total, shared.Idle.Total)
+	near("crash to dropped, ms", float64(exact.Detected.Milliseconds()), float64(shared.Detected.Milliseconds()))
+	near("claim to 100%, ms", float64(exact.Reach100.Milliseconds()), float64(shared.Reach100.Milliseconds()))
+	if shared.Undetected != 0 || exact.Undetected != 0 {
+		t.Errorf("crashed nodes still listed: exact %d, shared %d", exact.Undetected, shared.Undetected)
+	}
+}

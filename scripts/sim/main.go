@@ -48,6 +48,7 @@ func run(args []string) error {
 	kick := fs.Bool("kick-on-join", false, "every node runs a round when it sees a member join (the mesh's behaviour before)")
 	behind := fs.Bool("wait-behind", false, "the mesh's gossip waits behind memberlist's broadcasts, with no packets of its own (the mesh's behaviour before)")
 	compress := fs.Bool("compress", true, "memberlist's compression (as its default; TestScale's DM_SCALE_COMPRESS=0 is -compress=false)")
+	agents := fs.Int("agents", 0, "model memberlist's failure detection among this many agents instead of at every node (0: exact; see sim.Config.Agents)")
 	progress := fs.Duration("progress", 0, "print the virtual time reached to stderr this often (of wall time)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
@@ -82,6 +83,7 @@ func run(args []string) error {
 		cfg.KickOnJoin = *kick
 		cfg.WaitBehind = *behind
 		cfg.EnableCompressed = *compress
+		cfg.Agents = *agents
 		if *progress > 0 {
 			start, last := time.Now(), time.Now()
 			cfg.Progress = func(now time.Duration, events int64) {

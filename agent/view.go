@@ -64,8 +64,16 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 				return
 			}
 			p.targetsVersion = st.Version()
-			for _, id := range st.Joined() {
-				for _, h := range st.Hosts(id) {
+			ids := st.Joined()
+			hosts := make([][]*crdt.Record, len(ids))
+			total := 0
+			for i, id := range ids {
+				hosts[i] = st.Hosts(id)
+				total += len(hosts[i])
+			}
+			targets = make([]mesh.Target, 0, total) // 100,000 hosts: 10 MB once, not 20 in doublings
+			for i, id := range ids {
+				for _, h := range hosts[i] {
 					host := h.Host()
 					targets = append(targets, mesh.Target{Network: id, Node: host.Node, Addrs: host.Addresses, Port: host.HTTPPort})
 				}

@@ -529,8 +529,11 @@ func (s *Sim) receive(n *node, ml, msgs [][]byte, heard bool) {
 		}
 		s.announced(n, g)
 	}
+	if !heard {
+		return
+	}
 	for _, m := range slices.Backward(ml) {
-		if mm, ok := s.mlMsgs[string(m)]; ok && heard {
+		if mm, ok := s.mlMsgs[string(m)]; ok {
 			s.heard(n, mm)
 		}
 	}

@@ -12,7 +12,11 @@
 // rather than run is memberlist itself (model.go): its gossip and probe
 // timers, fanout, retransmit limit, piggybacking, packet framing and
 // compression, and its failure detection, with its real parameters
-// (memberlist.DefaultLANConfig and the mesh's overrides).
+// (memberlist.DefaultLANConfig and the mesh's overrides). Failure
+// detection runs at every node, or, for faults at 100,000 nodes, shared
+// among Config.Agents agents (failure.go); the mesh's gossip queue is the
+// mesh's own (mesh.Queue), memberlist's own broadcasts wait in memberlist's
+// TransmitLimitedQueue.
 //
 // One seed gives one run, bit for bit: a single goroutine takes events in
 // (time, sequence) order, every random choice comes from one generator

@@ -147,3 +147,51 @@ func TestQueueMatchesItsSpecification(t *testing.T) {
 		}
 	})
 }
+
+// plainRecord is a record's message in memberlist's queue, as the mesh
+// queued them before Queue: replaced by record, found by asking every
+// queued message.
+type plainRecord struct {
+	msg []byte
+	id  crdt.Hash
+}
+
+func (b *plainRecord) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*plainRecord)
+	return ok && ob.id == b.id
+}
+func (b *plainRecord) Message() []byte { return b.msg }
+func (b *plainRecord) Finished()       {}
+
+// Queueing a record's message into a queue already holding held others,
+// and taking a packet's worth: the mesh's queue against memberlist's as
+// the mesh used it.
+func BenchmarkQueue(b *testing.B) {
+	for _, held := range []int{100, 8192} {
+		ids := make([]crdt.Hash, held+1)
+		for i := range ids {
+			ids[i] = sha([]byte(fmt.Sprint(i)))
+		}
+		msg := make([]byte, 140)
+		b.Run(fmt.Sprintf("mesh/%d", held), func(b *testing.B) {
+			q := &Queue{RetransmitMult: 4, NumNodes: func() int { return 1000 }}
+			for _, id := range ids[:held] {
+				q.Queue(msg, id)
+			}
+			for i := 0; b.Loop(); i++ {
+				q.Queue(msg, ids[i%len(ids)])
+				q.GetBroadcasts(2, 1400)
+			}
+		})
+		b.Run(fmt.Sprintf("memberlist/%d", held), func(b *testing.B) {
+			q := &memberlist.TransmitLimitedQueue{RetransmitMult: 4, NumNodes: func() int { return 1000 }}
+			for _, id := range ids[:held] {
+				q.QueueBroadcast(&plainRecord{msg, id})
+			}
+			for i := 0; b.Loop(); i++ {
+				q.QueueBroadcast(&plainRecord{msg, ids[i%len(ids)]})
+				q.GetBroadcasts(2, 1400)
+			}
+		})
+	}
+}

@@ -217,6 +217,9 @@ func (d *baseNode) NotifyMsg(b []byte) {
 	d.seen[id] = time.Now()
 	d.queue.QueueBroadcast(&plainBroadcast{msg: append([]byte(nil), b...)})
 }
+func (d *baseNode) GetBroadcasts(o, l int) [][]byte   { return d.queue.GetBroadcasts(o, l) }
+func (d *baseNode) LocalState(bool) []byte            { return nil }
+func (d *baseNode) MergeRemoteState(b []byte, j bool) {}
 
 // plainBroadcast is a payload in plain memberlist's own queue.
 type plainBroadcast struct{ msg []byte }
@@ -224,9 +227,6 @@ type plainBroadcast struct{ msg []byte }
 func (b *plainBroadcast) Invalidates(memberlist.Broadcast) bool { return false }
 func (b *plainBroadcast) Message() []byte                       { return b.msg }
 func (b *plainBroadcast) Finished()                             {}
-func (d *baseNode) GetBroadcasts(o, l int) [][]byte             { return d.queue.GetBroadcasts(o, l) }
-func (d *baseNode) LocalState(bool) []byte                      { return nil }
-func (d *baseNode) MergeRemoteState(b []byte, j bool)           {}
 
 func newBaseline(b *testing.B, n int) *baseline { return newBaselineT(b, n) }
 

@@ -11,12 +11,6 @@ import (
 	"pgregory.net/rapid"
 )
 
-type plainMsg struct{ msg []byte }
-
-func (b *plainMsg) Invalidates(memberlist.Broadcast) bool { return false }
-func (b *plainMsg) Message() []byte                       { return b.msg }
-func (b *plainMsg) Finished()                             {}
-
 // Four messages of one length, as claims are: two queued and sent once
 // (memberlist's queue empties while it takes them and numbers from 1
 // again), two more queued, one of them sent. memberlist's queue then holds
@@ -33,13 +27,13 @@ func TestQueueKeepsWhatMemberlistLoses(t *testing.T) {
 		}
 	}
 	for i, m := range []string{"AAAA", "BBBB"} {
-		ml.QueueBroadcast(&plainMsg{[]byte(m)})
+		ml.QueueBroadcast(&plainBroadcast{[]byte(m)})
 		q.Queue([]byte(m), sha([]byte{byte(i)}))
 	}
 	ml.GetBroadcasts(0, 100)
 	get(100)
 	for i, m := range []string{"CCCC", "DDDD"} {
-		ml.QueueBroadcast(&plainMsg{[]byte(m)})
+		ml.QueueBroadcast(&plainBroadcast{[]byte(m)})
 		q.Queue([]byte(m), sha([]byte{byte(2 + i)}))
 	}
 	ml.GetBroadcasts(0, 4)

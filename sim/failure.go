@@ -210,7 +210,7 @@ func (s *Sim) suspect(a *agent, subject, from int, inc uint32, origin bool) {
 	ep := a.epoch()
 	s.after(suspicionTimeout(s.cfg.SuspicionMult, s.numMembers(), s.cfg.ProbeInterval), func() {
 		if a.owner != nil && (!a.owner.up || a.epoch() != ep) {
-			s.after(s.detectSpread(), func() { s.declareByAnother(subject, inc) })
+			s.after(s.spread(), func() { s.declareByAnother(subject, inc) })
 			return
 		}
 		if k, _ := s.knows(a, subject); k.dead || k.inc != inc || target.up && target.inc > inc {
@@ -220,9 +220,9 @@ func (s *Sim) suspect(a *agent, subject, from int, inc uint32, origin bool) {
 	})
 }
 
-// detectSpread is a gossip floor: how much later than the first the last
-// nodes hear a rumour.
-func (s *Sim) detectSpread() time.Duration {
+// spread is a gossip floor: how much later than the first the last nodes
+// hear a rumour.
+func (s *Sim) spread() time.Duration {
 	return time.Duration(gossipFloor(s.cfg.Nodes, s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
 }
 
@@ -305,5 +305,5 @@ func (s *Sim) heard(n *node, m mlMessage) {
 // interval), the probe timeout, the suspicion timeout, the dead message's
 // spread.
 func (s *Sim) failureDetectionTime() time.Duration {
-	return s.cfg.ProbeInterval + s.cfg.ProbeTimeout + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + s.detectSpread()
+	return s.cfg.ProbeInterval + s.cfg.ProbeTimeout + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + s.spread()
 }

@@ -818,7 +818,7 @@ func (s *Sim) restart(n *node) {
 	n.counted = true
 	s.counted[n.i%2]++
 	if s.cfg.KickOnJoin {
-		spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+		spread := s.spread()
 		for _, o := range s.nodes {
 			if o != n && o.up && s.member(o.i, n.i) {
 				s.after(time.Duration(s.rng.Int64N(int64(spread)+1)), func() { s.startRound(o) })
@@ -860,7 +860,7 @@ func (s *Sim) heal() {
 	}
 	every := mesh.ReconnectScale(s.cfg.ReconnectInterval, len(s.nodes)/2)
 	first := time.Duration(s.rng.Int64N(int64(every)/int64(len(s.nodes)) + 1))
-	spread := time.Duration(gossipFloor(len(s.nodes), s.cfg.GossipNodes) * float64(s.cfg.GossipInterval))
+	spread := s.spread()
 	s.after(first, func() { s.startRound(s.randomHonest()) })
 	s.after(first+spread, func() {
 		s.split = false

@@ -37,67 +37,12 @@ import (
 // once yieldIdle has passed since the last yield, or after yieldLatest
 // when full batches keep coming.
 
-// The loop also keeps to one CPU. Free to run anywhere, its thread is
-// woken on whichever core is idle, at once, for every query: at 20k
-// queries a second from a client on the same machine, one context switch
-// per query. Bound to the core it last ran on, a woken loop often finds
-// the next queries already queued (0.6 switches a query, 0.8× the CPU per
-// query; README, figures). It is not stuck there: once a second the
-// binding is lifted for one wake-up, so the kernel can move the loop to a
-// quieter core, and the loop binds again to where it was woken. The
-// goroutine keeps its thread (LockOSThread) and never unlocks it: when
-// the loop ends it lifts the binding, and the runtime ends the thread (or,
-// if it is the process's first, parks it) instead of running other
-// goroutines on it.
-
 const (
 	batch       = 32
 	recvBuf     = 4096
 	yieldIdle   = 4 * time.Millisecond
 	yieldLatest = 7 * time.Millisecond // below the monitor's 10 ms
-	rebind      = time.Second
 )
-
-// cpuBinding binds the calling thread to the CPU it runs on, and lifts the
-// binding for a wake-up once every rebind. Errors are ignored: the binding
-// only saves CPU (a container may forbid sched_setaffinity).
-type cpuBinding struct {
-	bound bool
-	since time.Time
-}
-
-// step is called after each batch, on the loop's locked thread.
-func (b *cpuBinding) step(now time.Time) {
-	if b.bound {
-		if now.Sub(b.since) >= rebind {
-			b.release()
-			b.since = now
-		}
-		return
-	}
-	var cpu, node uint32
-	if _, _, errno := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0); errno != 0 {
-		return
-	}
-	var one unix.CPUSet
-	one.Set(int(cpu))
-	if unix.SchedSetaffinity(0, &one) == nil {
-		b.bound = true
-		b.since = now
-	}
-}
-
-// release lifts the binding: the thread may run on every CPU (the kernel
-// keeps to those of the cgroup).
-func (b *cpuBinding) release() {
-	var all unix.CPUSet
-	for i := range int(unsafe.Sizeof(all)) * 8 {
-		all.Set(i)
-	}
-	if unix.SchedSetaffinity(0, &all) == nil {
-		b.bound = false
-	}
-}
 
 type udpLoop struct {
 	fd      int
@@ -167,8 +112,7 @@ func (l *udpLoop) stop() {
 	l.stopped.Store(true)
 }
 
-// run answers until stop; it owns its OS thread (locked, bound to a CPU)
-// but yields often.
+// run answers until stop; it owns its OS thread's time but yields often.
 func (l *udpLoop) run() {
 	var (
 		bufs  [batch][recvBuf]byte
@@ -191,9 +135,6 @@ func (l *udpLoop) run() {
 		rhdr[i].Hdr.SetIovlen(1)
 		rhdr[i].Hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
 	}
-	runtime.LockOSThread() // for good: see cpuBinding
-	var binding cpuBinding
-	defer binding.release() // the runtime may keep the thread (its first)
 	lastYield := time.Now()
 	forwarding := len(l.h.forwarders) > 0
 	for !l.stopped.Load() {
@@ -257,9 +198,7 @@ func (l *udpLoop) run() {
 			}
 		}
 		l.fast.Add(int64(out))
-		now := time.Now()
-		binding.step(now)
-		if now.Sub(lastYield) > yieldIdle && (int(n) < batch || now.Sub(lastYield) > yieldLatest) {
+		if now := time.Now(); now.Sub(lastYield) > yieldIdle && (int(n) < batch || now.Sub(lastYield) > yieldLatest) {
 			lastYield = now
 			runtime.Gosched()
 		}

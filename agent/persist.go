@@ -98,11 +98,14 @@ func ReadState(r io.Reader, key crdt.PrivateKey) (entries []crdt.Verified, salva
 // stateBatch is how many entries readState hands on at a time.
 const stateBatch = 4096
 
-// readState is ReadState, handing each stateBatch entries to emit (if not
-// nil) as soon as they are decoded, before the MAC is known: what emit
-// does with them must be undone if the MAC fails. The batches are parts of
-// entries, never written again.
-func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified)) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
+// readState is ReadState. With emit, it hands the entries on as they are
+// decoded, stateBatch at a time and before the MAC is known (what emit does
+// with them must be undone if the MAC then fails), and keeps none of them:
+// it returns no entries and nothing salvaged, only the error, and a caller
+// that needs them reads the file again with ReadState. emit returns the
+// slice to fill next (nil for a new one): a batch it is done with, so
+// 300,000 entries are not 21 MB of garbage during start-up.
+func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified) []crdt.Verified) (entries []crdt.Verified, salvaged []*crdt.Record, err error) {
 	tr := &macTail{r: r, mac: hmac.New(sha256.New, stateMACKey(key)), buf: make([]byte, 0, 64<<10)}
 	br := bufio.NewReaderSize(tr, 64<<10)
 	magic := make([]byte, len(stateMagic))
@@ -113,9 +116,14 @@ func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified)) (en
 		return nil, nil, fmt.Errorf("%w: not a data-mesher state file", ErrStateCorrupt)
 	}
 	var bad error // the first record that did not parse
-	// Sized from the file, when r is one (bounded: a hint, not a limit).
-	entries = make([]crdt.Verified, 0, sizeHint(r, minRecordFrame, 1<<19))
+	if emit == nil {
+		// Sized from the file, when r is one (bounded: a hint, not a limit).
+		entries = make([]crdt.Verified, 0, sizeHint(r, minRecordFrame, 1<<19))
+	} else {
+		entries = make([]crdt.Verified, 0, stateBatch)
+	}
 	buf := make([]byte, crdt.MaxRecordSize)
+	var dec crdt.RecordDecoder
 	for {
 		n, err := binary.ReadUvarint(br)
 		if err != nil || n > crdt.MaxRecordSize {
@@ -140,19 +148,25 @@ func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified)) (en
 			e.Attested.By.Kind = crdt.AttestorKind(a[8])
 			copy(e.Attested.By.ID[:], a[9:])
 		}
-		rec, derr := crdt.DecodeRecord(raw) // copies raw
+		rec, derr := dec.Decode(raw) // copies raw
 		if derr != nil {
 			bad = cmp.Or(bad, derr)
 			continue
 		}
 		e.Record = rec
 		entries = append(entries, e)
-		if emit != nil && len(entries)%stateBatch == 0 {
-			emit(entries[len(entries)-stateBatch:])
+		if emit != nil && len(entries) == stateBatch {
+			if entries = emit(entries); entries == nil {
+				entries = make([]crdt.Verified, 0, stateBatch)
+			}
+			entries = entries[:0]
 		}
 	}
-	if emit != nil && len(entries)%stateBatch != 0 {
-		emit(entries[len(entries)-len(entries)%stateBatch:])
+	if emit != nil {
+		if len(entries) > 0 {
+			emit(entries)
+		}
+		entries = nil
 	}
 	// Drain what is left, so the MAC covers the whole file.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -162,6 +176,12 @@ func readState(r io.Reader, key crdt.PrivateKey, emit func([]crdt.Verified)) (en
 		return nil, nil, tr.err
 	}
 	macOK := len(tr.buf) == sha256.Size && hmac.Equal(tr.mac.Sum(nil), tr.buf)
+	if !macOK && emit != nil {
+		return nil, nil, fmt.Errorf("%w: the MAC does not match", ErrStateCorrupt)
+	}
+	if bad != nil && emit != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrStateCorrupt, bad)
+	}
 	if !macOK || bad != nil {
 		for _, e := range entries {
 			salvaged = append(salvaged, e.Record)
@@ -361,46 +381,64 @@ func loadState(path string, key crdt.PrivateKey, newState func() *crdt.State, no
 		return nil, 0, fmt.Errorf("reading the state file: %w", err)
 	}
 	// Restored while the rest is read and decoded (at 100,000 hosts the
-	// two take 0.3 and 0.5 s): into a state thrown away if the MAC then
-	// fails, or if the entries were not in the order a Restorer takes.
-	parts := make(chan []crdt.Verified, 8)
-	type read struct {
-		entries  []crdt.Verified
-		salvaged []*crdt.Record
-		err      error
-	}
-	done := make(chan read, 1)
+	// two take 0.3 and 0.5 s), in batches that go back to be filled again.
+	// Into a state thrown away if the MAC then fails, or if the entries
+	// were not in the order a Restorer takes: then the file is read again,
+	// whole (the rare path: a file this agent did not write, or a corrupt
+	// one).
+	parts, free := make(chan []crdt.Verified, 8), make(chan []crdt.Verified, 16)
+	done := make(chan error, 1)
 	go func() {
-		entries, salvaged, err := readState(f, key, func(b []crdt.Verified) { parts <- b })
+		_, _, err := readState(f, key, func(b []crdt.Verified) []crdt.Verified {
+			parts <- b
+			select {
+			case b := <-free:
+				return b
+			default:
+				return nil
+			}
+		})
 		close(parts)
-		done <- read{entries, salvaged, err}
+		done <- err
 	}()
 	rs := st.NewRestorer(now)
 	ordered := true
 	for b := range parts {
 		ordered = ordered && rs.Add(b)
+		select {
+		case free <- b:
+		default:
+		}
 	}
-	rd := <-done
+	err = <-done
 	f.Close()
-	if rd.err != nil && !errors.Is(rd.err, ErrStateCorrupt) {
-		return nil, 0, fmt.Errorf("reading the state file: %w", rd.err)
+	if err != nil && !errors.Is(err, ErrStateCorrupt) {
+		return nil, 0, fmt.Errorf("reading the state file: %w", err)
 	}
-	if rd.err != nil {
+	if err == nil && ordered {
+		return st, rs.Done().Added, nil
+	}
+	st = newState()
+	f, err = os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the state file: %w", err)
+	}
+	entries, salvaged, err := ReadState(f, key)
+	f.Close()
+	if err != nil && !errors.Is(err, ErrStateCorrupt) {
+		return nil, 0, fmt.Errorf("reading the state file: %w", err)
+	}
+	if err != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, now.Unix())
 		if rerr := os.Rename(path, aside); rerr != nil {
-			return nil, 0, fmt.Errorf("state file %s is corrupt (%v) and could not be moved aside: %w", path, rd.err, rerr)
+			return nil, 0, fmt.Errorf("state file %s is corrupt (%v) and could not be moved aside: %w", path, err, rerr)
 		}
-		st = newState()
-		res := st.IngestAll(rd.salvaged, now)
+		res := st.IngestAll(salvaged, now)
 		log.Warn("state file was corrupt; moved aside, salvaged what verifies, the rest comes from peers",
-			"path", path, "moved_to", aside, "err", rd.err, "salvaged", res.Added, "refused", len(res.Rejected))
+			"path", path, "moved_to", aside, "err", err, "salvaged", res.Added, "refused", len(res.Rejected))
 		return st, res.Added, nil
 	}
-	if !ordered {
-		st = newState()
-		return st, st.Restore(rd.entries, now).Added, nil
-	}
-	return st, rs.Done().Added, nil
+	return st, st.Restore(entries, now).Added, nil
 }
 
 // countingWriter counts what is written through it.

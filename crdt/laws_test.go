@@ -396,8 +396,8 @@ func TestLawViewAgreesWithNameStatus(t *testing.T) {
 				case st.Override:
 					continue
 				case st.Holder.IsZero() && ok:
-					t.Fatalf("%q: winners say %s, NameStatus nobody", name, w.node.Short())
-				case !st.Holder.IsZero() && (!ok || w.node != st.Holder || w.host == nil):
+					t.Fatalf("%q: winners say %s, NameStatus nobody", name, w.host.Host().Node.Short())
+				case !st.Holder.IsZero() && (!ok || w.host == nil || w.host.Host().Node != st.Holder):
 					t.Fatalf("%q: winners say %+v, NameStatus %s", name, w, st.Holder.Short())
 				}
 			}

@@ -330,6 +330,14 @@ func dependencyRank(k Kind) int {
 }
 
 func (b *BatchResult) count(r *Record, o Outcome, err error) {
+	if b.tally(r, o, err) {
+		b.AddedRecords = append(b.AddedRecords, r)
+	}
+}
+
+// tally is count without keeping the added records, and reports whether r
+// was added.
+func (b *BatchResult) tally(r *Record, o Outcome, err error) (added bool) {
 	var rej *Rejection
 	switch {
 	case errors.As(err, &rej):
@@ -338,12 +346,13 @@ func (b *BatchResult) count(r *Record, o Outcome, err error) {
 		b.Rejected = append(b.Rejected, &Rejection{Reason: ReasonMalformed, Record: r.String(), Err: err})
 	case o == Added:
 		b.Added++
-		b.AddedRecords = append(b.AddedRecords, r)
+		return true
 	case o == Known:
 		b.Known++
 	case o == Superseded:
 		b.Superseded++
 	}
+	return false
 }
 
 // Merge makes s the join s ⊔ o, the least upper bound of the two states, and
@@ -948,7 +957,9 @@ func (s *State) Verified(id PublicKey) []Verified {
 // node's own key), without checking signatures or attestations again: a
 // node of 10,000 hosts starts in milliseconds instead of seconds. Policy
 // and time still apply (Restore is a Merge followed by Prune). Never call it
-// with bytes that came from anywhere else: use Ingest.
+// with bytes that came from anywhere else: use Ingest. The result counts
+// the records but does not list them (AddedRecords is nil): restoring is
+// not news to gossip, and the list would be 2.4 MB at 100,000 hosts.
 func (s *State) Restore(verified []Verified, now time.Time) BatchResult {
 	byRank := func(a, b Verified) int { return dependencyRank(a.Record.kind) - dependencyRank(b.Record.kind) }
 	sorted := verified
@@ -999,7 +1010,7 @@ func (r *Restorer) Add(entries []Verified) bool {
 		r.rank[id] = rank
 		n := r.s.nets[id]
 		if n == nil {
-			r.res.count(e.Record, 0, reject(e.Record, ReasonNotJoined, "network %s is not joined", id.Short()))
+			r.res.tally(e.Record, 0, reject(e.Record, ReasonNotJoined, "network %s is not joined", id.Short()))
 			continue
 		}
 		at := e.Attested
@@ -1008,11 +1019,10 @@ func (r *Restorer) Add(entries []Verified) bool {
 		// claims come after the settings that judge them, attestations
 		// after their subjects): one pass over the state file, not two.
 		if n.decayed(e.Record, at, r.now) {
-			r.res.count(e.Record, Superseded, nil)
+			r.res.tally(e.Record, Superseded, nil)
 			continue
 		}
-		o := n.put(e.Record, at)
-		r.res.count(e.Record, o, nil)
+		r.res.tally(e.Record, n.put(e.Record, at), nil)
 	}
 	return true
 }

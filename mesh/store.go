@@ -81,12 +81,13 @@ func (s *Store) IngestBytes(raws [][]byte) crdt.BatchResult {
 	s.mu.Lock()
 	before := s.state.Version()
 	now := s.now()
+	var dec crdt.RecordDecoder
 	for _, raw := range raws {
 		if s.state.Holds(raw) {
 			res.Known++
 			continue
 		}
-		r, err := crdt.DecodeRecord(raw)
+		r, err := dec.Decode(raw)
 		if err != nil {
 			res.Rejected = append(res.Rejected, &crdt.Rejection{Reason: crdt.ReasonMalformed, Err: err})
 			continue

@@ -56,18 +56,28 @@ func EncodeState(entries []crdt.Verified, key crdt.PrivateKey) []byte {
 // WriteState writes entries to w as a state file, as it goes: no copy of
 // the whole file is ever held.
 func WriteState(w io.Writer, entries []crdt.Verified, key crdt.PrivateKey) error {
+	return writeState(w, key, entries)
+}
+
+// writeState is WriteState of parts written one after the other (each
+// network's entries: no copy of all of them is made). Each record is
+// encoded into one reused buffer.
+func writeState(w io.Writer, key crdt.PrivateKey, parts ...[]crdt.Verified) error {
 	m := hmac.New(sha256.New, stateMACKey(key))
 	bw := bufio.NewWriterSize(io.MultiWriter(w, m), 64<<10)
 	bw.WriteString(stateMagic)
 	var head [binary.MaxVarintLen64 + 8 + 1 + 32]byte
-	for _, e := range entries {
-		raw := e.Record.Bytes()
-		bw.Write(binary.AppendUvarint(head[:0], uint64(len(raw))))
-		bw.Write(raw)
-		if e.Record.Kind() == crdt.KindAttestation {
-			t := binary.BigEndian.AppendUint64(head[:0], uint64(e.Attested.Time.UnixNano()))
-			t = append(t, byte(e.Attested.By.Kind))
-			bw.Write(append(t, e.Attested.By.ID[:]...))
+	raw := make([]byte, 0, 512)
+	for _, entries := range parts {
+		for _, e := range entries {
+			raw = e.Record.AppendBytes(raw[:0])
+			bw.Write(binary.AppendUvarint(head[:0], uint64(len(raw))))
+			bw.Write(raw)
+			if e.Record.Kind() == crdt.KindAttestation {
+				t := binary.BigEndian.AppendUint64(head[:0], uint64(e.Attested.Time.UnixNano()))
+				t = append(t, byte(e.Attested.By.Kind))
+				bw.Write(append(t, e.Attested.By.ID[:]...))
+			}
 		}
 	}
 	if err := bw.Flush(); err != nil {
@@ -334,15 +344,15 @@ func (p *persister) flush() {
 		return
 	}
 	p.mu.Unlock()
-	var entries []crdt.Verified
+	var parts [][]crdt.Verified
 	p.store.Read(func(st *crdt.State) {
 		for _, id := range st.Joined() {
-			entries = append(entries, st.Verified(id)...)
+			parts = append(parts, st.Verified(id))
 		}
 	})
 	counter := &countingWriter{}
 	err := WriteFileAtomicFunc(p.path, 0o600, func(w io.Writer) error {
-		return WriteState(io.MultiWriter(w, counter), entries, p.key)
+		return writeState(io.MultiWriter(w, counter), p.key, parts...)
 	})
 	p.mu.Lock()
 	// Unacknowledged changes of a large state are written less often: one

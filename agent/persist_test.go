@@ -66,6 +66,13 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if again.Fingerprint(id) != st.Fingerprint(id) {
 		t.Fatal("restored state differs")
 	}
+	// Written in parts (the persister's way, a network at a time), the
+	// same file.
+	var parts bytes.Buffer
+	all := st.Verified(id)
+	if err := writeState(&parts, node, all[:2], nil, all[2:]); err != nil || !bytes.Equal(parts.Bytes(), b) {
+		t.Fatalf("the state written in parts differs (%v)", err)
+	}
 	// Another node's key: no trust, but every record salvaged for
 	// verification.
 	_, salvaged, err = DecodeState(b, crdtKey("other"))

@@ -253,8 +253,13 @@ func (r *Record) Hash() Hash { return r.hash }
 
 // Bytes is the canonical encoding, built anew on each call (the caller
 // owns it).
-func (r *Record) Bytes() []byte {
-	b := r.appendUnsigned(make([]byte, 0, r.size))
+func (r *Record) Bytes() []byte { return r.AppendBytes(make([]byte, 0, r.size)) }
+
+// AppendBytes appends Bytes to b: a writer of many records (the state
+// file: 52 MB at 100,000 hosts) reuses one buffer instead of building
+// each record's bytes anew.
+func (r *Record) AppendBytes(b []byte) []byte {
+	b = r.appendUnsigned(b)
 	if r.kind != KindAttestation {
 		b = append(b, r.sig[:]...)
 	}

@@ -24,6 +24,10 @@ type Client struct {
 	http *http.Client
 	// stream is http without a timeout, for watches.
 	stream *http.Client
+	// waitReady is how long a call the agent answers with ErrNotReady is
+	// retried; notReady hears the first such answer's reason.
+	waitReady time.Duration
+	notReady  func(reason string, wait time.Duration)
 }
 
 // NewClient returns a client of the agent whose control socket is at path.
@@ -40,6 +44,16 @@ func NewClient(path string) *Client {
 		// ask peers for their clocks. Nothing legitimate takes longer.
 		Timeout: 60 * time.Second,
 	}}
+}
+
+// WaitReady makes a call that the agent answers with ErrNotReady (it is
+// starting: loading its state, starting the mesh, waiting for its
+// interface) try again until d has passed or the call's context ends, and
+// then return the last answer. notify, when not nil, hears the agent's
+// reason once per call, at its first such answer. The default, 0, returns
+// ErrNotReady at once.
+func (c *Client) WaitReady(d time.Duration, notify func(reason string, wait time.Duration)) {
+	c.waitReady, c.notReady = d, notify
 }
 
 // Close releases the client's idle connection to the agent.
@@ -147,21 +161,28 @@ func (c *Client) Write(ctx context.Context, w DataWrite) (DataWritten, error) {
 // (then it returns nil), f fails, or the agent goes away.
 func (c *Client) Watch(ctx context.Context, network, namespace string, f func(DataChange) error) error {
 	u := "http://dm-agent" + pathWatch + "?" + url.Values{"network": {network}, "namespace": {namespace}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.stream.Do(req)
+	var resp *http.Response
+	err := c.retry(ctx, func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err = c.stream.Do(req); err != nil {
+			return c.dialError(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			defer resp.Body.Close()
+			return c.answerError(resp)
+		}
+		return nil
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return c.dialError(err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return c.answerError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ch DataChange
@@ -184,7 +205,38 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	return c.do(ctx, http.MethodGet, path, q, nil, out)
 }
 
+// do makes one call, tried again while the agent is not ready (WaitReady).
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
+	return c.retry(ctx, func() error { return c.once(ctx, method, path, q, body, out) })
+}
+
+// retry calls try again while it fails with ErrNotReady, for at most
+// waitReady, pausing a little longer each time (up to a second).
+func (c *Client) retry(ctx context.Context, try func() error) error {
+	err := try()
+	if c.waitReady <= 0 || !errors.Is(err, ErrNotReady) {
+		return err
+	}
+	if c.notReady != nil {
+		c.notReady(trimKind(err.Error(), ErrNotReady), c.waitReady)
+	}
+	deadline := time.Now().Add(c.waitReady)
+	pause := 50 * time.Millisecond
+	for errors.Is(err, ErrNotReady) && time.Now().Before(deadline) {
+		t := time.NewTimer(min(pause, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+		err = try()
+	}
+	return err
+}
+
+func (c *Client) once(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
 	u := "http://dm-agent" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()

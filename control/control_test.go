@@ -173,3 +173,64 @@ func TestNoAgentAndSocketInUse(t *testing.T) {
 		t.Fatalf("a second listener on a socket in use: %v", err)
 	}
 }
+
+// startingBackend is not ready for its first calls to Publish.
+type startingBackend struct {
+	fakeBackend
+	notReady int // calls still to refuse
+	calls    int
+}
+
+func (s *startingBackend) Publish(ctx context.Context, recs []*crdt.Record) (PublishResult, error) {
+	s.calls++
+	if s.notReady > 0 {
+		s.notReady--
+		return PublishResult{}, fmt.Errorf("%w: the agent is waiting for the mesh to start", ErrNotReady)
+	}
+	return s.fakeBackend.Publish(ctx, recs)
+}
+
+// A client told to wait retries a call while the agent starts, says why
+// once, and gives up with the agent's reason when the wait is over.
+func TestClientWaitsWhileTheAgentStarts(t *testing.T) {
+	admin := testKey("admin")
+	set, err := crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "clan",
+		HostTTL: time.Hour, DNSTTL: time.Minute}, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &startingBackend{notReady: 3}
+	c, _ := serve(t, b)
+	ctx := context.Background()
+
+	if _, err := c.Publish(ctx, set); !errors.Is(err, ErrNotReady) || b.calls != 1 {
+		t.Fatalf("without a wait: %v after %d calls", err, b.calls)
+	}
+	var reasons []string
+	c.WaitReady(time.Minute, func(reason string, wait time.Duration) {
+		if wait != time.Minute {
+			t.Errorf("notified wait %v", wait)
+		}
+		reasons = append(reasons, reason)
+	})
+	res, err := c.Publish(ctx, set)
+	if err != nil || res.Added != 1 || len(b.published) != 1 || b.calls != 4 {
+		t.Fatalf("with a wait: %+v %v after %d calls, %d published", res, err, b.calls, len(b.published))
+	}
+	if len(reasons) != 1 || reasons[0] != "the agent is waiting for the mesh to start" {
+		t.Fatalf("notified %q", reasons)
+	}
+
+	// An agent that stays unready: the call ends with its reason when the
+	// wait or the context is over.
+	c.WaitReady(300*time.Millisecond, nil)
+	if _, err := c.Hosts(ctx); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "waiting for the interface wg0") {
+		t.Fatalf("hosts after the wait: %v", err)
+	}
+	c.WaitReady(time.Hour, nil)
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Hosts(cctx); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("hosts when the context ends: %v", err)
+	}
+}

@@ -214,8 +214,16 @@ func TestIssue18Item6WaitingAgentAnswers(t *testing.T) {
 	if r := dm(t, "resolve", "solo", "--config", n.config); r.code != exitNoSuchName || strings.Contains(r.stderr, "no running dm-agent") {
 		t.Errorf("resolve while waiting: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
-	if r := dm(t, "hosts", "--config", n.config); r.code != exitFailure || !strings.Contains(r.stderr, "not ready: it is waiting for") {
-		t.Errorf("hosts while waiting: exit %d: %s", r.code, r.stderr)
+	if r := dm(t, "hosts", "--wait", "0", "--config", n.config); r.code != exitFailure || !strings.Contains(r.stderr, "not ready: it is waiting for") ||
+		strings.Contains(r.stderr, "waiting up to") {
+		t.Errorf("hosts --wait 0 while waiting: exit %d: %s", r.code, r.stderr)
+	}
+	// With a wait, it says once what it waits for, then gives up with
+	// the agent's reason.
+	if r := dm(t, "hosts", "--wait", "300ms", "--config", n.config); r.code != exitFailure ||
+		strings.Count(r.stderr, "waiting up to 300ms (--wait): the agent is waiting for") != 1 ||
+		!strings.Contains(r.stderr, "not ready: it is waiting for") {
+		t.Errorf("hosts --wait 300ms while waiting: exit %d: %s", r.code, r.stderr)
 	}
 	r := dm(t, "doctor", "--json", "--config", n.config)
 	var results []struct{ Name, Status, Detail string }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/data-mesher/data-mesher/agent"
 	"github.com/data-mesher/data-mesher/control"
@@ -50,6 +51,7 @@ type configFlags struct {
 	cmd    *cobra.Command
 	path   string
 	values map[string]*string // by flag name
+	wait   time.Duration      // --wait; 0 for commands without it
 }
 
 // addConfig gives c --config and, with socket, --control-socket.
@@ -61,6 +63,14 @@ func addConfig(c *cobra.Command, socket bool) *configFlags {
 			"the agent's control `SOCKET` ($DM_CONTROL_SOCKET; default: the configuration's control_socket, else /run/data-mesher/control.sock)")
 	}
 	return cf
+}
+
+// addWait gives c --wait: how long to wait for an agent that is still
+// starting. Commands that say what the agent is doing (status, doctor)
+// have none: they answer at once.
+func (cf *configFlags) addWait() {
+	cf.cmd.Flags().DurationVar(&cf.wait, "wait", 30*time.Second,
+		"how long (a `DURATION`: 30s, 2m) to wait for an agent that is still starting; 0 fails at once")
 }
 
 // addSettings gives c every setting's flag (run).
@@ -134,8 +144,16 @@ func (cf *configFlags) socket() string {
 	return agent.DefaultControlSocket
 }
 
-// client is a client of the running agent.
-func (cf *configFlags) client() *control.Client { return control.NewClient(cf.socket()) }
+// client is a client of the running agent. With --wait, a call the agent
+// cannot answer yet (it is starting) is tried again, and the person who
+// ran the command is told once what it waits for.
+func (cf *configFlags) client() *control.Client {
+	cl := control.NewClient(cf.socket())
+	cl.WaitReady(cf.wait, func(reason string, wait time.Duration) {
+		fmt.Fprintf(cf.cmd.ErrOrStderr(), "waiting up to %s (--wait): %s…\n", wait, reason)
+	})
+	return cl
+}
 
 // agentError says what a control API error means for the person who ran
 // the command.

@@ -55,6 +55,7 @@ func addDataFlags(c *cobra.Command, json bool) *dataFlags {
 		c.Flags().BoolVar(&d.json, "json", false, "print JSON (the control API's field names)")
 	}
 	d.cf = addConfig(c, true)
+	d.cf.addWait()
 	_ = c.RegisterFlagCompletionFunc("network", completeNetworks(d.cf))
 	return d
 }

@@ -19,6 +19,7 @@ always JSON.`,
 	c.Flags().StringVar(&network, "network", "", "only this network: its `NAME` in the configuration, or its key")
 	c.Flags().Bool("json", false, "accepted for symmetry: the output is JSON (data.json) anyway")
 	cf := addConfig(c, true)
+	cf.addWait()
 	_ = c.RegisterFlagCompletionFunc("network", completeNetworks(cf))
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		cl := cf.client()

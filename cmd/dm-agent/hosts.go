@@ -26,6 +26,7 @@ here, the names it holds and the ones it claims but does not hold.
 	}
 	asJSON := c.Flags().Bool("json", false, "print JSON (the control API's field names)")
 	cf := addConfig(c, true)
+	cf.addWait()
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		hs, err := cf.client().Hosts(c.Context())
 		if err != nil {

@@ -122,6 +122,7 @@ yet); --force overrides that.`,
 	f.StringArrayVar(&tsaURL, "tsa-url", nil, "`URL` of that timestamp authority (repeatable)")
 	f.StringArrayVar(&namespaces, "namespace", nil, "declare a namespace (repeatable): `\"SPEC\"` as for dm-agent settings --namespace")
 	cf := addConfig(c, true)
+	cf.addWait()
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ctx := c.Context()
 		if domain == "" {

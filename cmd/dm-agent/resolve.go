@@ -34,6 +34,7 @@ can tell "no such name" from a failure (1).`,
 	}
 	asJSON := c.Flags().Bool("json", false, "print JSON (the control API's field names)")
 	cf := addConfig(c, true)
+	cf.addWait()
 	c.ValidArgsFunction = completeNames(cf)
 	c.RunE = func(c *cobra.Command, args []string) error {
 		r, err := cf.client().Resolve(c.Context(), args[0])

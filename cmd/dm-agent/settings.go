@@ -236,6 +236,7 @@ nothing publishes nothing.`,
 		f.StringArrayVar(m.v, m.name, nil, m.help+" (repeatable)")
 	}
 	cf := addConfig(c, true)
+	cf.addWait()
 	_ = c.RegisterFlagCompletionFunc("network", completeNetworks(cf))
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ctx := c.Context()
@@ -245,7 +246,7 @@ nothing publishes nothing.`,
 		edits := 0
 		c.Flags().Visit(func(fl *pflag.Flag) {
 			switch fl.Name {
-			case "network", "admin-key", "from", "out", "show", "force", "json", "config", "control-socket":
+			case "network", "admin-key", "from", "out", "show", "force", "json", "config", "control-socket", "wait":
 			default:
 				edits++
 			}

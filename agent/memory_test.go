@@ -1,0 +1,45 @@
+package agent
+
+import (
+	"context"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+// BoundHeap sets its limit at once, from what the last collection found
+// live, and follows the live heap up when it grows.
+func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	debug.SetMemoryLimit(math.MaxInt64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+
+	runtime.GC()
+	go func() { defer close(done); BoundHeap(ctx, 20*time.Millisecond) }()
+	var first int64
+	eventually(t, 10*time.Second, "a first limit", func() bool {
+		first = debug.SetMemoryLimit(-1)
+		return first != math.MaxInt64
+	})
+	if first < 32<<20 {
+		t.Fatalf("limit %d below the 32 MiB floor", first)
+	}
+
+	// 96 MiB more live: the limit rises above it once a collection has
+	// seen it.
+	hold := make([][]byte, 96)
+	for i := range hold {
+		hold[i] = make([]byte, 1<<20)
+		hold[i][0] = 1
+	}
+	runtime.GC()
+	eventually(t, 10*time.Second, "the limit to follow the live heap", func() bool {
+		return debug.SetMemoryLimit(-1) > first+64<<20
+	})
+	runtime.KeepAlive(hold)
+}

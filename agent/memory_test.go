@@ -10,7 +10,8 @@ import (
 )
 
 // BoundHeap sets its limit at once, from what the last collection found
-// live, and follows the live heap up when it grows.
+// live, with room for the work after start-up; then it keeps it closer,
+// and follows the live heap up when it grows.
 func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(old)
@@ -20,14 +21,24 @@ func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	runtime.GC()
-	go func() { defer close(done); BoundHeap(ctx, 20*time.Millisecond) }()
+	go func() { defer close(done); BoundHeap(ctx, 200*time.Millisecond) }()
 	var first int64
 	eventually(t, 10*time.Second, "a first limit", func() bool {
 		first = debug.SetMemoryLimit(-1)
 		return first != math.MaxInt64
 	})
-	if first < 32<<20 {
-		t.Fatalf("limit %d below the 32 MiB floor", first)
+	if first < 128<<20 {
+		t.Fatalf("first limit %d MiB, below the 128 MiB floor of the first interval", first>>20)
+	}
+	// This test's heap is a few MiB: the steady limit is far below the
+	// first one.
+	var steady int64
+	eventually(t, 10*time.Second, "the steady limit", func() bool {
+		steady = debug.SetMemoryLimit(-1)
+		return steady < first
+	})
+	if steady < 32<<20 {
+		t.Fatalf("steady limit %d MiB, below the 32 MiB floor", steady>>20)
 	}
 
 	// 96 MiB more live: the limit rises above it once a collection has
@@ -39,7 +50,7 @@ func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 	}
 	runtime.GC()
 	eventually(t, 10*time.Second, "the limit to follow the live heap", func() bool {
-		return debug.SetMemoryLimit(-1) > first+64<<20
+		return debug.SetMemoryLimit(-1) > steady+90<<20
 	})
 	runtime.KeepAlive(hold)
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -238,15 +239,20 @@ func (a *Agent) Export(_ context.Context, network string) ([]byte, error) {
 		}
 		ids = append(ids, n.ID)
 	}
-	var b []byte
+	var snap *crdt.DataSnapshot
 	var err error
 	a.store.Read(func(st *crdt.State) {
 		if len(ids) == 0 {
 			ids = st.Joined()
 		}
-		b, err = crdt.EncodeDataJSON(st, ids...)
+		snap, err = st.SnapshotDataJSON(ids...)
 	})
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer // written outside the store's lock
+	_, err = snap.WriteTo(&b)
+	return b.Bytes(), err
 }
 
 // Settings is a network's settings record, nil if it has none yet.

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -112,3 +113,70 @@ func TestEncodeDataJSONUnknownNetwork(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// The streamed data.json is byte for byte the document encoding/json
+// writes for the whole file at once, indented: for a network with every
+// kind of record, an empty joined network beside it, and no network.
+func TestDataJSONStreamIsTheDocument(t *testing.T) {
+	f := newNSFixture(t)
+	now := epoch.Add(time.Minute)
+	fww, add := f.put(f.alice, "names", "git", "x", now), f.put(f.alice, "svc", "s", "v<&>", now)
+	c := claimRec(f.net, f.alice, "mors", epoch)
+	mustIngest(t, f.s, now, c, witnessRec(c, f.w, epoch), fww, witnessRec(fww, f.w, now), add,
+		f.tomb(f.admin, f.alice.Public(), "s", now, add), f.logEntry(f.bob, 7, "\x00\xff", now), f.del(f.alice, "ssh", "host", now))
+	empty := testKey("empty").Public()
+	f.s.Join(empty)
+	for _, nets := range [][]PublicKey{{f.net}, {f.net, empty}, {empty}, {}} {
+		doc := dataJSON{Format: DataFormat, Networks: []networkJSON{}}
+		for _, id := range nets {
+			n := networkJSON{Network: id, Hosts: []hostJSON{}, Claims: []claimJSON{}, Entries: []entryJSON{}, Attestations: []attestationJSON{}}
+			for _, r := range f.s.Records(id) {
+				switch r.Kind() {
+				case KindSettings:
+					n.Settings = settingsToJSON(r)
+				case KindHost:
+					n.Hosts = append(n.Hosts, hostToJSON(r))
+				case KindClaim:
+					n.Claims = append(n.Claims, claimToJSON(r))
+				case KindEntry:
+					n.Entries = append(n.Entries, entryToJSON(r))
+				case KindAttestation:
+					n.Attestations = append(n.Attestations, attestationToJSON(r))
+				}
+			}
+			doc.Networks = append(doc.Networks, n)
+		}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			t.Fatal(err)
+		}
+		got := must(EncodeDataJSON(f.s, nets...))
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%d networks: the stream differs from the document:\n%s\nwant:\n%s", len(nets), got, want.Bytes())
+		}
+		snap := must(f.s.SnapshotDataJSON(nets...))
+		var sb bytes.Buffer
+		if n, err := snap.WriteTo(&sb); err != nil || n != int64(want.Len()) {
+			t.Fatalf("WriteTo: %d bytes, %v; want %d", n, err, want.Len())
+		}
+	}
+	if len(must(DecodeDataJSON(must(EncodeDataJSON(f.s, f.net)))).Networks[0].Records) != len(f.s.Records(f.net)) {
+		t.Fatal("the stream does not read back whole")
+	}
+}
+
+// A writer that fails stops the stream with its error.
+func TestDataJSONStreamStopsAtAWriteError(t *testing.T) {
+	f, _ := populated(t)
+	snap := must(f.s.SnapshotDataJSON(f.net))
+	boom := errors.New("disk full")
+	if _, err := snap.WriteTo(failingWriter{boom}); !errors.Is(err, boom) {
+		t.Fatalf("WriteTo: %v, want %v", err, boom)
+	}
+}
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }

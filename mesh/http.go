@@ -1,10 +1,12 @@
 package mesh
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
 )
@@ -18,8 +20,14 @@ func remoteAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// serveDataJSON streams data.json: the records are taken under the
+// store's lock and written after it, so a 41 MB file (100,000 hosts)
+// costs a pointer per record, not the file's bytes, and holds no lock
+// while a slow reader takes it. A reader that keeps taking bytes gets
+// the whole file however long it needs; one that stops for
+// dataJSONStall is cut off.
 func (n *Node) serveDataJSON(w http.ResponseWriter, r *http.Request) {
-	var body []byte
+	var snap *crdt.DataSnapshot
 	var err error
 	status := http.StatusOK
 	n.store.Read(func(st *crdt.State) {
@@ -36,7 +44,7 @@ func (n *Node) serveDataJSON(w http.ResponseWriter, r *http.Request) {
 			}
 			nets = []crdt.PublicKey{id}
 		}
-		body, err = crdt.EncodeDataJSON(st, nets...)
+		snap, err = st.SnapshotDataJSON(nets...)
 	})
 	switch {
 	case status == http.StatusNotFound:
@@ -48,8 +56,27 @@ func (n *Node) serveDataJSON(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 	default:
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
+		if _, err := snap.WriteTo(&progressWriter{w: w, rc: http.NewResponseController(w), stall: dataJSONStall}); err != nil {
+			n.log.Info("data.json not sent whole", "peer", remoteAddr(r), "err", err)
+		}
 	}
+}
+
+// dataJSONStall is how long a data.json reader may take no bytes.
+const dataJSONStall = 30 * time.Second
+
+// progressWriter moves the connection's write deadline stall ahead of
+// each write: the server's WriteTimeout bounds a request's answer, but
+// a file of any size must reach a slow reader that keeps reading.
+type progressWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(p.stall)) // a writer without deadlines (a test's recorder) just writes
+	return p.w.Write(b)
 }
 
 func contains(ids []crdt.PublicKey, id crdt.PublicKey) bool {

@@ -3,6 +3,8 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -68,14 +70,29 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(n.cfg.RequestTimeout, 2*time.Minute))
-	defer cancel()
+	// A whole data.json may take minutes (41 MB and 300,000 signatures
+	// at 100,000 hosts), so the client's timeout, which bounds a whole
+	// request, does not apply: a source that sends nothing for
+	// RequestTimeout is given up, and one that sends for longer than
+	// bootstrapMax (an endless file costs one batch of memory, but its
+	// verifying would never end).
+	ctx, cancelTotal := context.WithTimeoutCause(ctx, max(n.cfg.RequestTimeout, bootstrapMax), fmt.Errorf("still reading after %v", max(n.cfg.RequestTimeout, bootstrapMax)))
+	defer cancelTotal()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(n.cfg.RequestTimeout, func() { cancel(fmt.Errorf("nothing received for %v", n.cfg.RequestTimeout)) })
+	defer stall.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := n.cfg.HTTPClient.Do(req)
+	client := *n.cfg.HTTPClient
+	client.Timeout = 0
+	resp, err := client.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("GET %s: %w", u, context.Cause(ctx))
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -92,7 +109,8 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 		added, known, refused = added+res.Added, known+res.Known+res.Superseded, refused+len(res.Rejected)
 		batch = batch[:0]
 	}
-	err = crdt.ReadDataJSON(resp.Body, crdt.DataLimits{}, func(id crdt.PublicKey, rec *crdt.Record, err error) error {
+	body := &stallReader{r: resp.Body, stall: stall, after: n.cfg.RequestTimeout}
+	err = crdt.ReadDataJSON(body, crdt.DataLimits{}, func(id crdt.PublicKey, rec *crdt.Record, err error) error {
 		if !contains(joined, id) {
 			return nil // only the networks this node joined
 		}
@@ -116,25 +134,66 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	}
 	n.stats.BootstrapOK.Add(1)
 	n.log.Info("bootstrapped", "url", u, "added", added, "known", known, "refused", refused, "damaged", damaged)
-	// The live hosts are the way into the mesh.
+	// The live hosts are the way into the mesh: one that answers is
+	// enough (its member list brings the rest), the source's own first.
 	var seeds []string
 	n.store.Read(func(st *crdt.State) {
+		now := n.store.Now()
 		for _, id := range joined {
+			ttl := crdt.DefaultHostTTL
+			if s := st.Settings(id); s != nil {
+				ttl = s.Settings().HostTTL
+			}
 			for _, h := range st.Hosts(id) {
-				if h.Signer() == n.cfg.Key.Public() {
-					continue
-				}
-				for _, a := range h.Host().Addresses {
-					seeds = append(seeds, net.JoinHostPort(a.String(), strconv.Itoa(int(h.Host().GossipPort))))
+				if host := h.Host(); h.Signer() != n.cfg.Key.Public() && !host.Heartbeat.Add(ttl).Before(now) {
+					for _, a := range host.Addresses {
+						seeds = append(seeds, net.JoinHostPort(a.String(), strconv.Itoa(int(host.GossipPort))))
+					}
 				}
 			}
 		}
 	})
 	if len(seeds) > 0 {
-		if k, err := n.ml.Join(seeds); err != nil && k == 0 {
+		if _, err := n.joinOneOf(sourceFirst(seeds, resp.Request.URL.Hostname()), bootstrapJoinTries); err != nil {
 			return fmt.Errorf("no host named in %s answered gossip: %w", u, err)
 		}
 		n.SyncNow()
 	}
 	return nil
+}
+
+// bootstrapMax bounds one bootstrap's reading; bootstrapJoinTries, the
+// hosts it then tries to join.
+const (
+	bootstrapMax       = 10 * time.Minute
+	bootstrapJoinTries = 8
+)
+
+// stallReader restarts stall each time bytes arrive.
+type stallReader struct {
+	r     io.Reader
+	stall *time.Timer
+	after time.Duration
+}
+
+func (s *stallReader) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	if n > 0 {
+		s.stall.Reset(s.after)
+	}
+	return n, err
+}
+
+// sourceFirst shuffles the gossip addresses, those on host (the bootstrap
+// source, which just answered) first.
+func sourceFirst(addrs []string, host string) []string {
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	first := 0
+	for i, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h == host {
+			addrs[first], addrs[i] = addrs[i], addrs[first]
+			first++
+		}
+	}
+	return addrs
 }

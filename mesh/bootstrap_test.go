@@ -133,3 +133,53 @@ func TestBootstrapFromHostileSources(t *testing.T) {
 		}
 	})
 }
+
+// A bootstrap lasts as long as its source keeps sending: a data.json that
+// takes several request timeouts to arrive (a large network, a slow link)
+// is read whole, and a source that stops sending is given up one request
+// timeout after its last byte, with the reason.
+func TestBootstrapWaitsForASlowSourceNotAStalledOne(t *testing.T) {
+	admin := testKey("admin")
+	st := crdt.NewState(crdt.DefaultOptions(), admin.Public())
+	if _, err := st.Ingest(must(crdt.SignSettings(crdt.Settings{Network: admin.Public(), Updated: time.Now(), Domain: "mesh", HostTTL: time.Hour}, admin)), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	file := must(crdt.EncodeDataJSON(st, admin.Public()))
+	const timeout = 500 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fl := w.(http.Flusher)
+		step := len(file)/8 + 1
+		for i := 0; i < len(file); i += step {
+			if r.URL.Path == "/stalls.json" && i > 0 {
+				<-r.Context().Done() // sends the first part only
+				return
+			}
+			_, _ = w.Write(file[i:min(i+step, len(file))])
+			fl.Flush()
+			time.Sleep(timeout / 2) // the file takes 8 pauses: 4 timeouts
+		}
+	}))
+	defer srv.Close()
+	net := NewMemNetwork()
+	store := NewStore(crdt.NewState(crdt.DefaultOptions(), admin.Public()), nil)
+	node := must(New(Config{Key: testKey("n"), Routed: func(netip.Addr) bool { return true }, BindAddr: netip.MustParseAddr("fd00::1"),
+		Transport: net.Transport("fd00::1", DefaultGossipPort), RequestTimeout: timeout,
+		HTTPClient: &http.Client{Timeout: timeout}}, store))
+
+	if err := node.Bootstrap(context.Background(), srv.URL+"/slow.json"); err != nil {
+		t.Fatalf("a source slower than the request timeout: %v", err)
+	}
+	store.Read(func(st *crdt.State) {
+		if st.Settings(admin.Public()) == nil {
+			t.Fatal("the slow source's settings were not taken")
+		}
+	})
+	began := time.Now()
+	err := node.Bootstrap(context.Background(), srv.URL+"/stalls.json")
+	if err == nil || !strings.Contains(err.Error(), "nothing received for 500ms") {
+		t.Fatalf("a stalled source: %v, want it given up for its silence", err)
+	}
+	if took := time.Since(began); took > time.Minute {
+		t.Fatalf("a stalled source held the bootstrap %v", took)
+	}
+}

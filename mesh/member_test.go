@@ -317,3 +317,47 @@ func TestMembersWithAgedProofsAreDroppedAndComeBack(t *testing.T) {
 	judge.recheckMembers()
 	eventually(t, 60*time.Second, "the members back once their proofs are young", func() bool { return judge.MemberCount() == 2 })
 }
+
+// Given every address of a mesh (the WireGuard peers of a node that has
+// just come up), a node joins one that answers, not each in turn:
+// memberlist's Join pulls the whole member list from every address it is
+// given, which at 10,000 peers is 10,000 lists of 10,000 members. Half the
+// addresses here are dead; the join still needs at most seedTries tries,
+// and gossip brings the node every member.
+func TestAddSeedsJoinsOneAddressNotEach(t *testing.T) {
+	c := newCluster(t, 8, nil)
+	eventually(t, 60*time.Second, "the cluster to form", func() bool {
+		for _, tn := range c.nodes {
+			if tn.node.MemberCount() != 7 {
+				return false
+			}
+		}
+		return true
+	})
+	var seeds []string
+	for i, tn := range c.nodes {
+		seeds = append(seeds, "["+tn.host+"]:7946", fmt.Sprintf("[fd00::dead:%d]:7946", i))
+	}
+	fresh := &testNode{key: testKey("fresh"), host: "fd00::f1", addr: netip.MustParseAddr("fd00::f1")}
+	fresh.state = crdt.NewState(crdt.DefaultOptions(), c.id)
+	fresh.store = NewStore(fresh.state, nil)
+	c.newNode(fresh)
+	fresh.node.cfg.Seeds = nil
+	c.nodes = append(c.nodes, fresh)
+	fresh.node.Publish(c.settings)
+	c.startNode(fresh)
+	fresh.node.Publish(c.hostRecord(fresh))
+	tr := fresh.node.cfg.Transport.(*MemTransport)
+	before := tr.Dials.Load()
+	fresh.node.AddSeeds(seeds...)
+	eventually(t, 30*time.Second, "the fresh node to join", func() bool { return fresh.node.MemberCount() > 0 })
+	d := tr.Dials.Load() - before
+	t.Logf("%d dials to join, for %d addresses", d, len(seeds))
+	if d > seedTries {
+		t.Errorf("joining took %d dials, want at most %d", d, seedTries)
+	}
+	eventually(t, 60*time.Second, "gossip to bring every member", func() bool { return fresh.node.MemberCount() == 8 })
+	if got := fresh.node.seeds(); len(got) != len(seeds) {
+		t.Errorf("%d seeds kept to try again, want %d", len(got), len(seeds))
+	}
+}

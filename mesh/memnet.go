@@ -146,6 +146,9 @@ type MemTransport struct {
 	packets  chan *memberlist.Packet
 	streams  chan net.Conn
 	shutdown atomic.Bool
+	// Dials counts the streams this node opened or tried to (memberlist
+	// opens one for each join and push/pull).
+	Dials atomic.Int64
 }
 
 var _ memberlist.NodeAwareTransport = (*MemTransport)(nil)
@@ -199,6 +202,7 @@ func (t *MemTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
 // DialTimeout implements memberlist.Transport.
 func (t *MemTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	t.Dials.Add(1)
 	dest, err := t.peer(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)

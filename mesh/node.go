@@ -186,7 +186,12 @@ type Node struct {
 	wg      sync.WaitGroup
 	running atomic.Bool
 	kick    chan struct{}
-	synced  atomic.Bool // one sync succeeded
+	// newSeeds are gossip addresses AddSeeds was given that the join
+	// loop has not tried yet; seedKick wakes it.
+	seedMu   sync.Mutex
+	newSeeds []string
+	seedKick chan struct{}
+	synced   atomic.Bool // one sync succeeded
 	// firstSync is closed when synced first becomes true.
 	firstSync     chan struct{}
 	firstSyncOnce sync.Once
@@ -226,7 +231,7 @@ func New(cfg Config, store *Store) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, store: store, log: cfg.Logger.With("component", "mesh"),
-		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), fetch: newFetcher(), firstSync: make(chan struct{}),
+		inbox: make(chan []byte, 4096), kick: make(chan struct{}, 1), seedKick: make(chan struct{}, 1), fetch: newFetcher(), firstSync: make(chan struct{}),
 		refusals: newRefusals(cfg.Logger.With("component", "mesh")), filter: &addrSet{},
 		members: map[string]Member{}, refusedAt: map[string]Member{}, wireVersion: cfg.wireVersion,
 		limits: newPeerLimits(cfg.PeerRate, cfg.PeerBurst, 3, 10*time.Minute)}
@@ -301,7 +306,7 @@ func (n *Node) Start(ctx context.Context) error {
 	go n.syncLoop(ctx)
 	go n.joinLoop(ctx)
 	go n.bootstrapLoop(ctx)
-	n.log.Info("mesh started", "addr", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), "seeds", len(n.cfg.Seeds), "bootstrap", len(n.cfg.Bootstrap))
+	n.log.Info("mesh started", "addr", net.JoinHostPort(mc.BindAddr, strconv.Itoa(mc.BindPort)), "seeds", len(n.seeds()), "bootstrap", len(n.cfg.Bootstrap))
 	return nil
 }
 
@@ -331,14 +336,63 @@ func (n *Node) Publish(recs ...*crdt.Record) crdt.BatchResult {
 	return res
 }
 
-// AddSeeds adds gossip addresses to join (WireGuard peers appear and go).
+// AddSeeds hands the join loop gossip addresses to join (WireGuard peers
+// appear and go): it joins one of them that answers, and returns at once.
 func (n *Node) AddSeeds(seeds ...string) {
 	if len(seeds) == 0 || !n.running.Load() {
 		return
 	}
-	if _, err := n.ml.Join(seeds); err != nil {
-		n.log.Debug("joining seeds", "seeds", seeds, "err", err)
+	n.seedMu.Lock()
+	n.newSeeds = append(n.newSeeds, seeds...)
+	have := make(map[string]bool, len(n.cfg.Seeds))
+	for _, s := range n.cfg.Seeds {
+		have[s] = true
 	}
+	for _, s := range seeds { // and kept, to try again while alone
+		if !have[s] {
+			have[s] = true
+			n.cfg.Seeds = append(n.cfg.Seeds, s)
+		}
+	}
+	n.seedMu.Unlock()
+	select {
+	case n.seedKick <- struct{}{}:
+	default:
+	}
+}
+
+// seedTries bounds the addresses one attempt to join tries in turn: each
+// that does not answer costs memberlist's TCP timeout.
+const seedTries = 8
+
+// joinOneOf joins the first of cands that answers, trying at most tries
+// of them in turn. memberlist's Join exchanges the whole member list with
+// every address it is given, one after another: given the 10,000 peers of
+// a large mesh, it would pull 10,000 lists of 10,000 members where one is
+// enough (the member joined learns this node, and gossip the rest).
+func (n *Node) joinOneOf(cands []string, tries int) (string, error) {
+	err := errors.New("no address to join")
+	for _, c := range cands[:min(tries, len(cands))] {
+		var k int
+		if k, err = n.ml.Join([]string{c}); k > 0 {
+			return c, nil
+		}
+	}
+	return "", err
+}
+
+// seeds is a copy of the configured seeds and those added since.
+func (n *Node) seeds() []string {
+	n.seedMu.Lock()
+	defer n.seedMu.Unlock()
+	return slices.Clone(n.cfg.Seeds)
+}
+
+// shuffled is a shuffled copy of addrs.
+func shuffled(addrs []string) []string {
+	out := slices.Clone(addrs)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }
 
 // Member is another node as gossip sees it, admitted: its proof holds.
@@ -476,10 +530,23 @@ func (n *Node) joinLoop(ctx context.Context) {
 	wait := 500 * time.Millisecond
 	lastReconnect := time.Now()
 	for {
+		n.seedMu.Lock()
+		added := n.newSeeds
+		n.newSeeds = nil
+		n.seedMu.Unlock()
+		if len(added) > 0 {
+			if c, err := n.joinOneOf(shuffled(added), seedTries); err != nil {
+				n.log.Debug("no new seed answered", "seeds", len(added), "err", err)
+			} else {
+				n.log.Debug("joined a new seed", "addr", c)
+				n.SyncNow()
+			}
+		}
 		alone := n.ml.NumMembers() <= 1
+		seeds := n.seeds()
 		switch {
-		case alone && len(n.cfg.Seeds) > 0:
-			if k, err := n.ml.Join(n.cfg.Seeds); err != nil && k == 0 {
+		case alone && len(seeds) > 0:
+			if _, err := n.joinOneOf(shuffled(seeds), seedTries); err != nil {
 				n.log.Debug("no seed answered", "err", err, "retry_in", wait)
 			} else {
 				n.SyncNow()
@@ -494,6 +561,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.seedKick:
 		case <-time.After(min(wait, n.cfg.ReconnectInterval)):
 		}
 		wait = min(2*wait, 30*time.Second)
@@ -508,12 +576,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 // next only after a failure keeps the tries a round makes for a host that
 // is really down.
 func (n *Node) rejoinOne(cands []string) {
-	for _, c := range cands {
-		if k, _ := n.ml.Join([]string{c}); k > 0 {
-			n.log.Info("rejoined a member gossip had lost", "addr", c)
-			n.SyncNow()
-			return
-		}
+	if c, err := n.joinOneOf(cands, len(cands)); err == nil {
+		n.log.Info("rejoined a member gossip had lost", "addr", c)
+		n.SyncNow()
 	}
 }
 
@@ -559,7 +624,7 @@ func (n *Node) absentHosts(k int) []string {
 		}
 	})
 	if n.ml.NumMembers() <= 1 {
-		cands = append(cands, n.cfg.Seeds...)
+		cands = append(cands, n.seeds()...)
 	}
 	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	return cands[:min(k, len(cands))]

@@ -57,9 +57,10 @@ import (
 )
 
 const (
-	domain   = "bench"
-	dnsTTL   = time.Minute
-	httpPort = 17331
+	domain     = "bench"
+	dnsTTL     = time.Minute
+	httpPort   = 17331
+	gossipPort = 17946
 )
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	dir := fs.String("dir", "", "gen: output directory")
 	listen := fs.String("listen", "127.53.0.1:5300", "gen, serve: the DNS address")
 	hosts := fs.Int("hosts", 1000, "gen: signed hosts")
+	peer := fs.String("peer", "", "gen: also write a second agent (peer/) on this address, holding the same records, that joins the first")
 	server := fs.String("server", "", "replies: the server to ask")
 	queries := fs.String("queries", "", "replies: dnsperf query file")
 	n := fs.Int("n", 300, "replies: distinct questions to ask")
@@ -86,7 +88,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "gen":
-		err = gen(*dir, netip.MustParseAddrPort(*listen), *hosts)
+		err = gen(*dir, netip.MustParseAddrPort(*listen), *hosts, *peer)
 	case "replies":
 		err = replies(*server, *queries, *n)
 	case "serve":
@@ -109,24 +111,16 @@ func hostAddr(i int) netip.Addr {
 }
 
 // gen writes the network, the agent's files, the peers' zone and the
-// queries.
-func gen(dir string, listen netip.AddrPort, hosts int) error {
+// queries; with peer, a second agent's files too.
+func gen(dir string, listen netip.AddrPort, hosts int, peer string) error {
 	if dir == "" {
 		return fmt.Errorf("gen needs -dir")
-	}
-	adir := filepath.Join(dir, "agent")
-	if err := os.MkdirAll(filepath.Join(adir, "state"), 0o700); err != nil {
-		return err
 	}
 	admin, err := crdt.GenerateKey(nil)
 	if err != nil {
 		return err
 	}
 	witness, _ := crdt.GenerateKey(nil)
-	self, err := agent.WriteKey(filepath.Join(adir, "node.key"), "dns-bench")
-	if err != nil {
-		return err
-	}
 	now := time.Now()
 	net := admin.Public()
 	settings, err := crdt.SignSettings(crdt.Settings{Network: net, Updated: now.Add(-time.Hour).Truncate(time.Second), Domain: domain,
@@ -161,23 +155,20 @@ func gen(dir string, listen netip.AddrPort, hosts int) error {
 	if res := st.IngestAll(recs, now); len(res.Rejected) > 0 {
 		return fmt.Errorf("the generated records were refused: %v", res.Rejected[0])
 	}
-	if err := os.WriteFile(filepath.Join(adir, "state", "state.bin"), agent.EncodeState(st.Verified(net), self), 0o600); err != nil {
+	if err := writeAgent(filepath.Join(dir, "agent"), st, net, verdicts, listen, nil); err != nil {
 		return err
 	}
-	if err := agent.WriteVerdictsFile(filepath.Join(adir, "state", agent.VerdictsFile), verdicts, self); err != nil {
-		return err
-	}
-	cfg := map[string]any{
-		"interface": "dmbench0", "bind_address": listen.Addr().String(), "state_dir": filepath.Join(adir, "state"),
-		"key_file": filepath.Join(adir, "node.key"), "control_socket": filepath.Join(adir, "control.sock"),
-		"metrics_listen": "off", "hostnames": []string{}, "reachability_ttl": "24h",
-		"ports":    map[string]int{"dns": int(listen.Port()), "gossip": 17946, "http": httpPort},
-		"log":      map[string]string{"level": "warn"},
-		"networks": map[string]any{domain: map[string]any{"pubkey": net.AuthorizedKey(), "priority": 1}},
-	}
-	cb, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := os.WriteFile(filepath.Join(adir, "config.json"), cb, 0o644); err != nil {
-		return err
+	if peer != "" {
+		// The second agent holds the same records under its own key
+		// and joins the first: the two are in step from the start.
+		a, err := netip.ParseAddr(peer)
+		if err != nil {
+			return fmt.Errorf("-peer: %w", err)
+		}
+		src := "http://" + netip.AddrPortFrom(listen.Addr(), httpPort).String()
+		if err := writeAgent(filepath.Join(dir, "peer"), st, net, verdicts, netip.AddrPortFrom(a, listen.Port()), []string{src}); err != nil {
+			return err
+		}
 	}
 
 	// The peers serve the zone dm-agent's table holds (its NS name with
@@ -217,6 +208,38 @@ func gen(dir string, listen netip.AddrPort, hosts int) error {
 	r := rand.New(rand.NewPCG(1, 2))
 	r.Shuffle(len(q), func(i, j int) { q[i], q[j] = q[j], q[i] })
 	return os.WriteFile(filepath.Join(dir, "queries"), []byte(strings.Join(q, "\n")+"\n"), 0o644)
+}
+
+// writeAgent writes an agent's key, state, verdicts and configuration
+// into adir: it serves DNS on listen and joins bootstrap.
+func writeAgent(adir string, st *crdt.State, net crdt.PublicKey, verdicts []mesh.Verdict, listen netip.AddrPort, bootstrap []string) error {
+	if err := os.MkdirAll(filepath.Join(adir, "state"), 0o700); err != nil {
+		return err
+	}
+	self, err := agent.WriteKey(filepath.Join(adir, "node.key"), "dns-bench")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(adir, "state", "state.bin"), agent.EncodeState(st.Verified(net), self), 0o600); err != nil {
+		return err
+	}
+	if err := agent.WriteVerdictsFile(filepath.Join(adir, "state", agent.VerdictsFile), verdicts, self); err != nil {
+		return err
+	}
+	nw := map[string]any{"pubkey": net.AuthorizedKey(), "priority": 1}
+	if bootstrap != nil {
+		nw["bootstrap_peers"] = bootstrap
+	}
+	cfg := map[string]any{
+		"interface": "dmbench0", "bind_address": listen.Addr().String(), "state_dir": filepath.Join(adir, "state"),
+		"key_file": filepath.Join(adir, "node.key"), "control_socket": filepath.Join(adir, "control.sock"),
+		"metrics_listen": "off", "hostnames": []string{}, "reachability_ttl": "24h",
+		"ports":    map[string]int{"dns": int(listen.Port()), "gossip": gossipPort, "http": httpPort},
+		"log":      map[string]string{"level": "warn"},
+		"networks": map[string]any{domain: nw},
+	}
+	cb, _ := json.MarshalIndent(cfg, "", "  ")
+	return os.WriteFile(filepath.Join(adir, "config.json"), cb, 0o644)
 }
 
 // replies asks server the first n distinct questions of the query file.

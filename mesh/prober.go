@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -114,9 +115,12 @@ type Prober struct {
 	Concurrency int
 	Logger      *slog.Logger
 
-	mu      sync.Mutex
-	hosts   hostTable
-	gen     uint64 // of the last Update
+	mu    sync.Mutex
+	hosts hostTable
+	gen   uint64 // of the last Update
+	// due is when the next check falls due, at the earliest: until then
+	// schedule has nothing to look for (0: look now).
+	due     int64
 	queue   chan check
 	once    sync.Once
 	checks  atomic.Uint64 // checks completed
@@ -223,6 +227,7 @@ func (p *Prober) Update(targets []Target) {
 			}
 		}
 		p.hosts.set(k, h)
+		p.due = 0 // its new addresses are checked at once
 	}
 	p.hosts.keepGen(p.gen)
 	p.mu.Unlock()
@@ -243,6 +248,7 @@ func (p *Prober) Recheck(changed []netip.Prefix) {
 		for i, a := range h.addrs {
 			if slices.ContainsFunc(changed, func(pr netip.Prefix) bool { return pr.Contains(a.Unmap()) }) {
 				h.results[i].next, h.results[i].backoff = 0, 0
+				p.due = 0
 			}
 		}
 	}
@@ -251,25 +257,37 @@ func (p *Prober) Recheck(changed []netip.Prefix) {
 }
 
 // schedule queues the checks that are due. It runs several times a second
-// and allocates nothing.
+// and allocates nothing; until the earliest check falls due it looks at
+// nothing (at 100,000 hosts, a look at every host four times a second
+// was 9% of a core at rest).
 func (p *Prober) schedule() {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if now < p.due {
+		return
+	}
+	due := int64(math.MaxInt64)
 	for k, h := range p.hosts.all {
 		for i := range h.results {
 			r := &h.results[i]
-			if r.inFlight || now < r.next {
+			if r.inFlight {
+				continue // its end sets its next
+			}
+			if now < r.next {
+				due = min(due, r.next)
 				continue
 			}
 			select {
 			case p.queue <- check{host: k, addr: h.addrs[i].Unmap(), port: h.port}:
 				r.inFlight = true
-			default: // full: next tick
+			default: // full: look again next tick
+				p.due = 0
 				return
 			}
 		}
 	}
+	p.due = due
 }
 
 // Reachable reports whether every address of node in network has passed a
@@ -353,6 +371,7 @@ func (p *Prober) check(ctx context.Context, c check) {
 		r.backoff = min(max(2*r.backoff, p.RetryFirst), p.RetryMax)
 		r.next = now.Add(r.backoff).UnixNano()
 	}
+	p.due = min(p.due, r.next)
 	backoff := r.backoff
 	p.mu.Unlock()
 	p.checks.Add(1)
@@ -429,6 +448,7 @@ func (p *Prober) Restore(vs []Verdict) int {
 		}
 		h.addrs = append(h.addrs, v.Addr.Unmap())
 		h.results = append(h.results, result{ok: true, checked: v.Checked.UnixNano(), next: next.UnixNano()})
+		p.due = min(p.due, next.UnixNano())
 		n++
 	}
 	return n

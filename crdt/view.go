@@ -395,6 +395,21 @@ func (s *State) Hosts(id PublicKey) []*Record {
 	return nil
 }
 
+// EachHost calls f with each host record of network id, in no
+// particular order, until f returns false: for who looks at every host
+// and keeps few (Hosts sorts them all, 100,000 at a time).
+func (s *State) EachHost(id PublicKey, f func(*Record) bool) {
+	n := s.nets[id]
+	if n == nil {
+		return
+	}
+	for _, r := range n.nodes {
+		if r.host != nil && !f(r.host) {
+			return
+		}
+	}
+}
+
 // allClaims iterates over every held claim (in no particular order).
 func (n *netState) allClaims() func(yield func(int, *Record) bool) {
 	return func(yield func(int, *Record) bool) {

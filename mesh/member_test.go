@@ -361,3 +361,39 @@ func TestAddSeedsJoinsOneAddressNotEach(t *testing.T) {
 		t.Errorf("%d seeds kept to try again, want %d", len(got), len(seeds))
 	}
 }
+
+// absentHosts picks live hosts that gossip does not list, uniformly, never
+// a member or this node: over many picks of 3 among 60 absent hosts, each
+// is picked, and no pick repeats an address.
+func TestAbsentHostsSamplesTheAbsent(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.waitMembership(t, 1)
+	a := c.nodes[0]
+	absent := map[string]bool{}
+	for i := range 60 {
+		k := testKey(fmt.Sprint("absent", i))
+		addr := netip.AddrFrom16([16]byte{0xfd, 0xab, 14: byte(i >> 8), 15: byte(i)})
+		h := must(crdt.SignHost(crdt.Host{Network: c.id, Node: k.Public(), Heartbeat: time.Now(), Addresses: []netip.Addr{addr},
+			GossipPort: DefaultGossipPort, HTTPPort: DefaultHTTPPort}, k))
+		if res := a.store.Ingest([]*crdt.Record{h}); len(res.Rejected) > 0 {
+			t.Fatal(res.Rejected)
+		}
+		absent[net.JoinHostPort(addr.String(), "7946")] = true
+	}
+	picked := map[string]int{}
+	for range 400 {
+		got := a.node.absentHosts(3)
+		if len(got) != 3 || got[0] == got[1] || got[1] == got[2] || got[0] == got[2] {
+			t.Fatalf("absentHosts(3) = %v", got)
+		}
+		for _, g := range got {
+			if !absent[g] {
+				t.Fatalf("picked %s, not an absent host (a member, or this node)", g)
+			}
+			picked[g]++
+		}
+	}
+	if len(picked) != len(absent) {
+		t.Errorf("%d of the %d absent hosts were ever picked", len(picked), len(absent))
+	}
+}

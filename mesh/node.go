@@ -598,13 +598,31 @@ func ReconnectScale(base time.Duration, members int) time.Duration {
 }
 
 // absentHosts picks up to k gossip addresses, from the seeds and the live
-// hosts of the state, of nodes that are not members now.
+// hosts of the state, of nodes that are not members now: uniformly, by
+// reservoir sampling, so that a look at 100,000 hosts formats k addresses,
+// not 100,000 (it runs every reconnection interval).
 func (n *Node) absentHosts(k int) []string {
-	members := map[string]bool{n.cfg.Key.Public().String(): true}
+	members := map[crdt.PublicKey]bool{n.cfg.Key.Public(): true}
 	for _, m := range n.memberList() {
-		members[m.Name] = true
+		if id, err := crdt.ParsePublicKey(m.Name); err == nil {
+			members[id] = true
+		}
 	}
-	var cands []string
+	type cand struct {
+		addr netip.Addr
+		port uint16
+		seed string
+	}
+	var picked []cand
+	seen := 0
+	offer := func(c cand) {
+		seen++
+		if len(picked) < k {
+			picked = append(picked, c)
+		} else if j := rand.IntN(seen); j < k {
+			picked[j] = c
+		}
+	}
 	n.store.Read(func(st *crdt.State) {
 		now := n.store.Now()
 		for _, id := range st.Joined() {
@@ -612,22 +630,33 @@ func (n *Node) absentHosts(k int) []string {
 			if s := st.Settings(id); s != nil {
 				ttl = s.Settings().HostTTL
 			}
-			for _, h := range st.Hosts(id) {
+			st.EachHost(id, func(h *crdt.Record) bool {
 				host := h.Host()
-				if members[host.Node.String()] || host.Heartbeat.Add(ttl).Before(now) {
-					continue
+				if host.Heartbeat.Add(ttl).Before(now) || members[host.Node] {
+					return true
 				}
 				for _, a := range host.Addresses {
-					cands = append(cands, net.JoinHostPort(a.String(), strconv.Itoa(int(host.GossipPort))))
+					offer(cand{addr: a, port: host.GossipPort})
 				}
-			}
+				return true
+			})
 		}
 	})
 	if n.ml.NumMembers() <= 1 {
-		cands = append(cands, n.seeds()...)
+		for _, s := range n.seeds() {
+			offer(cand{seed: s})
+		}
 	}
-	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
-	return cands[:min(k, len(cands))]
+	out := make([]string, 0, len(picked))
+	for _, c := range picked {
+		if c.seed != "" {
+			out = append(out, c.seed)
+		} else {
+			out = append(out, net.JoinHostPort(c.addr.String(), strconv.Itoa(int(c.port))))
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }
 
 // randomPeer picks a live member not in the penalty box: one that avoid

@@ -3,6 +3,7 @@ package crdt
 import (
 	"crypto/ed25519"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"testing"
@@ -188,4 +189,23 @@ func BenchmarkAttestationVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDataJSONStream writes data.json of 10,000 hosts (30,001
+// records) as a stream: what a peer serving a bootstrap allocates.
+func BenchmarkDataJSONStream(b *testing.B) {
+	w := benchWorldOf()
+	s := w.full()
+	snap, err := s.SnapshotDataJSON(w.admin.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var n int64
+	for b.Loop() {
+		if n, err = snap.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "bytes")
 }

@@ -213,6 +213,10 @@ func (d *DataSnapshot) WriteTo(w io.Writer) (int64, error) {
 type jsonStream struct {
 	w   *bufio.Writer
 	err error
+	// elem encodes the arrays' elements into buf: one encoder reused,
+	// where json.MarshalIndent would make two new copies of each.
+	elem *json.Encoder
+	buf  bytes.Buffer
 }
 
 func (e *jsonStream) raw(s string) {
@@ -234,6 +238,21 @@ func (e *jsonStream) value(v any, prefix string) {
 	_, e.err = e.w.Write(b)
 }
 
+// element writes v as an array's element: as value does at its depth.
+func (e *jsonStream) element(v any) {
+	if e.err != nil {
+		return
+	}
+	if e.elem == nil {
+		e.elem = json.NewEncoder(&e.buf)
+		e.elem.SetIndent("        ", "  ")
+	}
+	e.buf.Reset()
+	if e.err = e.elem.Encode(v); e.err == nil {
+		_, e.err = e.w.Write(bytes.TrimSuffix(e.buf.Bytes(), []byte("\n")))
+	}
+}
+
 // array writes a network's field key: its records, each as conv makes it.
 func (e *jsonStream) array(key string, recs []*Record, conv func(*Record) any) {
 	e.raw(",\n      \"" + key + "\": [")
@@ -242,7 +261,7 @@ func (e *jsonStream) array(key string, recs []*Record, conv func(*Record) any) {
 			e.raw(",")
 		}
 		e.raw("\n        ")
-		e.value(conv(r), "        ")
+		e.element(conv(r))
 	}
 	if len(recs) > 0 {
 		e.raw("\n      ")

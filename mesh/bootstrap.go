@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
@@ -76,7 +74,8 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	// RequestTimeout is given up, and one that sends for longer than
 	// bootstrapMax (an endless file costs one batch of memory, but its
 	// verifying would never end).
-	ctx, cancelTotal := context.WithTimeoutCause(ctx, max(n.cfg.RequestTimeout, bootstrapMax), fmt.Errorf("still reading after %v", max(n.cfg.RequestTimeout, bootstrapMax)))
+	total := max(n.cfg.RequestTimeout, bootstrapMax)
+	ctx, cancelTotal := context.WithTimeoutCause(ctx, total, fmt.Errorf("still reading after %v", total))
 	defer cancelTotal()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -134,27 +133,15 @@ func (n *Node) Bootstrap(ctx context.Context, src string) error {
 	}
 	n.stats.BootstrapOK.Add(1)
 	n.log.Info("bootstrapped", "url", u, "added", added, "known", known, "refused", refused, "damaged", damaged)
-	// The live hosts are the way into the mesh: one that answers is
-	// enough (its member list brings the rest), the source's own first.
-	var seeds []string
-	n.store.Read(func(st *crdt.State) {
-		now := n.store.Now()
-		for _, id := range joined {
-			ttl := crdt.DefaultHostTTL
-			if s := st.Settings(id); s != nil {
-				ttl = s.Settings().HostTTL
-			}
-			for _, h := range st.Hosts(id) {
-				if host := h.Host(); h.Signer() != n.cfg.Key.Public() && !host.Heartbeat.Add(ttl).Before(now) {
-					for _, a := range host.Addresses {
-						seeds = append(seeds, net.JoinHostPort(a.String(), strconv.Itoa(int(host.GossipPort))))
-					}
-				}
-			}
-		}
-	})
-	if len(seeds) > 0 {
-		if _, err := n.joinOneOf(sourceFirst(seeds, resp.Request.URL.Hostname()), bootstrapJoinTries); err != nil {
+	// The live hosts are the way into the mesh (once it runs): one that
+	// answers is enough (its member list brings the rest), the source's
+	// own first.
+	if !n.running.Load() {
+		return nil
+	}
+	source, _ := netip.ParseAddr(resp.Request.URL.Hostname())
+	if cands := n.absentHosts(bootstrapJoinTries, source.Unmap()); len(cands) > 0 {
+		if _, err := n.joinOneOf(cands, bootstrapJoinTries); err != nil {
 			return fmt.Errorf("no host named in %s answered gossip: %w", u, err)
 		}
 		n.SyncNow()
@@ -182,18 +169,4 @@ func (s *stallReader) Read(b []byte) (int, error) {
 		s.stall.Reset(s.after)
 	}
 	return n, err
-}
-
-// sourceFirst shuffles the gossip addresses, those on host (the bootstrap
-// source, which just answered) first.
-func sourceFirst(addrs []string, host string) []string {
-	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	first := 0
-	for i, a := range addrs {
-		if h, _, err := net.SplitHostPort(a); err == nil && h == host {
-			addrs[first], addrs[i] = addrs[i], addrs[first]
-			first++
-		}
-	}
-	return addrs
 }

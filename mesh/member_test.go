@@ -364,7 +364,7 @@ func TestAddSeedsJoinsOneAddressNotEach(t *testing.T) {
 
 // absentHosts picks live hosts that gossip does not list, uniformly, never
 // a member or this node: over many picks of 3 among 60 absent hosts, each
-// is picked, and no pick repeats an address.
+// is picked, and no pick repeats an address; a preferred one comes first.
 func TestAbsentHostsSamplesTheAbsent(t *testing.T) {
 	c := newCluster(t, 2, nil)
 	c.waitMembership(t, 1)
@@ -382,7 +382,7 @@ func TestAbsentHostsSamplesTheAbsent(t *testing.T) {
 	}
 	picked := map[string]int{}
 	for range 400 {
-		got := a.node.absentHosts(3)
+		got := a.node.absentHosts(3, netip.Addr{})
 		if len(got) != 3 || got[0] == got[1] || got[1] == got[2] || got[0] == got[2] {
 			t.Fatalf("absentHosts(3) = %v", got)
 		}
@@ -395,5 +395,10 @@ func TestAbsentHostsSamplesTheAbsent(t *testing.T) {
 	}
 	if len(picked) != len(absent) {
 		t.Errorf("%d of the %d absent hosts were ever picked", len(picked), len(absent))
+	}
+	// A preferred address (a bootstrap source's) comes first, beside the k.
+	src := netip.AddrFrom16([16]byte{0xfd, 0xab, 15: 41})
+	if got := a.node.absentHosts(3, src); len(got) != 4 || got[0] != net.JoinHostPort(src.String(), "7946") || slices.Contains(got[1:], got[0]) {
+		t.Errorf("absentHosts(3, %s) = %v, want it first and 3 others", src, got)
 	}
 }

@@ -556,7 +556,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 		}
 		if time.Since(lastReconnect) >= ReconnectScale(n.cfg.ReconnectInterval, n.MemberCount()) {
 			lastReconnect = time.Now()
-			n.rejoinOne(n.absentHosts(3))
+			n.rejoinOne(n.absentHosts(3, netip.Addr{}))
 		}
 		select {
 		case <-ctx.Done():
@@ -600,8 +600,10 @@ func ReconnectScale(base time.Duration, members int) time.Duration {
 // absentHosts picks up to k gossip addresses, from the seeds and the live
 // hosts of the state, of nodes that are not members now: uniformly, by
 // reservoir sampling, so that a look at 100,000 hosts formats k addresses,
-// not 100,000 (it runs every reconnection interval).
-func (n *Node) absentHosts(k int) []string {
+// not 100,000 (it runs every reconnection interval). The addresses of a
+// host at prefer (a bootstrap source, which just answered) come first,
+// beside the k.
+func (n *Node) absentHosts(k int, prefer netip.Addr) []string {
 	members := map[crdt.PublicKey]bool{n.cfg.Key.Public(): true}
 	for _, m := range n.memberList() {
 		if id, err := crdt.ParsePublicKey(m.Name); err == nil {
@@ -613,7 +615,7 @@ func (n *Node) absentHosts(k int) []string {
 		port uint16
 		seed string
 	}
-	var picked []cand
+	var first, picked []cand
 	seen := 0
 	offer := func(c cand) {
 		seen++
@@ -636,7 +638,11 @@ func (n *Node) absentHosts(k int) []string {
 					return true
 				}
 				for _, a := range host.Addresses {
-					offer(cand{addr: a, port: host.GossipPort})
+					if c := (cand{addr: a, port: host.GossipPort}); a.Unmap() == prefer {
+						first = append(first, c)
+					} else {
+						offer(c)
+					}
 				}
 				return true
 			})
@@ -647,15 +653,15 @@ func (n *Node) absentHosts(k int) []string {
 			offer(cand{seed: s})
 		}
 	}
-	out := make([]string, 0, len(picked))
-	for _, c := range picked {
+	rand.Shuffle(len(picked), func(i, j int) { picked[i], picked[j] = picked[j], picked[i] })
+	out := make([]string, 0, len(first)+len(picked))
+	for _, c := range append(first, picked...) {
 		if c.seed != "" {
 			out = append(out, c.seed)
 		} else {
 			out = append(out, net.JoinHostPort(c.addr.String(), strconv.Itoa(int(c.port))))
 		}
 	}
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
 }
 

@@ -49,8 +49,11 @@ func sshKeyLine(value []byte) (string, bool) {
 	return f[0] + " " + f[1], true
 }
 
-// update rewrites the file from the view v if it changed.
-func (k *knownHosts) update(v *crdt.ResolvedView, now time.Time) {
+// update rewrites the file from the view v if it changed, and returns when
+// it would change by itself (a key expires; zero: never) or, after a write
+// failed, when to try again.
+func (k *knownHosts) update(v *crdt.ResolvedView, now time.Time) time.Time {
+	var until time.Time
 	conf := k.conf()
 	var lines []string
 	k.store.Read(func(st *crdt.State) {
@@ -60,6 +63,7 @@ func (k *knownHosts) update(v *crdt.ResolvedView, now time.Time) {
 				continue
 			}
 			items := st.Items(n.ID, crdt.NamespaceSSHKeys, now)
+			until = soonest(until, items.ValidUntil)
 			keys := map[crdt.PublicKey][]string{}
 			for _, key := range items.Keys {
 				if it, ok := items.Current(key.Owner, key.Key); ok {
@@ -89,11 +93,12 @@ func (k *knownHosts) update(v *crdt.ResolvedView, now time.Time) {
 		b.WriteString(l + "\n")
 	}
 	if bytes.Equal(b.Bytes(), k.last) {
-		return
+		return until
 	}
 	if err := WriteFileAtomic(k.path, b.Bytes(), 0o644); err != nil {
 		k.log.Warn("writing known_hosts", "path", k.path, "err", err)
-		return
+		return soonest(until, time.Now().Add(5*time.Second))
 	}
 	k.last = b.Bytes()
+	return until
 }

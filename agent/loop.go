@@ -19,6 +19,9 @@ import (
 // seconds rather than within a quarter of one.
 const viewSettle = 250 * time.Millisecond
 
+// viewFallback is the longest the loop goes without computing the view.
+const viewFallback = 10 * time.Minute
+
 // settle is the wait before the next view: viewSettle, or nine times what
 // the last view cost.
 func (p *viewPipeline) settle() time.Duration { return max(viewSettle, 9*p.cost) }
@@ -44,6 +47,14 @@ func (d *due) earliest() time.Time {
 
 func earlier(a, b time.Time) time.Time {
 	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// soonest is the earlier of two moments where the zero time is never.
+func soonest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
 	}
 	return a
@@ -137,15 +148,19 @@ func (a *Agent) loop(ctx context.Context, events <-chan wg.Event) {
 			next.prune = now.Add(time.Minute)
 		}
 		if !now.Before(next.view) {
-			next.view = now.Add(time.Minute)
+			// Every input of the view tells when it changes (above), or
+			// says when it will by itself (until: a record decays, a
+			// pass lapses, a failed write is due again). The fallback is
+			// for what escapes both: at 100,000 hosts a view is a third
+			// of a second of CPU, once a minute the largest part of an
+			// idle agent's.
+			next.view = now.Add(viewFallback)
 			until := a.view.update(now)
 			if a.files != nil {
-				if u := a.files.update(now); !u.IsZero() && (until.IsZero() || u.Before(until)) {
-					until = u
-				}
+				until = soonest(until, a.files.update(now))
 			}
 			if a.known != nil {
-				a.known.update(a.view.current(), now)
+				until = soonest(until, a.known.update(a.view.current(), now))
 			}
 			if !until.IsZero() {
 				next.view = earlier(next.view, later(until, now.Add(100*time.Millisecond)))

@@ -114,7 +114,7 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	case err != nil:
 		p.log.Error("building the DNS table", "err", err)
 	case t == prev && !p.jsonDue:
-		return v.ValidUntil // the answers did not change: nothing to write
+		return p.until(v) // the answers did not change: nothing to write
 	default:
 		p.table, p.jsonDue = t, true
 		if p.dns != nil {
@@ -127,7 +127,19 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	if p.updated != nil {
 		p.updated(v)
 	}
-	return v.ValidUntil
+	if p.dns != nil && p.jsonDue { // the write failed: again in 5 s
+		return soonest(p.until(v), time.Now().Add(5*time.Second))
+	}
+	return p.until(v)
+}
+
+// until is when the view v would change by itself: a record decays, or a
+// pass lapses (the prober's answers are the view's input too).
+func (p *viewPipeline) until(v *crdt.ResolvedView) time.Time {
+	if p.prober == nil {
+		return v.ValidUntil
+	}
+	return soonest(v.ValidUntil, p.prober.Lapse())
 }
 
 // finishFast gives the DNS server the table with the fast path's packed

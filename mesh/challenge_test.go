@@ -61,6 +61,48 @@ func TestChallengePassesForTheKeyHolder(t *testing.T) {
 	if p.Reachable(crdt.PublicKey{2}, pub(alice)) {
 		t.Fatal("reachable in a network it was not checked in")
 	}
+	checked := p.Statuses()[0].Checked
+	if got, want := p.Lapse(), checked.Add(p.TTL+time.Nanosecond); !got.Equal(want) {
+		t.Fatalf("the pass lapses at %v, want its check plus the TTL, %v", got, want)
+	}
+}
+
+// Lapse is the first moment Reachable turns false by itself, with no
+// check: a pass older than the TTL. Whoever keeps the answers (the view)
+// recomputes then instead of on a timer.
+func TestProberLapseIsWhenReachableTurnsFalse(t *testing.T) {
+	net1 := crdt.PublicKey{1}
+	alice, bob := key("alice").Public(), key("bob").Public()
+	p := &Prober{Routed: func(netip.Addr) bool { return false }, TTL: 3 * time.Second}
+	if l := p.Lapse(); !l.IsZero() {
+		t.Fatalf("no pass, yet one lapses at %v", l)
+	}
+	now := time.Now()
+	p.Restore([]Verdict{
+		{Network: net1, Node: alice, Addr: netip.MustParseAddr("fd00::1"), Port: 7331, Checked: now.Add(-2 * time.Second)},
+		{Network: net1, Node: bob, Addr: netip.MustParseAddr("fd00::2"), Port: 7331, Checked: now.Add(-time.Second)},
+	})
+	first := p.Lapse()
+	if want := now.Add(time.Second + time.Nanosecond); !first.Equal(want) {
+		t.Fatalf("first lapse %v, want alice's check plus the TTL, %v", first, want)
+	}
+	if !p.Reachable(net1, alice) || !p.Reachable(net1, bob) {
+		t.Fatal("a restored pass within the TTL does not count")
+	}
+	eventually(t, 10*time.Second, "alice's pass to lapse", func() bool { return time.Now().After(first) })
+	if p.Reachable(net1, alice) {
+		t.Fatal("alice is reachable after her lapse")
+	}
+	if !p.Reachable(net1, bob) {
+		t.Fatal("bob lapsed with alice")
+	}
+	if got, want := p.Lapse(), now.Add(2*time.Second+time.Nanosecond); !got.Equal(want) {
+		t.Fatalf("next lapse %v, want bob's, %v", got, want)
+	}
+	eventually(t, 10*time.Second, "bob's pass to lapse", func() bool { return time.Now().After(now.Add(2 * time.Second)) })
+	if l := p.Lapse(); !l.IsZero() {
+		t.Fatalf("every pass lapsed, yet one lapses at %v", l)
+	}
 }
 
 // A host claiming an address where another node answers fails: the

@@ -120,7 +120,10 @@ type Prober struct {
 	gen   uint64 // of the last Update
 	// due is when the next check falls due, at the earliest: until then
 	// schedule has nothing to look for (0: look now).
-	due     int64
+	due int64
+	// lapse is when the earliest pass lapses, at the earliest: until then
+	// no pass does (0: look).
+	lapse   int64
 	queue   chan check
 	once    sync.Once
 	checks  atomic.Uint64 // checks completed
@@ -312,6 +315,35 @@ func (p *Prober) Reachable(network, node crdt.PublicKey) bool {
 	return true
 }
 
+// Lapse is when Reachable next turns false by itself: the first moment a
+// pass is older than the TTL without a newer one (a renewal that has not
+// come back in half the TTL). Whoever keeps Reachable's answers asks again
+// then; a verdict that changes with a check is told on Changes. Zero: no
+// pass to lapse. It looks at every host only when the last answer has
+// passed (about every half TTL while renewals keep up).
+func (p *Prober) Lapse() time.Time {
+	p.init()
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now < p.lapse {
+		return time.Unix(0, p.lapse)
+	}
+	lapse, ttl := int64(math.MaxInt64), p.TTL.Nanoseconds()
+	for _, h := range p.hosts.all {
+		for _, r := range h.results {
+			if at := r.checked + ttl + 1; r.ok && at > now {
+				lapse = min(lapse, at)
+			}
+		}
+	}
+	p.lapse = lapse
+	if lapse == math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, lapse)
+}
+
 // Status is one address's last verdict, for doctor and status.
 type Status struct {
 	Network, Node crdt.PublicKey
@@ -365,6 +397,7 @@ func (p *Prober) check(ctx context.Context, c check) {
 	changed := r.ok != (err == nil) || r.checked == 0
 	r.inFlight, r.checked, r.ok, r.err = false, now.UnixNano(), err == nil, err
 	if err == nil {
+		p.lapse = min(p.lapse, r.checked+p.TTL.Nanoseconds()+1)
 		r.backoff = 0
 		r.next = now.Add(p.TTL / 2).UnixNano()
 	} else {
@@ -449,6 +482,7 @@ func (p *Prober) Restore(vs []Verdict) int {
 		h.addrs = append(h.addrs, v.Addr.Unmap())
 		h.results = append(h.results, result{ok: true, checked: v.Checked.UnixNano(), next: next.UnixNano()})
 		p.due = min(p.due, next.UnixNano())
+		p.lapse = min(p.lapse, v.Checked.UnixNano()+p.TTL.Nanoseconds()+1)
 		n++
 	}
 	return n

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
@@ -245,8 +246,10 @@ type persister struct {
 	key   crdt.PrivateKey
 	store *mesh.Store
 	log   *slog.Logger
-	// minGap spaces out writes that nobody waits for.
-	minGap time.Duration
+	// minGap spaces out writes that nobody waits for: gapFloor, or a
+	// second per MiB the last write took.
+	minGap, gapFloor time.Duration
+	writes           atomic.Uint64 // state files written
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -259,7 +262,7 @@ type persister struct {
 }
 
 func newPersister(path string, key crdt.PrivateKey, store *mesh.Store, log *slog.Logger) *persister {
-	p := &persister{path: path, key: key, store: store, log: log, minGap: time.Second, kick: make(chan struct{}, 1)}
+	p := &persister{path: path, key: key, store: store, log: log, minGap: time.Second, gapFloor: time.Second, kick: make(chan struct{}, 1)}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -319,11 +322,19 @@ func (p *persister) run(ctx context.Context) {
 			return
 		case <-p.kick:
 		}
-		p.mu.Lock()
-		gap := p.minGap - time.Since(p.lastWrite)
-		urgent := p.waiting > 0
-		p.mu.Unlock()
-		if gap > 0 && !urgent {
+		// Until the gap has passed, only a waiter makes it write: a kick
+		// is a waiter or just another change, so look again. (The first
+		// change during the gap used to end it: a peer bootstrapping
+		// 100,000 hosts rewrote its growing state file every second, 52
+		// MB at the end, a third of its CPU.)
+		for {
+			p.mu.Lock()
+			gap := p.minGap - time.Since(p.lastWrite)
+			urgent := p.waiting > 0
+			p.mu.Unlock()
+			if gap <= 0 || urgent {
+				break
+			}
 			select {
 			case <-ctx.Done():
 				p.flush()
@@ -358,10 +369,11 @@ func (p *persister) flush() {
 	// Unacknowledged changes of a large state are written less often: one
 	// second per MiB, so a busy 10,000-host mesh does not rewrite 5 MiB
 	// every second. Acknowledged writes never wait for this.
-	p.minGap = max(time.Second, time.Duration(counter.n>>20)*time.Second)
+	p.minGap = max(p.gapFloor, time.Duration(counter.n>>20)*time.Second)
 	p.lastWrite = time.Now()
 	p.lastErr = err
 	if err == nil {
+		p.writes.Add(1)
 		p.written = target
 	}
 	p.cond.Broadcast()

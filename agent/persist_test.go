@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/data-mesher/data-mesher/crdt"
+	"github.com/data-mesher/data-mesher/mesh"
 )
 
 // testNetwork is a small signed network: settings naming w as witness, and
@@ -255,5 +257,52 @@ func TestReadStateStreams(t *testing.T) {
 	}
 	if _, _, err := ReadState(bytes.NewReader(nil), node); !errors.Is(err, ErrStateCorrupt) {
 		t.Fatalf("empty file: %v", err)
+	}
+}
+
+// Changes nobody waits for are written at most once per gap, however many
+// come; a waiter has them written at once. (A change during the gap used
+// to end it: a peer bootstrapping 100,000 hosts rewrote its 52 MB state
+// file every second.)
+func TestPersisterSpacesWritesNobodyWaitsFor(t *testing.T) {
+	now := time.Now()
+	_, _, recs := testNetwork(t, now, 4)
+	store := mesh.NewStore(stateOf(t, now, recs[:1]), nil)
+	path := filepath.Join(t.TempDir(), "state.bin")
+	p := newPersister(path, crdtKey("self"), store, slog.New(slog.DiscardHandler))
+	p.gapFloor = time.Hour
+	store.Subscribe(func(mesh.Change) { p.changed() })
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { p.run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+
+	if res := store.Ingest(recs[1:4]); res.Added != 3 {
+		t.Fatalf("first host: %+v", res)
+	}
+	eventually(t, 10*time.Second, "the first write", func() bool { return p.writes.Load() == 1 })
+	for i := 4; i < len(recs); i++ {
+		if res := store.Ingest(recs[i : i+1]); res.Added != 1 {
+			t.Fatalf("record %d: %+v", i, res)
+		}
+		time.Sleep(50 * time.Millisecond) // time for a write that must not come
+	}
+	if n := p.writes.Load(); n != 1 {
+		t.Fatalf("%d writes within the gap, nobody waiting: want 1", n)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if err := p.wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.writes.Load(); n != 2 {
+		t.Fatalf("%d writes after a waiter: want 2", n)
+	}
+	st, restored, err := loadState(path, crdtKey("self"), func() *crdt.State { return crdt.NewState(crdt.DefaultOptions(), recs[0].Settings().Network) }, now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restored != len(recs) || len(st.Records(recs[0].Settings().Network)) != len(recs) {
+		t.Fatalf("the file holds %d records, want all %d", restored, len(recs))
 	}
 }

@@ -54,3 +54,36 @@ func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 	})
 	runtime.KeepAlive(hold)
 }
+
+// The limit follows the live heap at each collection, not at the next
+// interval: a state that grows (a new node's bootstrap) is never held
+// under a limit it has outgrown, where the runtime would collect without
+// pause.
+func TestBoundHeapFollowsEachCollection(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	debug.SetMemoryLimit(math.MaxInt64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+
+	runtime.GC()
+	go func() { defer close(done); BoundHeap(ctx, time.Hour) }()
+	var first int64
+	eventually(t, 10*time.Second, "a first limit", func() bool {
+		first = debug.SetMemoryLimit(-1)
+		return first != math.MaxInt64
+	})
+	// 160 MiB more live, well within the hour's interval: 1.4 times it
+	// is above the first limit's 128 MiB floor.
+	hold := make([][]byte, 160)
+	for i := range hold {
+		hold[i] = make([]byte, 1<<20)
+		hold[i][0] = 1
+	}
+	runtime.GC()
+	eventually(t, 10*time.Second, "the limit to follow the collection", func() bool {
+		return debug.SetMemoryLimit(-1) > 160<<20*7/5
+	})
+	runtime.KeepAlive(hold)
+}

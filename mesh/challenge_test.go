@@ -1,13 +1,16 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -373,3 +376,43 @@ func BenchmarkProberScheduleAtRest(b *testing.B) {
 		p.schedule()
 	}
 }
+
+// A node that cannot reach a mesh writes a bounded number of lines about
+// it: the first failures of a minute, then one line saying the rest is not
+// logged; a retry that fails again is not news at all. (A new node
+// bootstrapping 100,000 hosts it could not reach wrote 190,000 lines in
+// 40 s.)
+func TestProberFailuresLogBounded(t *testing.T) {
+	var buf syncBuffer
+	p := &Prober{Routed: func(netip.Addr) bool { return false }, TTL: time.Hour, RetryFirst: 5 * time.Millisecond, RetryMax: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	net1 := crdt.PublicKey{1}
+	var targets []Target
+	for i := range 100 {
+		targets = append(targets, Target{Network: net1, Node: crdt.PublicKey{byte(i), 1}, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}, Port: 7331})
+	}
+	p.Update(targets)
+	eventually(t, 20*time.Second, "every host checked three times", func() bool { return p.Checks() >= 300 })
+	out := buf.String()
+	if n := strings.Count(out, "host failed the reachability challenge"); n != failLinesPerMinute {
+		t.Fatalf("%d lines about failed hosts, want %d:\n%s", n, failLinesPerMinute, out)
+	}
+	if n := strings.Count(out, "the rest of this minute's failures are not logged"); n != 1 {
+		t.Fatalf("%d lines saying the rest is not logged, want 1:\n%s", n, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -128,6 +128,11 @@ type Prober struct {
 	once    sync.Once
 	checks  atomic.Uint64 // checks completed
 	changed chan struct{}
+
+	// logMu guards the count of failure lines in the current minute.
+	logMu     sync.Mutex
+	logWindow int64
+	logLines  int
 }
 
 func (p *Prober) init() {
@@ -409,14 +414,47 @@ func (p *Prober) check(ctx context.Context, c check) {
 	p.mu.Unlock()
 	p.checks.Add(1)
 	if err != nil {
-		p.Logger.Info("host failed the reachability challenge; its names stay out of this node's view",
-			"addr", netip.AddrPortFrom(c.addr, c.port), "err", err, "retry_in", backoff)
+		p.logFailure(changed, netip.AddrPortFrom(c.addr, c.port), err, backoff)
 	}
 	if changed {
 		select {
 		case p.changed <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// failLinesPerMinute bounds the prober's lines about hosts that fail: a
+// node that cannot reach a large mesh (its WireGuard routes lost, or not
+// yet set up while it bootstraps) would write one per host and retry: a
+// new node bootstrapping 100,000 hosts it could not reach wrote 190,000
+// lines in 40 s. dm-agent status and doctor list every verdict.
+const failLinesPerMinute = 20
+
+// logFailure writes a failed check: at Info when the address's verdict
+// changed (its first check, or a pass that failed), up to
+// failLinesPerMinute a minute, then one line saying the rest of the minute
+// is not logged; at Debug otherwise (a retry that failed again).
+func (p *Prober) logFailure(changed bool, at netip.AddrPort, err error, retry time.Duration) {
+	const msg = "host failed the reachability challenge; its names stay out of this node's view"
+	if !changed {
+		p.Logger.Debug(msg, "addr", at, "err", err, "retry_in", retry)
+		return
+	}
+	now := time.Now().UnixNano()
+	p.logMu.Lock()
+	if now-p.logWindow >= int64(time.Minute) {
+		p.logWindow, p.logLines = now, 0
+	}
+	p.logLines++
+	n := p.logLines
+	p.logMu.Unlock()
+	switch {
+	case n <= failLinesPerMinute:
+		p.Logger.Info(msg, "addr", at, "err", err, "retry_in", retry)
+	case n == failLinesPerMinute+1:
+		p.Logger.Warn("more hosts failed the reachability challenge; the rest of this minute's failures are not logged (dm-agent status lists every verdict)",
+			"logged", failLinesPerMinute)
 	}
 }
 

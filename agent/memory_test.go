@@ -9,24 +9,29 @@ import (
 	"time"
 )
 
-// BoundHeap sets its limit at once, from what the last collection found
-// live, with room for the work after start-up; then it keeps it closer,
-// and follows the live heap up when it grows.
-func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
+// startBoundHeap runs BoundHeap until the test ends (the process's limit
+// restored then) and returns the first limit it set.
+func startBoundHeap(t *testing.T, interval time.Duration) int64 {
 	old := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(old)
 	debug.SetMemoryLimit(math.MaxInt64)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	defer func() { cancel(); <-done }()
-
+	t.Cleanup(func() { cancel(); <-done; debug.SetMemoryLimit(old) })
 	runtime.GC()
-	go func() { defer close(done); BoundHeap(ctx, 200*time.Millisecond) }()
+	go func() { defer close(done); BoundHeap(ctx, interval) }()
 	var first int64
 	eventually(t, 10*time.Second, "a first limit", func() bool {
 		first = debug.SetMemoryLimit(-1)
 		return first != math.MaxInt64
 	})
+	return first
+}
+
+// BoundHeap sets its limit at once, from what the last collection found
+// live, with room for the work after start-up; then it keeps it closer,
+// and follows the live heap up when it grows.
+func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
+	first := startBoundHeap(t, 200*time.Millisecond)
 	if first < 128<<20 {
 		t.Fatalf("first limit %d MiB, below the 128 MiB floor of the first interval", first>>20)
 	}
@@ -62,20 +67,7 @@ func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 // under a limit it has outgrown, where the runtime would collect without
 // pause.
 func TestBoundHeapFollowsEachCollection(t *testing.T) {
-	old := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(old)
-	debug.SetMemoryLimit(math.MaxInt64)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	defer func() { cancel(); <-done }()
-
-	runtime.GC()
-	go func() { defer close(done); BoundHeap(ctx, time.Hour) }()
-	var first int64
-	eventually(t, 10*time.Second, "a first limit", func() bool {
-		first = debug.SetMemoryLimit(-1)
-		return first != math.MaxInt64
-	})
+	startBoundHeap(t, time.Hour)
 	// 160 MiB more live, well within the hour's interval: 1.4 times it
 	// is above the first limit's 128 MiB floor.
 	hold := make([][]byte, 160)

@@ -29,8 +29,8 @@ import (
 // views at once, does not raise the limit until the next one finds the
 // same), and the looser factor applies only while the live heap grows by
 // more than 5% a collection. At 100,000 hosts with a peer, 1.25 times at
-// rest kept 265-278 MB of RSS; 1.15 keeps 241 MB, for a new node's
-// bootstrap 1.3 times as long as with 1.25 throughout (40 s against 29-36).
+// rest kept 265-278 MB of RSS; these rules keep 238-241 MB, for a new
+// node's bootstrap 1.2-1.45 times as long (40-42 s against 29-36).
 func BoundHeap(ctx context.Context, interval time.Duration) {
 	type bound struct{ num, den, floor int64 }
 	var cur atomic.Pointer[bound]

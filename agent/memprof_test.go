@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -54,7 +55,7 @@ func TestProfileStartup(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(dir, "state.bin"), EncodeState(st.Verified(admin.Public()), node), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteVerdictsFile(filepath.Join(dir, VerdictsFile), verdicts, node); err != nil {
+	if err := WriteVerdictsFile(filepath.Join(dir, VerdictsFile), slices.Values(verdicts), node); err != nil {
 		t.Fatal(err)
 	}
 	recs, st, verdicts = nil, nil, nil

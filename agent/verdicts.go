@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -60,12 +61,12 @@ func verdictsMACKey(k crdt.PrivateKey) []byte {
 }
 
 // WriteVerdicts writes vs to w as a verdicts file.
-func WriteVerdicts(w io.Writer, vs []mesh.Verdict, key crdt.PrivateKey) error {
+func WriteVerdicts(w io.Writer, vs iter.Seq[mesh.Verdict], key crdt.PrivateKey) error {
 	m := hmac.New(sha256.New, verdictsMACKey(key))
 	bw := bufio.NewWriterSize(io.MultiWriter(w, m), 64<<10)
 	bw.WriteString(verdictsMagic)
 	var rec [verdictSize]byte
-	for _, v := range vs {
+	for v := range vs {
 		copy(rec[0:32], v.Network[:])
 		copy(rec[32:64], v.Node[:])
 		rec[64] = byte(v.Addr.BitLen() / 8)
@@ -83,7 +84,7 @@ func WriteVerdicts(w io.Writer, vs []mesh.Verdict, key crdt.PrivateKey) error {
 }
 
 // WriteVerdictsFile replaces path with a verdicts file of vs.
-func WriteVerdictsFile(path string, vs []mesh.Verdict, key crdt.PrivateKey) error {
+func WriteVerdictsFile(path string, vs iter.Seq[mesh.Verdict], key crdt.PrivateKey) error {
 	return WriteFileAtomicFunc(path, 0o600, func(w io.Writer) error { return WriteVerdicts(w, vs, key) })
 }
 
@@ -180,9 +181,8 @@ func (a *Agent) saveVerdicts(p *mesh.Prober, saved uint64) uint64 {
 	if n == saved {
 		return saved
 	}
-	passed := p.Passed()
 	conf := a.conf.Load()
-	if err := WriteVerdictsFile(a.verdictPath(conf), passed, a.key); err != nil {
+	if err := WriteVerdictsFile(a.verdictPath(conf), p.Passed(), a.key); err != nil {
 		a.log.Warn("saving reachability verdicts", "err", err)
 		return saved
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func TestVerdictsFile(t *testing.T) {
 	node := crdtKey("node")
 	vs := someVerdicts(50)
 	var b bytes.Buffer
-	if err := WriteVerdicts(&b, vs, node); err != nil {
+	if err := WriteVerdicts(&b, slices.Values(vs), node); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ReadVerdicts(bytes.NewReader(b.Bytes()), node)
@@ -48,7 +49,11 @@ func TestVerdictsFile(t *testing.T) {
 		}
 	}
 	for name, data := range map[string][]byte{
-		"another node's":  func() []byte { var o bytes.Buffer; WriteVerdicts(&o, vs, crdtKey("other")); return o.Bytes() }(),
+		"another node's": func() []byte {
+			var o bytes.Buffer
+			WriteVerdicts(&o, slices.Values(vs), crdtKey("other"))
+			return o.Bytes()
+		}(),
 		"a flipped bit":   func() []byte { c := bytes.Clone(b.Bytes()); c[100] ^= 1; return c }(),
 		"cut short":       b.Bytes()[:b.Len()-50],
 		"a verdict short": append(bytes.Clone(b.Bytes()[:b.Len()-32]), 0),
@@ -73,7 +78,7 @@ func TestLegacyVerdictsAreReadOnce(t *testing.T) {
 	if got := loadVerdicts(dir, crdtKey("node"), log); len(got) != len(vs) {
 		t.Fatalf("legacy: %d verdicts", len(got))
 	}
-	if err := WriteVerdictsFile(filepath.Join(dir, VerdictsFile), vs[:2], crdtKey("node")); err != nil {
+	if err := WriteVerdictsFile(filepath.Join(dir, VerdictsFile), slices.Values(vs[:2]), crdtKey("node")); err != nil {
 		t.Fatal(err)
 	}
 	if got := loadVerdicts(dir, crdtKey("node"), log); len(got) != 2 {
@@ -90,7 +95,7 @@ func BenchmarkLoadVerdicts(b *testing.B) {
 	vs := someVerdicts(100000)
 	node := crdtKey("node")
 	var bin bytes.Buffer
-	WriteVerdicts(&bin, vs, node)
+	WriteVerdicts(&bin, slices.Values(vs), node)
 	js, _ := json.Marshal(vs)
 	b.Run("binary", func(b *testing.B) {
 		b.SetBytes(int64(bin.Len()))

@@ -61,33 +61,29 @@ func (p *viewPipeline) update(now time.Time) time.Time {
 	// now, on the verdicts its other addresses already have, and no later
 	// event would recompute the view for it.
 	if p.prober != nil {
-		var targets []mesh.Target
-		fresh := false
 		p.store.Read(func(st *crdt.State) {
-			if fresh = st.Version() != p.targetsVersion; !fresh {
+			if st.Version() == p.targetsVersion {
 				return
 			}
 			p.targetsVersion = st.Version()
-			ids := st.Joined()
-			hosts := make([][]*crdt.Record, len(ids))
-			total := 0
-			for i, id := range ids {
-				hosts[i] = st.Hosts(id)
-				total += len(hosts[i])
-			}
-			targets = make([]mesh.Target, 0, total) // 100,000 hosts: 10 MB once, not 20 in doublings
-			for i, id := range ids {
-				for _, h := range hosts[i] {
-					host := h.Host()
-					targets = append(targets, mesh.Target{Network: id, Node: host.Node, Addrs: host.Addresses, Port: host.HTTPPort})
+			// Host by host, not a list of them all (at 100,000 hosts
+			// 10 MB, on every change of the state).
+			p.prober.Update(func(yield func(mesh.Target) bool) {
+				for _, id := range st.Joined() {
+					more := true
+					st.EachHost(id, func(h *crdt.Record) bool {
+						host := h.Host()
+						more = yield(mesh.Target{Network: id, Node: host.Node, Addrs: host.Addresses, Port: host.HTTPPort})
+						return more
+					})
+					if !more {
+						return
+					}
 				}
-			}
+			})
 		})
-		if fresh {
-			p.prober.Update(targets)
-		}
 	}
-	cfg := crdt.ViewConfig{}
+	cfg := crdt.ViewConfig{Previous: p.current()} // what did not change is shared
 	for _, n := range conf.Nets {
 		cfg.Networks = append(cfg.Networks, crdt.JoinedNetwork{ID: n.ID, Priority: n.Priority})
 	}

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -400,6 +401,47 @@ func TestLawViewAgreesWithNameStatus(t *testing.T) {
 				case !st.Holder.IsZero() && (!ok || w.host == nil || w.host.Host().Node != st.Holder):
 					t.Fatalf("%q: winners say %+v, NameStatus %s", name, w, st.Holder.Short())
 				}
+			}
+		}
+	})
+}
+
+// A view computed with the one before as Previous is the view computed
+// from scratch, it shares every entry that did not change (a view costs
+// its changes, not a copy of every name), and the view before is left as
+// it was.
+func TestLawViewSharesWhatDidNotChange(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		universe := genUniverse(t)
+		s1 := randomState(t, "s1", universe)
+		s2 := randomState(t, "s2", universe)
+		if rapid.Bool().Draw(t, "grows") {
+			s2 = merged(s1, s2)
+		}
+		reach := func(label string) func(_, node PublicKey) bool {
+			up := keysOf(subset(t, label, lawNodes))
+			return func(_, node PublicKey) bool { return slices.Contains(up, node) }
+		}
+		cfg1, cfg2 := lawView(), lawView()
+		cfg1.Reachable, cfg2.Reachable = reach("up1"), reach("up2")
+		v1 := s1.View(cfg1, lawNow)
+		cfg2.Previous = v1
+		v2 := s2.View(cfg2, lawNow)
+		cfg2.Previous = nil
+		if want := s2.View(cfg2, lawNow); !reflect.DeepEqual(v2, want) {
+			t.Fatalf("with the view before: %s\nfrom scratch: %s", describe(v2, nil), describe(want, nil))
+		}
+		if again := s1.View(cfg1, lawNow); !reflect.DeepEqual(v1, again) {
+			t.Fatalf("the view before changed: %s, was %s", describe(v1, nil), describe(again, nil))
+		}
+		for fqdn, e := range v2.Names {
+			if o := v1.Names[fqdn]; o != nil && len(e.Extra) == 0 && reflect.DeepEqual(o, e) && o != e {
+				t.Fatalf("%s: the same entry, not shared", fqdn)
+			}
+		}
+		for a, names := range v2.Reverse {
+			if o := v1.Reverse[a]; len(o) == 1 && slices.Equal(o, names) && &o[0] != &names[0] {
+				t.Fatalf("%v: the same reverse list, not shared", a)
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,17 +115,22 @@ func ParseRecordData(name string, t RRType, line string) (ExtraRecord, error) {
 	return x, x.validate()
 }
 
-// services are the SRV records of NamespaceServices for one node, under
-// its name rel: nil if the namespace is not declared.
-func serviceRecords(v *NamespaceItems, node PublicKey, rel string) []ExtraRecord {
+// service is one SRV entry of NamespaceServices: its key ("_svc._proto")
+// and its priority, weight and port.
+type service struct {
+	key    string
+	fields []string
+}
+
+// ownedServices are the entries of NamespaceServices by owner, read once
+// for a view (not once for each of its names): nil if the namespace is
+// not declared.
+func ownedServices(v *NamespaceItems) map[PublicKey][]service {
 	if v == nil || v.Namespace.Writers != WritersOwner {
 		return nil
 	}
-	var out []ExtraRecord
+	out := map[PublicKey][]service{}
 	for _, k := range v.Keys {
-		if k.Owner != node {
-			continue
-		}
 		svc, proto, ok := strings.Cut(k.Key, ".")
 		if !ok || !strings.HasPrefix(svc, "_") || (proto != "_tcp" && proto != "_udp") {
 			continue
@@ -141,7 +147,17 @@ func serviceRecords(v *NamespaceItems, node PublicKey, rel string) []ExtraRecord
 		default:
 			continue
 		}
-		x := ExtraRecord{Name: k.Key + "." + rel, Type: TypeSRV, Data: strings.Join(append(f, rel), " ")}
+		out[k.Owner] = append(out[k.Owner], service{k.Key, f})
+	}
+	return out
+}
+
+// serviceRecords are the SRV records of one node's services under its
+// name rel.
+func serviceRecords(list []service, rel string) []ExtraRecord {
+	var out []ExtraRecord
+	for _, s := range list {
+		x := ExtraRecord{Name: s.key + "." + rel, Type: TypeSRV, Data: strings.Join(append(slices.Clip(s.fields), rel), " ")}
 		if x.validate() == nil {
 			out = append(out, x)
 		}

@@ -113,3 +113,48 @@ func TestConcurrentAdminEditsBothStand(t *testing.T) {
 		}
 	}
 }
+
+// A view computed with the one before shares only the entries that did
+// not change: the admin's record added at a claimed name, and a service
+// under it, go into entries of the new view's own, and the view before
+// keeps its answers.
+func TestViewSharesNoEntryThatChanged(t *testing.T) {
+	admin, node, witness := testKey("admin"), testKey("node"), testKey("witness")
+	id := admin.Public()
+	set := must(SignSettings(testSettings(admin, epoch, func(s *Settings) {
+		s.Witnesses = []PublicKey{witness.Public()}
+		s.Namespaces = []Namespace{
+			{Name: NamespaceRecords, Writers: WritersAdmin, Policy: PolicyLWW},
+			{Name: NamespaceServices, Writers: WritersOwner, Policy: PolicyLWW},
+		}
+	}), admin))
+	st := NewState(DefaultOptions(), id)
+	now := epoch.Add(time.Minute)
+	claim := claimRec(id, node, "mors", epoch)
+	other := testKey("other")
+	claim2 := claimRec(id, other, "vega", epoch)
+	mustIngest(t, st, now, set, hostRec(id, node, epoch, "fd00::1"), claim, witnessRec(claim, witness, epoch),
+		hostRec(id, other, epoch, "fd00::2"), claim2, witnessRec(claim2, witness, epoch))
+	cfg := ViewConfig{Networks: []JoinedNetwork{{ID: id, Priority: 1}}}
+	before := st.View(cfg, now)
+	mustIngest(t, st, now,
+		putEntry(t, admin, id, NamespaceRecords, "mors TXT", "hello", now),
+		putEntry(t, node, id, NamespaceServices, "_ssh._tcp", "22", now))
+	cfg.Previous = before
+	v := st.View(cfg, now)
+	if got := extraOf(v, "mors.nether"); !slices.Equal(got, []string{"TXT hello"}) {
+		t.Fatalf("mors: %v", got)
+	}
+	if got := extraOf(v, "_ssh._tcp.mors.nether"); !slices.Equal(got, []string{"SRV 0 0 22 mors.nether."}) {
+		t.Fatalf("the service: %v", got)
+	}
+	if v.Names["mors.nether"] == before.Names["mors.nether"] || len(before.Names["mors.nether"].Extra) != 0 {
+		t.Fatalf("mors's entry shared with the view before, or changed in it: %+v", before.Names["mors.nether"])
+	}
+	if v.Names["vega.nether"] != before.Names["vega.nether"] {
+		t.Fatal("vega's entry, unchanged, not shared")
+	}
+	if _, ok := before.Names["_ssh._tcp.mors.nether"]; ok {
+		t.Fatal("the service went into the view before")
+	}
+}

@@ -396,7 +396,7 @@ func (prev *Table) unchangedIn(t *Table, name string) bool {
 }
 
 func sameName(a, b *crdt.Name) bool {
-	if a == nil || b == nil {
+	if a == b || a == nil || b == nil { // views share the entries that did not change
 		return a == b
 	}
 	return a.FQDN == b.FQDN && a.Network == b.Network && a.Node == b.Node && a.TTL == b.TTL &&

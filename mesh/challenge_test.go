@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,7 +55,7 @@ func TestChallengePassesForTheKeyHolder(t *testing.T) {
 	alice := key("alice")
 	_, at := responderAt(t, alice, net1)
 	p := newProber(t, loopbackRouted)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "alice to pass", func() bool { return p.Reachable(net1, pub(alice)) })
 	select {
 	case <-p.Changes():
@@ -115,7 +116,7 @@ func TestChallengeFailsForAnotherNodesAddress(t *testing.T) {
 	alice, mallory := key("alice"), key("mallory")
 	_, at := responderAt(t, alice, net1) // alice answers here
 	p := newProber(t, loopbackRouted)
-	p.Update([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "a verdict", func() bool { return len(p.Statuses()) == 1 })
 	st := p.Statuses()[0]
 	if st.OK || !strings.Contains(st.Err.Error(), "holds key") || p.Reachable(net1, pub(mallory)) {
@@ -128,7 +129,7 @@ func TestChallengeNeedsARoute(t *testing.T) {
 	alice := key("alice")
 	_, at := responderAt(t, alice, net1)
 	p := newProber(t, netip.MustParsePrefix("fd00::/64").Contains)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "a verdict", func() bool { return len(p.Statuses()) == 1 })
 	if st := p.Statuses()[0]; st.OK || !errors.Is(st.Err, ErrNotRouted) {
 		t.Fatalf("address outside every peer's allowed IPs: %+v", st)
@@ -147,7 +148,7 @@ func TestChallengeFollowsTheAgent(t *testing.T) {
 	at := netip.MustParseAddrPort(l.Addr().String())
 	l.Close() // nobody answers yet
 	p := newProber(t, loopbackRouted)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "a failed verdict", func() bool { return len(p.Statuses()) == 1 })
 	if p.Reachable(net1, pub(alice)) {
 		t.Fatal("reachable with its agent stopped")
@@ -173,9 +174,9 @@ func TestChallengeNeedsEveryAddress(t *testing.T) {
 	p := newProber(t, loopbackRouted)
 	// Same loopback address, different ports: model them as two targets'
 	// worth of addresses by checking each port separately.
-	p.Update([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{own.Addr()}, Port: own.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{own.Addr()}, Port: own.Port()}}))
 	eventually(t, 10*time.Second, "mallory's own address to pass", func() bool { return p.Reachable(net1, pub(mallory)) })
-	p.Update([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{own.Addr(), netip.MustParseAddr("127.0.0.2")}, Port: own.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(mallory), Addrs: []netip.Addr{own.Addr(), netip.MustParseAddr("127.0.0.2")}, Port: own.Port()}}))
 	eventually(t, 10*time.Second, "the second address to be checked", func() bool { return len(p.Statuses()) == 2 })
 	if p.Reachable(net1, pub(mallory)) {
 		t.Fatal("a host with one failing address counts as reachable")
@@ -226,9 +227,9 @@ func TestChallengeSurvivesAddressesChangingMidCheck(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	p := newProber(t, loopbackRouted)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{a}, Port: port}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{a}, Port: port}}))
 	<-inFlight
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{b, a}, Port: port}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{b, a}, Port: port}}))
 	close(release)
 	eventually(t, 10*time.Second, "alice to pass on both addresses", func() bool { return p.Reachable(net1, pub(alice)) })
 	for _, st := range p.Statuses() {
@@ -254,7 +255,7 @@ func TestColdStartRetriesQuickly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.Run(ctx)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "a first, failed check", func() bool { return len(p.Statuses()) == 1 })
 	l, err = net.Listen("tcp", at.String())
 	if err != nil {
@@ -282,7 +283,7 @@ func TestRecheckWhenRoutesChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.Run(ctx)
-	p.Update([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: pub(alice), Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}}))
 	eventually(t, 10*time.Second, "alice to pass", func() bool { return p.Reachable(net1, pub(alice)) })
 
 	routed.Store(false) // the peer was removed
@@ -311,16 +312,16 @@ func TestProberUpdateKeepsAndForgets(t *testing.T) {
 	p.Restore([]Verdict{{Network: net1, Node: alice, Addr: a, Port: 7331, Checked: now}, {Network: net1, Node: bob, Addr: b, Port: 7331, Checked: now}})
 	both := []Target{{Network: net1, Node: alice, Addrs: []netip.Addr{a}, Port: 7331}, {Network: net1, Node: bob, Addrs: []netip.Addr{b}, Port: 7331}}
 	for range 3 {
-		p.Update(both)
+		p.Update(slices.Values(both))
 		if !p.Reachable(net1, alice) || !p.Reachable(net1, bob) {
 			t.Fatal("an update that changed nothing dropped a verdict")
 		}
 	}
-	p.Update(both[:1])
+	p.Update(slices.Values(both[:1]))
 	if !p.Reachable(net1, alice) || p.Reachable(net1, bob) || len(p.Statuses()) != 1 {
 		t.Fatalf("bob is still held: %+v", p.Statuses())
 	}
-	p.Update(both)
+	p.Update(slices.Values(both))
 	if p.Reachable(net1, bob) {
 		t.Fatal("bob came back with his old verdict")
 	}
@@ -347,7 +348,7 @@ func TestProberWakesForTheEarliestCheck(t *testing.T) {
 		}
 		return false
 	}
-	p.Update([]Target{{Network: net1, Node: alice, Addrs: []netip.Addr{a}, Port: 7331}, {Network: net1, Node: bob, Addrs: []netip.Addr{b}, Port: 7331}})
+	p.Update(slices.Values([]Target{{Network: net1, Node: alice, Addrs: []netip.Addr{a}, Port: 7331}, {Network: net1, Node: bob, Addrs: []netip.Addr{b}, Port: 7331}}))
 	eventually(t, 10*time.Second, "bob, new, to be checked at once", func() bool { return failed(bob) })
 	if failed(alice) && time.Since(checked) < 2*time.Second {
 		t.Fatal("alice was checked before her renewal fell due")
@@ -394,7 +395,7 @@ func TestProberFailuresLogBounded(t *testing.T) {
 	for i := range 100 {
 		targets = append(targets, Target{Network: net1, Node: crdt.PublicKey{byte(i), 1}, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}, Port: 7331})
 	}
-	p.Update(targets)
+	p.Update(slices.Values(targets))
 	eventually(t, 20*time.Second, "every host checked three times", func() bool { return p.Checks() >= 300 })
 	out := buf.String()
 	if n := strings.Count(out, "host failed the reachability challenge"); n != failLinesPerMinute {

@@ -292,7 +292,7 @@ func BenchmarkStartup10k(b *testing.B) {
 	for _, h := range st.Hosts(admin.Public()) {
 		verdicts = append(verdicts, mesh.Verdict{Network: admin.Public(), Node: h.Host().Node, Addr: h.Host().Addresses[0], Port: 7331, Checked: now})
 	}
-	if err := agent.WriteVerdictsFile(filepath.Join(n.dir, agent.VerdictsFile), verdicts, n.key); err != nil {
+	if err := agent.WriteVerdictsFile(filepath.Join(n.dir, agent.VerdictsFile), slices.Values(verdicts), n.key); err != nil {
 		b.Fatal(err)
 	}
 	var firsts []time.Duration

@@ -223,7 +223,7 @@ func writeAgent(adir string, st *crdt.State, net crdt.PublicKey, verdicts []mesh
 	if err := os.WriteFile(filepath.Join(adir, "state", "state.bin"), agent.EncodeState(st.Verified(net), self), 0o600); err != nil {
 		return err
 	}
-	if err := agent.WriteVerdictsFile(filepath.Join(adir, "state", agent.VerdictsFile), verdicts, self); err != nil {
+	if err := agent.WriteVerdictsFile(filepath.Join(adir, "state", agent.VerdictsFile), slices.Values(verdicts), self); err != nil {
 		return err
 	}
 	nw := map[string]any{"pubkey": net.AuthorizedKey(), "priority": 1}

@@ -68,7 +68,7 @@ func TestBoundHeapFollowsTheLiveHeap(t *testing.T) {
 // pause.
 func TestBoundHeapFollowsEachCollection(t *testing.T) {
 	startBoundHeap(t, time.Hour)
-	// 160 MiB more live, well within the hour's interval: 1.4 times it
+	// 160 MiB more live, well within the hour's interval: 1.25 times it
 	// is above the first limit's 128 MiB floor.
 	hold := make([][]byte, 160)
 	for i := range hold {
@@ -77,7 +77,7 @@ func TestBoundHeapFollowsEachCollection(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the limit to follow the collections", func() bool {
 		runtime.GC()
-		return debug.SetMemoryLimit(-1) > 160<<20*7/5
+		return debug.SetMemoryLimit(-1) > 160<<20*5/4
 	})
 	runtime.KeepAlive(hold)
 }
@@ -106,8 +106,8 @@ func TestBoundForRestGrowthAndPeaks(t *testing.T) {
 	if got, want := boundFor(steady, steady*11/10, restNum, restDen), steady*23/20+8*mb; got != want {
 		t.Fatalf("after a peak: %d MiB, want %d MiB", got/mb, want/mb)
 	}
-	// Start-up's factor, 1.4, is looser than growth's and stays.
+	// A factor looser than growth's (1.4) stays.
 	if got, want := boundFor(steady*12/10, steady, 7, 5), steady*7/5+8*mb; got != want {
-		t.Fatalf("growing at start-up: %d MiB, want %d MiB", got/mb, want/mb)
+		t.Fatalf("growing at 1.4: %d MiB, want %d MiB", got/mb, want/mb)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,20 +58,37 @@ func EncodeState(entries []crdt.Verified, key crdt.PrivateKey) []byte {
 // WriteState writes entries to w as a state file, as it goes: no copy of
 // the whole file is ever held.
 func WriteState(w io.Writer, entries []crdt.Verified, key crdt.PrivateKey) error {
-	return writeState(w, key, entries)
+	return writeState(w, key, slices.Values(entries))
+}
+
+// snapshotEntries yields a network's Snapshot as the entries of a state
+// file.
+func snapshotEntries(recs []*crdt.Record, atts []crdt.Attested) iter.Seq[crdt.Verified] {
+	return func(yield func(crdt.Verified) bool) {
+		first := len(recs) - len(atts) // atts are the last records'
+		for i, r := range recs {
+			e := crdt.Verified{Record: r}
+			if i >= first {
+				e.Attested = atts[i-first]
+			}
+			if !yield(e) {
+				return
+			}
+		}
+	}
 }
 
 // writeState is WriteState of parts written one after the other (each
 // network's entries: no copy of all of them is made). Each record is
 // encoded into one reused buffer.
-func writeState(w io.Writer, key crdt.PrivateKey, parts ...[]crdt.Verified) error {
+func writeState(w io.Writer, key crdt.PrivateKey, parts ...iter.Seq[crdt.Verified]) error {
 	m := hmac.New(sha256.New, stateMACKey(key))
 	bw := bufio.NewWriterSize(io.MultiWriter(w, m), 64<<10)
 	bw.WriteString(stateMagic)
 	var head [binary.MaxVarintLen64 + 8 + 1 + 32]byte
 	raw := make([]byte, 0, 512)
 	for _, entries := range parts {
-		for _, e := range entries {
+		for e := range entries {
 			raw = e.Record.AppendBytes(raw[:0])
 			bw.Write(binary.AppendUvarint(head[:0], uint64(len(raw))))
 			bw.Write(raw)
@@ -355,10 +373,10 @@ func (p *persister) flush() {
 		return
 	}
 	p.mu.Unlock()
-	var parts [][]crdt.Verified
+	var parts []iter.Seq[crdt.Verified]
 	p.store.Read(func(st *crdt.State) {
 		for _, id := range st.Joined() {
-			parts = append(parts, st.Verified(id))
+			parts = append(parts, snapshotEntries(st.Snapshot(id)))
 		}
 	})
 	counter := &countingWriter{}

@@ -72,7 +72,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 	// same file.
 	var parts bytes.Buffer
 	all := st.Verified(id)
-	if err := writeState(&parts, node, all[:2], nil, all[2:]); err != nil || !bytes.Equal(parts.Bytes(), b) {
+	if err := writeState(&parts, node, slices.Values(all[:2]), slices.Values([]crdt.Verified(nil)), slices.Values(all[2:])); err != nil || !bytes.Equal(parts.Bytes(), b) {
 		t.Fatalf("the state written in parts differs (%v)", err)
 	}
 	// Another node's key: no trust, but every record salvaged for

@@ -446,3 +446,37 @@ func TestLawViewSharesWhatDidNotChange(t *testing.T) {
 		}
 	})
 }
+
+// A Snapshot holds what Verified lists, the same records with the same
+// verification results, in dependency order.
+func TestLawSnapshotIsVerified(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := randomState(t, "s", genUniverse(t))
+		for _, id := range s.Joined() {
+			recs, atts := s.Snapshot(id)
+			want := map[Hash]Attested{}
+			for _, v := range s.Verified(id) {
+				want[v.Record.Hash()] = v.Attested
+			}
+			if len(recs) != len(want) {
+				t.Fatalf("%d records, Verified has %d", len(recs), len(want))
+			}
+			first := len(recs) - len(atts)
+			for i, r := range recs {
+				got := Attested{}
+				if i >= first {
+					got = atts[i-first]
+				}
+				if (r.Kind() == KindAttestation) != (i >= first) {
+					t.Fatalf("record %d (%v): the attestations are the last %d", i, r.Kind(), len(atts))
+				}
+				if w, held := want[r.Hash()]; !held || got != w {
+					t.Fatalf("record %d (%v): %+v, Verified %+v (held %v)", i, r.Kind(), got, w, held)
+				}
+				if i > 0 && dependencyRank(recs[i-1].Kind()) > dependencyRank(r.Kind()) {
+					t.Fatalf("record %d (%v) after a %v", i, r.Kind(), recs[i-1].Kind())
+				}
+			}
+		}
+	})
+}

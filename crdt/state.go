@@ -952,6 +952,53 @@ func (s *State) Verified(id PublicKey) []Verified {
 	return out
 }
 
+// Snapshot is what a state file of network id holds, in a third of the
+// memory of Verified: the records in dependency order (settings, hosts,
+// claims, entries, attestations; unsorted within each kind), and the
+// verification results of the attestations, the last len(atts) records. At
+// 100,000 hosts, 9 MB against 24, on every write of the state.
+func (s *State) Snapshot(id PublicKey) (recs []*Record, atts []Attested) {
+	n := s.nets[id]
+	if n == nil {
+		return nil, nil
+	}
+	size, natts := 1+len(n.nodes), 0
+	for _, r := range n.nodes {
+		size += len(r.claims)
+	}
+	for _, sp := range n.spaces {
+		for _, b := range sp.budgets {
+			size += len(b.recs)
+		}
+	}
+	for _, list := range n.byClaim {
+		natts += len(list)
+	}
+	recs, atts = make([]*Record, 0, size+natts), make([]Attested, 0, natts)
+	if n.settings != nil {
+		recs = append(recs, n.settings)
+	}
+	for _, r := range n.nodes {
+		if r.host != nil {
+			recs = append(recs, r.host)
+		}
+	}
+	for _, r := range n.nodes {
+		recs = append(recs, r.claims...)
+	}
+	for _, sp := range n.spaces {
+		for _, b := range sp.budgets {
+			recs = append(recs, b.recs...)
+		}
+	}
+	for _, list := range n.byClaim {
+		for _, e := range list {
+			recs, atts = append(recs, e.rec), append(atts, e.at)
+		}
+	}
+	return recs, atts
+}
+
 // Restore adds records that this node verified itself and has
 // authenticated since (the agent's state file carries a MAC keyed by the
 // node's own key), without checking signatures or attestations again: a

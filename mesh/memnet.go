@@ -26,8 +26,12 @@ type MemNetwork struct {
 	transport map[string]*MemTransport // by host
 	handler   map[string]http.Handler  // by host
 	group     map[string]int           // partition group of a host; 0 = none
+	crashed   map[string]bool          // hosts gone (Crash)
 
-	// Bytes that crossed the network, by path.
+	// Bytes by path: GossipBytes the datagrams that hosts up sent,
+	// delivered or not (a node's own traffic, as the simulator counts
+	// it: its probes and gossip to members that crashed are sent all
+	// the same); StreamBytes and HTTPBytes what crossed.
 	GossipBytes, StreamBytes, HTTPBytes atomic.Int64
 	// HTTPRequests counts requests to peer endpoints.
 	HTTPRequests atomic.Int64
@@ -35,7 +39,8 @@ type MemNetwork struct {
 
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
-	return &MemNetwork{transport: map[string]*MemTransport{}, handler: map[string]http.Handler{}, group: map[string]int{}}
+	return &MemNetwork{transport: map[string]*MemTransport{}, handler: map[string]http.Handler{}, group: map[string]int{},
+		crashed: map[string]bool{}}
 }
 
 var errUnreachable = errors.New("memnet: no route to host")
@@ -57,10 +62,25 @@ func (m *MemNetwork) Partition(groups ...[]string) {
 // Heal joins all groups again.
 func (m *MemNetwork) Heal() { m.Partition() }
 
+// Crash takes host away like a machine gone, for good: nothing reaches
+// it, and nothing it sends arrives or counts (its node keeps running, cut
+// off).
+func (m *MemNetwork) Crash(host string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.crashed[host] = true
+}
+
 func (m *MemNetwork) reachable(from, to string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.group[from] == m.group[to]
+	return m.group[from] == m.group[to] && !m.crashed[from] && !m.crashed[to]
+}
+
+func (m *MemNetwork) up(host string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return !m.crashed[host]
 }
 
 // Transport returns a memberlist transport for a node at host (an IP
@@ -180,11 +200,14 @@ func (t *MemTransport) peer(addr string) (*MemTransport, error) {
 // destination cannot be reached or its queue is full.
 func (t *MemTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	now := time.Now()
+	if t.shutdown.Load() || !t.net.up(t.host) {
+		return now, nil
+	}
+	t.net.GossipBytes.Add(int64(len(b))) // sent, whether it arrives or not
 	dest, err := t.peer(addr)
 	if err != nil {
 		return now, nil // like UDP: the packet is lost
 	}
-	t.net.GossipBytes.Add(int64(len(b)))
 	select {
 	case dest.packets <- &memberlist.Packet{Buf: bytes.Clone(b), From: t.addr(), Timestamp: now}:
 	default:

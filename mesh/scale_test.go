@@ -530,16 +530,15 @@ func runScale(t *testing.T, n int) ScaleResult {
 	loss.Store(0)
 
 	// 10% of the nodes crash, at times spread over the idle window: each
-	// is cut off alone (a partition group of its own), so nothing reaches
-	// it and nothing it sends arrives, as with a machine gone.
+	// is cut off (Crash), so nothing reaches it, and nothing it sends
+	// arrives or counts, as with a machine gone; what the others send it
+	// counts, as the simulator counts it.
 	down := rng.Perm(n)[:n/10]
 	res.Down = phase("10% down", func() {
-		var groups [][]string
 		for _, d := range down {
 			time.Sleep(scaleIdleWindow / time.Duration(len(down)+1)) // the crash schedule
 			live[d] = false
-			groups = append(groups, []string{c.nodes[d].host})
-			c.net.Partition(groups...)
+			c.net.Crash(c.nodes[d].host)
 		}
 	})
 

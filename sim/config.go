@@ -174,6 +174,8 @@ func (c *Config) Validate() error {
 		return errors.New("sim: Loss and Down are fractions below 1")
 	case c.GossipInterval <= 0 || c.ProbeInterval <= 0 || c.SyncInterval <= 0 || c.GossipNodes < 1:
 		return errors.New("sim: intervals and fanout must be positive")
+	case c.ProbeTimeout <= 0 || c.ProbeTimeout > c.ProbeInterval:
+		return fmt.Errorf("sim: probe timeout %v not within the probe interval %v", c.ProbeTimeout, c.ProbeInterval)
 	case c.Agents < 0 || c.Agents > c.Nodes:
 		return fmt.Errorf("sim: %d agents for %d nodes", c.Agents, c.Nodes)
 	case c.Claims < 1:

@@ -302,8 +302,8 @@ func (s *Sim) heard(n *node, m mlMessage) {
 
 // failureDetectionTime is the model's expected time from a crash to the
 // member lists dropping the node: the first probe (within a probe
-// interval), the probe timeout, the suspicion timeout, the dead message's
-// spread.
+// interval), its deadline (a probe interval), the suspicion timeout, the
+// dead message's spread.
 func (s *Sim) failureDetectionTime() time.Duration {
-	return s.cfg.ProbeInterval + s.cfg.ProbeTimeout + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + s.spread()
+	return 2*s.cfg.ProbeInterval + suspicionTimeout(s.cfg.SuspicionMult, s.cfg.Nodes, s.cfg.ProbeInterval) + s.spread()
 }

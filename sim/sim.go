@@ -590,11 +590,16 @@ func (s *Sim) probeTick(n *node, ep int) {
 			}
 		}
 		// A target that is down is suspected (a cut is modelled by the
-		// member lists splitting, see partition).
-		if !reached && !target.up {
-			k, _ := s.knows(n.ml, j)
-			s.suspect(n.ml, j, n.i, k.inc, true)
-		}
+		// member lists splitting, see partition), at the probe's
+		// deadline: memberlist's ack handler gives up a probe interval
+		// after the ping was sent (probeNode waits on its channel until
+		// then), not at the probe timeout, when the indirect pings go.
+		s.after(s.cfg.ProbeInterval-s.cfg.ProbeTimeout, func() {
+			if !reached && !target.up && n.up && n.epoch == ep {
+				k, _ := s.knows(n.ml, j)
+				s.suspect(n.ml, j, n.i, k.inc, true)
+			}
+		})
 	})
 }
 

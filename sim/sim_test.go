@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -289,5 +290,44 @@ func TestAgentsAgreeWithTheExactModel(t *testing.T) {
 	near("claim to 100%, ms", float64(exact.Reach100.Milliseconds()), float64(shared.Reach100.Milliseconds()))
 	if shared.Undetected != 0 || exact.Undetected != 0 {
 		t.Errorf("crashed nodes still listed: exact %d, shared %d", exact.Undetected, shared.Undetected)
+	}
+}
+
+// A member that crashed is first suspected at the deadline of the probe
+// that found it, a probe interval after the ping (memberlist's
+// probeNode waits for an ack until then), not at the probe timeout, when
+// the indirect pings go out.
+func TestSuspicionAtTheProbesDeadline(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		c := DefaultConfig(16)
+		c.Seed, c.Hostile = seed, 0
+		c.ScaleTimeouts()
+		s, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range s.nodes {
+			n.epoch = 1
+			s.startTimers(n)
+		}
+		const crashAt = 10 * time.Second
+		s.at(crashAt, func() { s.crash(s.nodes[0]) })
+		suspected := func() bool {
+			h := s.health[0]
+			return h != nil && slices.ContainsFunc(h.k, func(k knowledge) bool { return k.nfrom > 0 })
+		}
+		var first time.Duration
+		for first == 0 && s.step(crashAt+10*c.ProbeInterval) {
+			if suspected() {
+				first = s.now
+			}
+		}
+		if first == 0 {
+			t.Fatalf("seed %d: node 0 never suspected", seed)
+		}
+		// The first ping to reach for it goes at or after the crash.
+		if d := first - crashAt; d < c.ProbeInterval {
+			t.Errorf("seed %d: suspected %v after the crash, before a probe interval (%v)", seed, d, c.ProbeInterval)
+		}
 	}
 }

@@ -202,11 +202,17 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		return e
 	}
 	var buf []byte
-	entry := func(rel string) *Name {
-		buf = append(buf[:0], set.Domain...)
+	// key is the FQDN of rel, in a buffer reused (a map lookup with
+	// string(key(rel)) allocates nothing).
+	key := func(rel string) []byte {
+		buf = buf[:0]
 		if rel != "@" {
-			buf = append(append(append(buf[:0], rel...), '.'), set.Domain...)
+			buf = append(append(buf, rel...), '.')
 		}
+		return append(buf, set.Domain...)
+	}
+	entry := func(rel string) *Name {
+		buf = key(rel)
 		e := byName[string(buf)]
 		if e == nil {
 			return fresh(string(buf))
@@ -233,7 +239,7 @@ func (n *netState) resolve(jn JoinedNetwork, reachable func(network, node Public
 		}
 		svcs := serviceRecords(owned[node], name)
 		pending = append(pending, svcs...)
-		buf = append(append(append(buf[:0], name...), '.'), set.Domain...)
+		buf = key(name)
 		// An entry of the previous view that says the same is shared:
 		// a view costs its changes, not a copy of every name (at
 		// 100,000 hosts, 15 MB held twice while the next is computed).

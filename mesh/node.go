@@ -207,6 +207,9 @@ type Node struct {
 	refusedAt map[string]Member
 	// recheckMu runs one recheckMembers at a time.
 	recheckMu sync.Mutex
+	// strangers are hosts whose new records arrived but that gossip does
+	// not list (strangers.go).
+	strangers *strangers
 	// crowd tracks the room memberlist leaves the mesh's gossip;
 	// gossipNodes and packetSize are memberlist's, for packets of the
 	// mesh's own (crowding.go).
@@ -293,9 +296,20 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml = ml
 	ctx, n.stop = context.WithCancel(ctx)
 	n.running.Store(true)
+	n.strangers = newStrangers(n.cfg.Key.Public())
+	isMember := func(k crdt.PublicKey) bool {
+		_, ok := n.member(k.String())
+		return ok
+	}
 	n.store.Subscribe(func(c Change) {
 		if slices.ContainsFunc(c.Added, func(r *crdt.Record) bool { return r.Kind() == crdt.KindSettings }) {
 			n.recheckMembers() // a ban or an allow-list may have changed
+		}
+		if n.strangers.note(c.Added, time.Now(), n.store.Now(), isMember) {
+			select {
+			case n.seedKick <- struct{}{}: // the join loop looks at its clock again
+			default:
+			}
 		}
 	})
 	n.wg.Add(7)
@@ -348,7 +362,7 @@ func (n *Node) AddSeeds(seeds ...string) {
 	for _, s := range n.cfg.Seeds {
 		have[s] = true
 	}
-	for _, s := range seeds { // and kept, to try again while alone
+	for _, s := range seeds { // and kept: tried again while alone, and by the rejoins
 		if !have[s] {
 			have[s] = true
 			n.cfg.Seeds = append(n.cfg.Seeds, s)
@@ -529,6 +543,13 @@ func (n *Node) joinLoop(ctx context.Context) {
 	defer n.wg.Done()
 	wait := 500 * time.Millisecond
 	lastReconnect := time.Now()
+	// seedJoined: a join with a seed succeeded. Until then the seeds are
+	// tried even once others joined this node: nodes started together
+	// that joined one whose own join had failed would otherwise stay an
+	// island of their own, none of them alone, none holding a record of
+	// the rest (seen in the scale test: 50 nodes started together
+	// formed clusters of 44, 4 and 2 that never merged).
+	seedJoined := false
 	for {
 		n.seedMu.Lock()
 		added := n.newSeeds
@@ -539,16 +560,18 @@ func (n *Node) joinLoop(ctx context.Context) {
 				n.log.Debug("no new seed answered", "seeds", len(added), "err", err)
 			} else {
 				n.log.Debug("joined a new seed", "addr", c)
+				seedJoined = true
 				n.SyncNow()
 			}
 		}
 		alone := n.ml.NumMembers() <= 1
 		seeds := n.seeds()
 		switch {
-		case alone && len(seeds) > 0:
+		case (alone || !seedJoined) && len(seeds) > 0:
 			if _, err := n.joinOneOf(shuffled(seeds), seedTries); err != nil {
-				n.log.Debug("no seed answered", "err", err, "retry_in", wait)
+				n.log.Debug("no seed answered", "err", err, "retry_in", wait, "members", n.MemberCount())
 			} else {
+				seedJoined = true
 				n.SyncNow()
 			}
 		case !alone:
@@ -558,11 +581,18 @@ func (n *Node) joinLoop(ctx context.Context) {
 			lastReconnect = time.Now()
 			n.rejoinOne(n.absentHosts(3, netip.Addr{}))
 		}
+		if n.meetStrangers() {
+			n.SyncNow()
+		}
+		sleep := min(wait, n.cfg.ReconnectInterval)
+		if d, ok := n.strangers.next(time.Now()); ok {
+			sleep = min(sleep, d)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.seedKick:
-		case <-time.After(min(wait, n.cfg.ReconnectInterval)):
+		case <-time.After(sleep):
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
@@ -602,13 +632,16 @@ func ReconnectScale(base time.Duration, members int) time.Duration {
 // reservoir sampling, so that a look at 100,000 hosts formats k addresses,
 // not 100,000 (it runs every reconnection interval). The addresses of a
 // host at prefer (a bootstrap source, which just answered) come first,
-// beside the k.
+// beside the k. The seeds no member is at are candidates too: an island
+// of nodes that hold no record of the rest finds them only there.
 func (n *Node) absentHosts(k int, prefer netip.Addr) []string {
 	members := map[crdt.PublicKey]bool{n.cfg.Key.Public(): true}
+	at := map[netip.AddrPort]bool{netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.GossipPort)): true}
 	for _, m := range n.memberList() {
 		if id, err := crdt.ParsePublicKey(m.Name); err == nil {
 			members[id] = true
 		}
+		at[netip.AddrPortFrom(m.Addr, m.GossipPort)] = true
 	}
 	type cand struct {
 		addr netip.Addr
@@ -648,8 +681,8 @@ func (n *Node) absentHosts(k int, prefer netip.Addr) []string {
 			})
 		}
 	})
-	if n.ml.NumMembers() <= 1 {
-		for _, s := range n.seeds() {
+	for _, s := range n.seeds() {
+		if ap, err := netip.ParseAddrPort(s); err != nil || !at[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
 			offer(cand{seed: s})
 		}
 	}
@@ -659,7 +692,7 @@ func (n *Node) absentHosts(k int, prefer netip.Addr) []string {
 		if c.seed != "" {
 			out = append(out, c.seed)
 		} else {
-			out = append(out, net.JoinHostPort(c.addr.String(), strconv.Itoa(int(c.port))))
+			out = append(out, gossipAddr(c.addr, c.port))
 		}
 	}
 	return out

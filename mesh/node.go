@@ -296,7 +296,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml = ml
 	ctx, n.stop = context.WithCancel(ctx)
 	n.running.Store(true)
-	n.strangers = newStrangers(n.cfg.Key.Public())
+	n.strangers = newStrangers(n.cfg.Key.Public(), n.cfg.Routed)
 	isMember := func(k crdt.PublicKey) bool {
 		_, ok := n.member(k.String())
 		return ok

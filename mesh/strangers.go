@@ -43,9 +43,10 @@ const (
 )
 
 type strangers struct {
-	mu   sync.Mutex
-	self crdt.PublicKey
-	due  map[crdt.PublicKey]stranger
+	mu     sync.Mutex
+	self   crdt.PublicKey
+	routed func(netip.Addr) bool // nil: every address
+	due    map[crdt.PublicKey]stranger
 }
 
 type stranger struct {
@@ -53,8 +54,10 @@ type stranger struct {
 	addrs []string  // its gossip addresses
 }
 
-func newStrangers(self crdt.PublicKey) *strangers {
-	return &strangers{self: self, due: map[crdt.PublicKey]stranger{}}
+// newStrangers: routed says which addresses WireGuard routes (a host at
+// none of them would be refused as a member: it is not tried).
+func newStrangers(self crdt.PublicKey, routed func(netip.Addr) bool) *strangers {
+	return &strangers{self: self, routed: routed, due: map[crdt.PublicKey]stranger{}}
 }
 
 // note looks at the host records just added, at now by the wall clock and
@@ -77,11 +80,15 @@ func (s *strangers) note(added []*crdt.Record, now, signed time.Time, isMember f
 		if _, waiting := s.due[h.Node]; waiting || len(s.due) >= maxStrangers || isMember(h.Node) {
 			continue
 		}
-		addrs := make([]string, 0, len(h.Addresses))
+		var addrs []string
 		for _, a := range h.Addresses {
-			addrs = append(addrs, gossipAddr(a, h.GossipPort))
+			if s.routed == nil || s.routed(a.Unmap()) {
+				addrs = append(addrs, gossipAddr(a, h.GossipPort))
+			}
 		}
-		s.due[h.Node] = stranger{at: now.Add(strangerGrace), addrs: addrs}
+		if len(addrs) > 0 {
+			s.due[h.Node] = stranger{at: now.Add(strangerGrace), addrs: addrs}
+		}
 	}
 	return wasEmpty && len(s.due) > 0
 }

@@ -38,7 +38,7 @@ func TestStrangersNotedOnlyWhenNews(t *testing.T) {
 			Addresses: []netip.Addr{netip.MustParseAddr("fd00::9")}, GossipPort: 7946, HTTPPort: 7947}, k))
 	}
 	isMember := func(k crdt.PublicKey) bool { return k == member.Public() }
-	s := newStrangers(self.Public())
+	s := newStrangers(self.Public(), nil)
 	added := []*crdt.Record{
 		host(self, now), host(member, now), // itself, a member
 		host(old, now.Add(-strangerFresh-time.Second)), // what a bootstrap brings
@@ -70,6 +70,11 @@ func TestStrangersNotedOnlyWhenNews(t *testing.T) {
 	}
 	if _, ok := s.next(now); ok {
 		t.Fatal("a host gossip listed meanwhile still waits")
+	}
+	// A host at no address WireGuard routes would be refused: not tried.
+	routed := newStrangers(self.Public(), func(a netip.Addr) bool { return a != netip.MustParseAddr("fd00::9") })
+	if routed.note([]*crdt.Record{host(other, now)}, now, now, isMember) || len(routed.due) != 0 {
+		t.Fatal("a host at no routed address waits to be met")
 	}
 	// The wait is bounded.
 	for i := range 2 * maxStrangers {
